@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: sets up what it needs, then runs a task.
+#   ./verinfer.sh demo [args]     deploy on ape's embedded chain and run the marketplace demo
+#   ./verinfer.sh test [args]     run the whole test suite
+#   ./verinfer.sh bench-gas       gas table on anvil
+#   ./verinfer.sh bench-engine    inference speed table
+#   ./verinfer.sh bench-e2e       end-to-end marketplace throughput on anvil
+#   ./verinfer.sh setup           only install
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+
+setup() {
+  local py=${PYTHON:-python3}
+  [ -x .venv/bin/python ] || "$py" -m venv .venv
+  # Re-install only when the dependency list changed.
+  local want; want=$(cat pyproject.toml package.json | sha256sum | cut -d' ' -f1)
+  if [ "$(cat .venv/.verinfer-stamp 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    npm install --no-audit --no-fund --silent
+    echo "$want" > .venv/.verinfer-stamp
+  fi
+  export PATH="$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
+  export VIRTUAL_ENV="$ROOT/.venv"
+  export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+}
+
+task=${1:-help}; shift || true
+case "$task" in
+  setup) setup ;;
+  demo) setup; exec ape run demo "$@" ;;
+  test) setup; exec ape test tests "$@" ;;
+  bench-gas) setup; exec ape run gas_bench --network ethereum:local:foundry "$@" ;;
+  bench-engine) setup; exec python -m bench.engine "$@" ;;
+  bench-e2e) setup; exec python -m bench.e2e "$@" ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac

@@ -10,14 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 
+# pip warns about every configured find-links folder that doesn't exist here.
+quiet() { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
 setup() {
   local py=${PYTHON:-python3}
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   # Re-install only when the dependency list changed.
   local want; want=$(cat pyproject.toml package.json | sha256sum | cut -d' ' -f1)
   if [ "$(cat .venv/.verinfer-stamp 2>/dev/null)" != "$want" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+    .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | quiet
     npm install --no-audit --no-fund --silent
     echo "$want" > .venv/.verinfer-stamp
   fi

@@ -1,0 +1,214 @@
+"""The marketplace's events as frozen dataclasses (decoded by ``client.marketplace``).
+
+Field names equal the event's ABI argument names (a test checks every event of the
+shipped ABI); ``meta`` says where the log sits in the chain, for ordering and for
+reorg checks by block hash.
+
+>>> EVENT_TYPES["JobPosted"] is JobPosted
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from client.protocol import Fault, JobStatus
+
+
+@dataclass(frozen=True)
+class LogMeta:
+    """Where a log was emitted."""
+
+    block_number: int
+    block_hash: bytes
+    tx_hash: bytes
+    log_index: int
+    address: str
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Sort key: chain order."""
+        return self.block_number, self.log_index
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every decoded marketplace event."""
+
+    meta: LogMeta
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobPosted(Event):
+    job_id: int
+    client: str
+    model_id: bytes
+    r: int
+    reward: int
+    claim_deadline: int
+    commit_deadline: int
+    reveal_deadline: int
+    input: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobClaimed(Event):
+    job_id: int
+    provider: str
+    seat: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealCommitted(Event):
+    job_id: int
+    provider: str
+    seat: int
+    seal: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultRevealed(Event):
+    """A revealed (r >= 2) or delivered (r = 1) result; the chain is the delivery channel."""
+
+    job_id: int
+    provider: str
+    seat: int
+    digest: bytes
+    result: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemSkipped(Event):
+    """A batch item that was skipped instead of reverting the batch (e.g. a lost claim race)."""
+
+    job_id: int
+    caller: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFinalized(Event):
+    job_id: int
+    status: JobStatus
+    result_digest: bytes
+    provider_pay: int
+    client_refund: int
+    slashed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobChallenged(Event):
+    job_id: int
+    challenger: str
+    bond: int
+    claim_deadline: int
+    commit_deadline: int
+    reveal_deadline: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderSlashed(Event):
+    job_id: int
+    provider: str
+    seat: int
+    amount: int
+    reason: Fault
+
+
+# ---------------------------------------------------------------- providers and money
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderRegistered(Event):
+    provider: str
+    price: int
+    model_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderUpdated(Event):
+    provider: str
+    price: int
+    model_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Staked(Event):
+    provider: str
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnbondRequested(Event):
+    provider: str
+    amount: int
+    ready_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StakeWithdrawn(Event):
+    provider: str
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deposited(Event):
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Withdrawn(Event):
+    account: str
+    pay_amount: int
+    stake_amount: int
+
+
+# ---------------------------------------------------------------- owner
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRegistered(Event):
+    model_id: bytes
+    index: int
+    name: str
+    weights_digest: bytes
+    format_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelStatusChanged(Event):
+    model_id: bytes
+    active: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParameterChanged(Event):
+    name: str
+    old_value: int
+    new_value: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreasuryChanged(Event):
+    old_treasury: str
+    new_treasury: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnershipTransferred(Event):
+    previous_owner: str
+    new_owner: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in (
+    JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped, JobFinalized,
+    JobChallenged, ProviderSlashed, ProviderRegistered, ProviderUpdated, Staked,
+    UnbondRequested, StakeWithdrawn, Deposited, Withdrawn, ModelRegistered,
+    ModelStatusChanged, ParameterChanged, TreasuryChanged, OwnershipTransferred,
+)}
+# Events that carry the job id as their first indexed topic (a job's history).
+JOB_EVENTS = (JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped,
+              JobFinalized, JobChallenged, ProviderSlashed)

@@ -1,0 +1,440 @@
+"""The one module that speaks the contracts' ABI: call builders, views, event decoding.
+
+Builders return a ``Call`` (target + calldata) that any sender can sign: the client's
+``Signer`` or the provider agent's own transaction manager. Views return the frozen
+records of ``client.records``; logs decode to the dataclasses of ``client.events``.
+Encoding and decoding go straight through eth_abi with tables built once from the
+shipped ABI (web3's contract objects are several times slower per call).
+
+>>> call = Marketplace(None, "0x" + "11" * 20).build_claim_many([256, 257])
+>>> call.function, call.data[:4].hex()
+('claim_many', '1c6e3f0a')
+"""
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from functools import cache
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+
+from client.abi import load_abi
+from client.errors import InvalidInput
+from client.events import EVENT_TYPES, Event, LogMeta
+from client.protocol import MAX_BATCH, MAX_INPUT, MAX_RESULT, JobStatus
+from client.records import Assignment, JobInfo, ModelInfo, Params, ProviderInfo, Seat
+from client.transport import translate_errors
+
+LOG_CHUNK = 5_000  # blocks per eth_getLogs request: public nodes cap the range
+
+
+@dataclass(frozen=True)
+class Call:
+    """A contract call ready to be signed: ``tx`` is the web3 transaction dict to send."""
+
+    to: str
+    data: bytes
+    function: str
+
+    @property
+    def tx(self) -> dict:
+        return {"to": self.to, "data": "0x" + self.data.hex(), "value": 0}
+
+
+def _type_string(param: dict) -> str:
+    kind = param["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_type_string(c) for c in param["components"]) + ")" + kind[5:]
+    return kind
+
+
+def _pythonic(param: dict, value: Any) -> Any:
+    """eth_abi output -> SDK conventions: checksummed addresses, bytes, tuples."""
+    kind = param["type"]
+    if kind.endswith("[]"):
+        inner = {**param, "type": kind[:-2]}
+        return tuple(_pythonic(inner, v) for v in value)
+    if kind == "address":
+        return to_checksum_address(value)
+    if kind.startswith("tuple"):
+        return {c["name"]: _pythonic(c, v) for c, v in zip(param["components"], value)}
+    return value
+
+
+class _Function:
+    def __init__(self, item: dict):
+        self.name = item["name"]
+        self.inputs = [_type_string(p) for p in item["inputs"]]
+        self.outputs_abi = item.get("outputs", [])
+        self.outputs = [_type_string(p) for p in self.outputs_abi]
+        self.selector = keccak(text=f"{self.name}({','.join(self.inputs)})")[:4]
+
+    def encode(self, args: Sequence[Any]) -> bytes:
+        try:
+            return self.selector + abi_encode(self.inputs, list(args))
+        except Exception as exc:  # eth_abi raises EncodingError subclasses and TypeErrors
+            raise InvalidInput(f"{self.name}: cannot encode arguments {args!r}: {exc}") from None
+
+    def decode(self, data: bytes) -> Any:
+        values = abi_decode(self.outputs, data)
+        out = [_pythonic(p, v) for p, v in zip(self.outputs_abi, values)]
+        return out[0] if len(out) == 1 else tuple(out)
+
+
+class _EventDef:
+    def __init__(self, item: dict):
+        self.name = item["name"]
+        self.inputs = item["inputs"]
+        self.topic = keccak(text=f"{self.name}({','.join(_type_string(p) for p in self.inputs)})")
+        self.indexed = [p for p in self.inputs if p["indexed"]]
+        self.data = [p for p in self.inputs if not p["indexed"]]
+        self.cls = EVENT_TYPES.get(self.name)
+        self.enums = _enum_fields(self.cls) if self.cls else {}
+
+    def decode(self, log: dict) -> Event:
+        values = {}
+        for param, topic in zip(self.indexed, log["topics"][1:]):
+            values[param["name"]] = _pythonic(param, abi_decode([param["type"]], bytes(topic))[0])
+        decoded = abi_decode([_type_string(p) for p in self.data], bytes(log["data"]))
+        for param, value in zip(self.data, decoded):
+            values[param["name"]] = _pythonic(param, value)
+        for name, enum in self.enums.items():
+            values[name] = enum(values[name])
+        meta = LogMeta(
+            block_number=log["blockNumber"], block_hash=bytes(log["blockHash"]),
+            tx_hash=bytes(log["transactionHash"]), log_index=log["logIndex"],
+            address=to_checksum_address(log["address"]),
+        )
+        return self.cls(meta=meta, **values)
+
+
+def _enum_fields(cls: type) -> dict[str, type[IntEnum]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)
+            if isinstance(hints[f.name], type) and issubclass(hints[f.name], IntEnum)}
+
+
+@cache
+def _tables(contract: str) -> tuple[dict[str, _Function], dict[bytes, _EventDef]]:
+    abi = load_abi(contract)
+    functions = {item["name"]: _Function(item) for item in abi if item["type"] == "function"}
+    events = {}
+    for item in abi:
+        if item["type"] == "event":
+            event = _EventDef(item)
+            events[event.topic] = event
+    return functions, events
+
+
+def _job_topic(job_id: int) -> str:
+    return "0x" + job_id.to_bytes(32, "big").hex()
+
+
+def to_bytes32(value: bytes | str, what: str = "value") -> bytes:
+    """32 bytes from bytes or a 0x-hex string (``InvalidInput`` otherwise)."""
+    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+    if len(raw) != 32:
+        raise InvalidInput(f"{what} must be 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _batch(items: Sequence, what: str) -> list:
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidInput(f"{what}: 1..{MAX_BATCH} items per call, got {len(items)}")
+    return list(items)
+
+
+def _sized(data: bytes, limit: int, what: str) -> bytes:
+    data = bytes(data)
+    if not 1 <= len(data) <= limit:
+        raise InvalidInput(f"{what} must be 1..{limit} bytes, got {len(data)}")
+    return data
+
+
+class _Contract:
+    """Encoding, calls and log decoding for one deployed contract."""
+
+    CONTRACT = ""
+
+    def __init__(self, w3: Web3 | None, address: str):
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self._functions, self._events = _tables(self.CONTRACT)
+
+    def build(self, function: str, *args: Any) -> Call:
+        """A ``Call`` of ``function(*args)`` on this contract."""
+        return Call(self.address, self._functions[function].encode(args), function)
+
+    def call(self, function: str, *args: Any, block: int | str = "latest") -> Any:
+        """The decoded result of the view ``function(*args)``; reverts map to named errors."""
+        fn = self._functions[function]
+        with translate_errors():
+            raw = self.w3.eth.call({"to": self.address, "data": fn.encode(args)}, block)
+        return fn.decode(bytes(raw))
+
+    def decode_log(self, log: dict) -> Event | None:
+        """The event of one raw log of this contract, or None for logs it did not emit."""
+        if not log["topics"] or to_checksum_address(log["address"]) != self.address:
+            return None
+        event = self._events.get(bytes(log["topics"][0]))
+        return event.decode(log) if event and event.cls else None
+
+    def decode_receipt(self, receipt: dict) -> list[Event]:
+        """Every event of this contract in a transaction receipt, in order."""
+        return [e for e in map(self.decode_log, receipt["logs"]) if e is not None]
+
+    def topic(self, event: str) -> str:
+        """topic0 of an event, for log filters."""
+        for topic, definition in self._events.items():
+            if definition.name == event:
+                return "0x" + topic.hex()
+        raise KeyError(event)
+
+    def get_events(self, from_block: int = 0, to_block: int | str = "latest", *,
+                   events: Iterable[str] | None = None, job_ids: Iterable[int] | None = None,
+                   chunk: int = LOG_CHUNK) -> list[Event]:
+        """Decoded events in ``[from_block, to_block]``, read in bounded block ranges.
+
+        ``events`` restricts to these names; ``job_ids`` to jobs' events (their first
+        indexed topic is the job id).
+        """
+        topics: list[Any] = [[self.topic(e) for e in events] if events is not None else None]
+        if job_ids is not None:
+            topics.append([_job_topic(j) for j in job_ids])
+        while topics and topics[-1] is None:
+            topics.pop()
+        out: list[Event] = []
+        with translate_errors():
+            last = self.w3.eth.block_number if to_block == "latest" else int(to_block)
+            start = from_block
+            while start <= last:
+                end = min(start + chunk - 1, last)
+                logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": start,
+                                             "toBlock": end, "topics": topics})
+                out.extend(e for e in map(self.decode_log, logs) if e is not None)
+                start = end + 1
+        return sorted(out, key=lambda e: e.meta.position)
+
+
+class Marketplace(_Contract):
+    """The deployed marketplace: builders for every entry point, typed views, events.
+
+    >>> m = Marketplace(None, "0x" + "11" * 20)
+    >>> m.build_commit(256, bytes(31) + b"\\x01").function
+    'commit'
+    """
+
+    CONTRACT = "Marketplace"
+
+    # ------------------------------------------------------------ clients
+
+    def build_post_job(self, model_id: bytes, input: bytes, r: int, reward: int,
+                       claim_window: int, commit_window: int, reveal_window: int) -> Call:
+        """Post one job; escrow r x (reward + fee) comes from the internal balance, then transferFrom."""
+        return self.build("post_job", to_bytes32(model_id, "model_id"), _sized(input, MAX_INPUT, "input"),
+                          r, reward, claim_window, commit_window, reveal_window)
+
+    def build_post_jobs(self, model_id: bytes, inputs: Sequence[bytes], r: int, reward: int,
+                        claim_window: int, commit_window: int, reveal_window: int) -> Call:
+        """Post up to MAX_BATCH jobs with the same terms; ids are first_id + i."""
+        inputs = [_sized(x, MAX_INPUT, f"input {i}") for i, x in enumerate(_batch(inputs, "post_jobs"))]
+        return self.build("post_jobs", to_bytes32(model_id, "model_id"), inputs, r, reward,
+                          claim_window, commit_window, reveal_window)
+
+    def build_cancel(self, job_id: int) -> Call:
+        """The client withdraws an unclaimed job (full refund to its balance)."""
+        return self.build("cancel", job_id)
+
+    def build_challenge(self, job_id: int) -> Call:
+        """Dispute a delivered r = 1 result inside its window (bond: ``challenge_bond``)."""
+        return self.build("challenge", job_id)
+
+    def build_deposit(self, amount: int) -> Call:
+        """Move payment tokens into the internal balance (approve first)."""
+        return self.build("deposit", amount)
+
+    def build_withdraw(self) -> Call:
+        """Collect the internal payment balance and stake credits."""
+        return self.build("withdraw")
+
+    # ------------------------------------------------------------ anyone (keepers)
+
+    def build_finalize(self, job_id: int) -> Call:
+        """Settle a due job (reverts with the reason when it isn't due)."""
+        return self.build("finalize", job_id)
+
+    def build_finalize_many(self, job_ids: Sequence[int]) -> Call:
+        """Settle many jobs; items not due are skipped with ItemSkipped."""
+        return self.build("finalize_many", _batch(job_ids, "finalize_many"))
+
+    # ------------------------------------------------------------ providers
+
+    def build_register(self, model_ids: Sequence[bytes], price: int) -> Call:
+        """Register as a provider serving ``model_ids`` at an asking ``price`` per seat."""
+        return self.build("register", [to_bytes32(m, "model_id") for m in model_ids], price)
+
+    def build_update_provider(self, model_ids: Sequence[bytes], price: int) -> Call:
+        """Replace the served models and the asking price."""
+        return self.build("update_provider", [to_bytes32(m, "model_id") for m in model_ids], price)
+
+    def build_stake(self, amount: int) -> Call:
+        """Add stake (approve the stake token first)."""
+        return self.build("stake", amount)
+
+    def build_request_unbond(self, amount: int) -> Call:
+        """Move free stake to unbonding."""
+        return self.build("request_unbond", amount)
+
+    def build_withdraw_stake(self) -> Call:
+        """Withdraw unbonded stake after the delay."""
+        return self.build("withdraw_stake")
+
+    def build_claim(self, job_id: int) -> Call:
+        """Take a seat of an r >= 2 job (or of a re-execution round)."""
+        return self.build("claim", job_id)
+
+    def build_claim_many(self, job_ids: Sequence[int]) -> Call:
+        """Claim many; lost races are skipped with ItemSkipped, not reverted."""
+        return self.build("claim_many", _batch(job_ids, "claim_many"))
+
+    def build_deliver(self, job_id: int, result: bytes) -> Call:
+        """r = 1 fast path: claim and deliver the result in one call."""
+        return self.build("deliver", job_id, _sized(result, MAX_RESULT, "result"))
+
+    def build_deliver_many(self, job_ids: Sequence[int], results: Sequence[bytes]) -> Call:
+        """Deliver many r = 1 jobs; failing items are skipped."""
+        self._same_length(job_ids, results)
+        return self.build("deliver_many", _batch(job_ids, "deliver_many"),
+                          [_sized(r, MAX_RESULT, "result") for r in results])
+
+    def build_commit(self, job_id: int, seal: bytes) -> Call:
+        """Commit a seal (``client.protocol.seal``)."""
+        return self.build("commit", job_id, to_bytes32(seal, "seal"))
+
+    def build_commit_many(self, job_ids: Sequence[int], seals: Sequence[bytes]) -> Call:
+        """Commit many seals; all or nothing."""
+        self._same_length(job_ids, seals)
+        return self.build("commit_many", _batch(job_ids, "commit_many"), [to_bytes32(s, "seal") for s in seals])
+
+    def build_reveal(self, job_id: int, result: bytes, salt: bytes) -> Call:
+        """Reveal the committed result and its salt."""
+        return self.build("reveal", job_id, _sized(result, MAX_RESULT, "result"), to_bytes32(salt, "salt"))
+
+    def build_reveal_many(self, job_ids: Sequence[int], results: Sequence[bytes], salts: Sequence[bytes]) -> Call:
+        """Reveal many; all or nothing."""
+        self._same_length(job_ids, results, salts)
+        return self.build("reveal_many", _batch(job_ids, "reveal_many"),
+                          [_sized(r, MAX_RESULT, "result") for r in results], [to_bytes32(s, "salt") for s in salts])
+
+    @staticmethod
+    def _same_length(*lists: Sequence) -> None:
+        if len({len(x) for x in lists}) != 1:
+            raise InvalidInput(f"parallel lists differ in length: {[len(x) for x in lists]}")
+
+    # ------------------------------------------------------------ views
+
+    def job(self, job_id: int, block: int | str = "latest") -> JobInfo:
+        """A job's terms and current state (``JobNotFound`` for unknown ids)."""
+        view = self.call("job", job_id, block=block)
+        view["status"] = JobStatus(view["status"])
+        return JobInfo(job_id=job_id, **view)
+
+    def seat(self, job_id: int, index: int) -> Seat:
+        """Seat ``index`` of a job."""
+        return Seat(**self.call("seat", job_id, index))
+
+    def assignment(self, job_id: int, account: str) -> Assignment:
+        """Whether ``account`` holds a seat of the job's current round."""
+        return Assignment(*self.call("assignment", job_id, account))
+
+    def model(self, model_id: bytes) -> ModelInfo:
+        """A registered model (``ModelNotFound`` otherwise)."""
+        return ModelInfo(**self.call("model_info", to_bytes32(model_id, "model_id")))
+
+    def models(self) -> list[ModelInfo]:
+        """Every registered model, active or not, by registry index."""
+        return [ModelInfo(**self.call("model_at", i)) for i in range(self.call("model_count"))]
+
+    def provider(self, account: str) -> ProviderInfo:
+        """A provider's registration, stake and served models."""
+        info = self.call("provider_info", account)
+        return ProviderInfo(address=to_checksum_address(account), model_ids=self.call("provider_models", account), **info)
+
+    def params(self) -> Params:
+        """The current protocol parameters."""
+        client_bps, honest_bps, treasury_bps = self.call("slash_split")
+        return Params(
+            fee_bps=self.call("fee_bps"), collateral_bps=self.call("collateral_bps"),
+            slash_client_bps=client_bps, slash_honest_bps=honest_bps, slash_treasury_bps=treasury_bps,
+            challenge_window=self.call("challenge_window"), unbond_delay=self.call("unbond_delay"),
+            paused=self.call("paused"), treasury=self.call("treasury"), owner=self.call("owner"),
+        )
+
+    def job_price(self, r: int, reward: int, count: int = 1) -> int:
+        """Escrow needed to post ``count`` jobs at the current fee."""
+        return self.call("job_price", r, reward, count)
+
+    def challenge_bond(self, job_id: int) -> int:
+        """Bond a challenge of ``job_id`` costs."""
+        return self.call("challenge_bond", job_id)
+
+    def escrow_of(self, job_id: int) -> int:
+        """Payment tokens held for an unsettled job (0 once settled)."""
+        return self.call("escrow_of", job_id)
+
+    def balance_of(self, account: str) -> int:
+        """Internal payment-token balance of ``account``."""
+        return self.call("balances", account)
+
+    def stake_credits_of(self, account: str) -> int:
+        """Withdrawable stake-token credits of ``account``."""
+        return self.call("stake_credits", account)
+
+    def seal_of(self, job_id: int, provider: str, result: bytes, salt: bytes) -> bytes:
+        """The contract's own seal computation (``client.protocol.seal_result`` equals it)."""
+        return self.call("seal_of", job_id, provider, bytes(result), to_bytes32(salt, "salt"))
+
+    def pay_token(self) -> str:
+        return self.call("PAY_TOKEN")
+
+    def stake_token(self) -> str:
+        return self.call("STAKE_TOKEN")
+
+    def job_events(self, job_ids: Iterable[int], from_block: int = 0, *,
+                   events: Iterable[str] | None = None, chunk: int = LOG_CHUNK) -> list[Event]:
+        """Every event of these jobs (all of them carry the job id as first topic), in order."""
+        return self.get_events(from_block, events=events, job_ids=list(job_ids), chunk=chunk)
+
+
+class Token(_Contract):
+    """An ERC-20 (the payment or stake token)."""
+
+    CONTRACT = "TestToken"
+
+    def balance_of(self, account: str) -> int:
+        return self.call("balanceOf", account)
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return self.call("allowance", owner, spender)
+
+    def symbol(self) -> str:
+        return self.call("symbol")
+
+    def decimals(self) -> int:
+        return self.call("decimals")
+
+    def build_approve(self, spender: str, amount: int) -> Call:
+        return self.build("approve", spender, amount)
+
+    def build_transfer(self, to: str, amount: int) -> Call:
+        return self.build("transfer", to, amount)
+
+    def build_mint(self, to: str, amount: int) -> Call:
+        """The local test token's open faucet (not part of ERC-20)."""
+        return self.build("mint", to, amount)

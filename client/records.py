@@ -1,0 +1,200 @@
+"""Frozen records of what the SDK reads from the chain and computes for the caller.
+
+Addresses are checksummed strings, bytes32 values are ``bytes``, token amounts are
+integers in the token's base units.
+
+>>> Estimate(r=3, reward=100, count=2, fee_per_seat=2, collateral_per_seat=500).total
+612
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from client.encoding import decode_embedding
+from client.events import Event
+from client.protocol import JobStatus
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model (``Marketplace.model``)."""
+
+    model_id: bytes
+    name: str
+    weights_digest: bytes
+    format_version: int
+    active: bool
+    index: int
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """A provider's registration, asking price, stake and served models."""
+
+    address: str
+    registered: bool
+    price: int
+    free: int
+    locked: int
+    unbonding: int
+    unbond_ready_at: int
+    model_ids: tuple[bytes, ...]
+
+    @property
+    def total_stake(self) -> int:
+        """All stake still held by the contract: free + locked + unbonding."""
+        return self.free + self.locked + self.unbonding
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job's terms and current state (``Marketplace.job``).
+
+    Deadlines and counters are those of the current round: a challenge opens a new
+    round of ``R_CHALLENGE`` seats with fresh deadlines.
+    """
+
+    job_id: int
+    client: str
+    model_id: bytes
+    r: int
+    reward: int
+    fee_per_seat: int
+    collateral_per_seat: int
+    status: JobStatus
+    posted_at: int
+    claim_deadline: int
+    commit_deadline: int
+    reveal_deadline: int
+    challenge_end: int
+    challenger: str
+    nclaimed: int
+    ncommitted: int
+    nrevealed: int
+    input_hash: bytes
+    result_digest: bytes
+
+    @property
+    def price(self) -> int:
+        """The escrow the job was posted with: r x (reward + fee)."""
+        return self.r * (self.reward + self.fee_per_seat)
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One seat of a job (``Marketplace.seat``): the seal while committed, the digest once revealed."""
+
+    provider: str
+    committed: bool
+    revealed: bool
+    word: bytes
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Whether an account holds a seat of a job's current round (``Marketplace.assignment``)."""
+
+    assigned: bool
+    seat: int
+    committed: bool
+    revealed: bool
+
+
+@dataclass(frozen=True)
+class Params:
+    """The marketplace's owner-set parameters."""
+
+    fee_bps: int
+    collateral_bps: int
+    slash_client_bps: int
+    slash_honest_bps: int
+    slash_treasury_bps: int
+    challenge_window: int
+    unbond_delay: int
+    paused: bool
+    treasury: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What posting ``count`` jobs of redundancy ``r`` at ``reward`` per seat costs."""
+
+    r: int
+    reward: int
+    count: int
+    fee_per_seat: int
+    collateral_per_seat: int
+
+    @property
+    def per_job(self) -> int:
+        """Escrow per job: r x (reward + fee)."""
+        return self.r * (self.reward + self.fee_per_seat)
+
+    @property
+    def total(self) -> int:
+        """Escrow for all ``count`` jobs, taken at posting."""
+        return self.count * self.per_job
+
+
+@dataclass(frozen=True)
+class Balances:
+    """An account's money as the marketplace sees it (payment-token base units)."""
+
+    account: str
+    wallet: int  # payment tokens in the account itself
+    deposited: int  # internal marketplace balance: spendable for posts, withdrawable
+    stake_credits: int  # stake-token credits (slash compensation), withdrawable
+    allowance: int  # payment tokens the marketplace may pull
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Windows of a job in seconds: claim (r = 1: delivery), then commit, then reveal.
+
+    For r = 1 jobs the three windows also time a challenge's re-execution round.
+    """
+
+    claim: int = 600
+    commit: int = 600
+    reveal: int = 600
+
+
+@dataclass(frozen=True)
+class VerifiedResult:
+    """A job's result bytes, checked against the digest the chain settled on.
+
+    ``final`` is False while an r = 1 result can still be challenged.
+    """
+
+    job_id: int
+    model_id: bytes
+    status: JobStatus
+    digest: bytes
+    result: bytes
+    providers: tuple[str, ...]  # who revealed exactly these bytes
+
+    @property
+    def final(self) -> bool:
+        return self.status == JobStatus.FINALIZED
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """The decoded unit-norm float32 embedding (``client.encoding``)."""
+        return decode_embedding(self.result)
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined transaction sent by the SDK and the marketplace events it emitted."""
+
+    tx_hash: bytes
+    block_number: int
+    gas_used: int
+    events: tuple[Event, ...]
+
+    def of(self, kind: type[Event]) -> list:
+        """The events of one type, e.g. ``tx.of(JobPosted)``."""
+        return [e for e in self.events if isinstance(e, kind)]

@@ -1,0 +1,819 @@
+# pragma version ~=0.4.3
+"""
+@title Jobs: posting, claiming, commit-reveal and single-provider delivery
+@custom:contract-name jobs
+@license MIT
+@notice A client posts a batch of jobs sharing one set of terms (model,
+        redundancy r, reward per seat, windows); each job has r seats.
+        r >= 2: providers claim seats (collateral locked), commit a seal,
+        reveal after all seals are in or the commit deadline, then anyone
+        finalizes (settlement module). r == 1: one provider claims and delivers
+        in one call (nobody to copy from, so no commit-reveal); its pay waits
+        out the challenge window.
+        Storage per job is what verification needs: the input hash (inputs and
+        results travel in calldata and events), one packed state word, and a
+        provider address and a seal/digest word per extra seat. Terms are
+        stored once per batch: job_id = batch_id << 8 | index.
+"""
+
+from ethereum.ercs import IERC20
+from . import accounting
+from . import models
+from . import params
+from . import staking
+
+uses: accounting
+uses: models
+uses: params
+initializes: staking[params := params]
+
+
+MAX_REDUNDANCY: constant(uint256) = 7
+# Fresh providers re-executing a challenged single-provider job.
+R_CHALLENGE: constant(uint256) = 3
+MAX_BATCH: constant(uint256) = 32
+MAX_INPUT: constant(uint256) = 2048
+MAX_RESULT: constant(uint256) = 1024
+MAX_WINDOW: constant(uint256) = 30 * 86_400
+MAX_REWARD: constant(uint256) = 2**96 - 1
+BPS: constant(uint256) = 10_000
+
+STATUS_OPEN: constant(uint256) = 0
+STATUS_DELIVERED: constant(uint256) = 1
+STATUS_CHALLENGED: constant(uint256) = 2
+STATUS_FINALIZED: constant(uint256) = 3
+STATUS_UNRESOLVED: constant(uint256) = 4
+STATUS_CANCELLED: constant(uint256) = 5
+
+_NO_SEAT: constant(uint256) = max_value(uint256)
+_MASK8: constant(uint256) = 2**8 - 1
+_MASK16: constant(uint256) = 2**16 - 1
+_MASK24: constant(uint256) = 2**24 - 1
+_MASK32: constant(uint256) = 2**32 - 1
+_MASK40: constant(uint256) = 2**40 - 1
+_MASK160: constant(uint256) = 2**160 - 1
+
+
+# Terms shared by every job of a batch (memory form of the two packed words).
+struct Terms:
+    client: address
+    reward: uint256
+    model_index: uint256
+    r: uint256
+    size: uint256
+    posted_at: uint256
+    claim_window: uint256
+    commit_window: uint256
+    reveal_window: uint256
+    fee_bps: uint256
+    collateral_bps: uint256
+
+
+# Mutable state of one job (memory form of its packed word). Counters and
+# bitmaps cover the current round: the r seats, or seats 1..R_CHALLENGE of a
+# re-execution (seat 0 keeps the original provider's bits).
+struct Job:
+    provider: address
+    status: uint256
+    nclaimed: uint256
+    ncommitted: uint256
+    nrevealed: uint256
+    committed: uint256
+    revealed: uint256
+    until: uint256
+
+
+struct JobView:
+    client: address
+    model_id: bytes32
+    r: uint256
+    reward: uint256
+    fee_per_seat: uint256
+    collateral_per_seat: uint256
+    status: uint256
+    posted_at: uint256
+    claim_deadline: uint256
+    commit_deadline: uint256
+    reveal_deadline: uint256
+    challenge_end: uint256
+    challenger: address
+    nclaimed: uint256
+    ncommitted: uint256
+    nrevealed: uint256
+    input_hash: bytes32
+    result_digest: bytes32
+
+
+struct SeatView:
+    provider: address
+    committed: bool
+    revealed: bool
+    # The seal while committed, the result digest once revealed.
+    word: bytes32
+
+
+next_batch_id: public(uint256)
+# client | reward << 160
+_terms_a: HashMap[uint256, uint256]
+# model | r << 8 | size << 16 | posted_at << 24 | windows << 64/96/128 | fee_bps << 160 | collateral_bps << 176
+_terms_b: HashMap[uint256, uint256]
+_input_hash: HashMap[uint256, bytes32]
+# seat-0 provider | status << 160 | nclaimed << 168 | ncommitted << 176 | nrevealed << 184
+# | committed bits << 192 | revealed bits << 200 | until << 208
+_jobs: HashMap[uint256, uint256]
+# job_id << 4 | seat -> provider of seats >= 1
+_seats: HashMap[uint256, address]
+# job_id << 4 | seat -> seal, replaced by the result digest at reveal
+_words: HashMap[uint256, bytes32]
+# challenger | round start << 160
+_challenges: HashMap[uint256, uint256]
+
+
+event JobPosted:
+    job_id: indexed(uint256)
+    client: indexed(address)
+    model_id: indexed(bytes32)
+    r: uint256
+    reward: uint256
+    claim_deadline: uint256
+    commit_deadline: uint256
+    reveal_deadline: uint256
+    input: Bytes[MAX_INPUT]
+
+event JobClaimed:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    seat: uint256
+
+event SealCommitted:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    seat: uint256
+    seal: bytes32
+
+event ResultRevealed:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    seat: uint256
+    digest: bytes32
+    result: Bytes[MAX_RESULT]
+
+# A batch item that lost a race (or was otherwise invalid) and was skipped.
+event ItemSkipped:
+    job_id: indexed(uint256)
+    caller: indexed(address)
+    reason: String[64]
+
+
+@deploy
+def __init__(pay_token: IERC20, stake_token: IERC20, treasury: address):
+    staking.__init__(pay_token, stake_token, treasury)
+    self.next_batch_id = 1
+
+
+# ---------------------------------------------------------------- posting
+
+
+@external
+@nonreentrant
+def post_job(
+    model_id: bytes32,
+    input: Bytes[MAX_INPUT],
+    r: uint256,
+    reward: uint256,
+    claim_window: uint256,
+    commit_window: uint256,
+    reveal_window: uint256,
+) -> uint256:
+    """
+    @notice Post one job and escrow its full price: r * (reward + fee). The price
+            is taken from your internal balance first, the rest by transferFrom.
+    @param model_id An active registered model.
+    @param input The job input (UTF-8 text for embedding models), 1..MAX_INPUT bytes.
+    @param r Redundancy: seats (independent providers), 1..MAX_REDUNDANCY.
+    @param reward Pay per seat in payment-token units, 1..MAX_REWARD.
+    @param claim_window Seconds from now until the claim deadline (r == 1: the
+           delivery deadline).
+    @param commit_window Seconds from the claim deadline to the commit deadline.
+    @param reveal_window Seconds from the commit deadline to the reveal deadline.
+           For r == 1 the three windows time a challenge's re-execution round.
+    @return The job id.
+    """
+    job_id: uint256 = 0
+    price: uint256 = 0
+    job_id, price = self._open_batch(model_id, 1, r, reward, claim_window, commit_window, reveal_window)
+    self._post_one(job_id, model_id, input, r, reward, claim_window, commit_window, reveal_window)
+    accounting._collect(msg.sender, price)
+    return job_id
+
+
+@external
+@nonreentrant
+def post_jobs(
+    model_id: bytes32,
+    inputs: DynArray[Bytes[MAX_INPUT], MAX_BATCH],
+    r: uint256,
+    reward: uint256,
+    claim_window: uint256,
+    commit_window: uint256,
+    reveal_window: uint256,
+) -> uint256:
+    """
+    @notice Post a batch of jobs with the same terms (all or nothing); ids are
+            consecutive: first_job_id + i for inputs[i].
+    @param model_id An active registered model.
+    @param inputs 1..MAX_BATCH inputs, each 1..MAX_INPUT bytes.
+    @param r Redundancy, 1..MAX_REDUNDANCY.
+    @param reward Pay per seat, 1..MAX_REWARD.
+    @param claim_window Seconds from now until the claim deadline.
+    @param commit_window Seconds from the claim deadline to the commit deadline.
+    @param reveal_window Seconds from the commit deadline to the reveal deadline.
+    @return The first job id.
+    """
+    n: uint256 = len(inputs)
+    first: uint256 = 0
+    price: uint256 = 0
+    first, price = self._open_batch(model_id, n, r, reward, claim_window, commit_window, reveal_window)
+    for i: uint256 in range(n, bound=MAX_BATCH):
+        self._post_one(first + i, model_id, inputs[i], r, reward, claim_window, commit_window, reveal_window)
+    accounting._collect(msg.sender, price)
+    return first
+
+
+# ---------------------------------------------------------------- claims
+
+
+@external
+def claim(job_id: uint256):
+    """
+    @notice Take the next free seat of a job (r >= 2, or a challenged job's
+            re-execution round) and lock its collateral from your free stake.
+    @param job_id The job.
+    """
+    self._try_claim(job_id, True)
+
+
+@external
+def claim_many(job_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
+    """
+    @notice Claim many jobs. An item that fails (job full, deadline passed, stake
+            short, ...) is skipped with an ItemSkipped event instead of
+            reverting the batch, so agents racing for seats lose only that item.
+    @param job_ids The jobs.
+    @return How many seats were taken.
+    """
+    count: uint256 = 0
+    for job_id: uint256 in job_ids:
+        if self._try_claim(job_id, False):
+            count += 1
+    return count
+
+
+@external
+def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
+    """
+    @notice Single-provider fast path (r == 1): claim the job and deliver its
+            result in one call. Collateral stays locked and pay is released by
+            `finalize` after the challenge window.
+    @param job_id An open r == 1 job.
+    @param result The result bytes (emitted in ResultRevealed; only the digest is stored).
+    """
+    self._try_deliver(job_id, result, True)
+
+
+@external
+def deliver_many(job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_BATCH]) -> uint256:
+    """
+    @notice Deliver many r == 1 jobs; failing items are skipped with ItemSkipped.
+    @param job_ids The jobs.
+    @param results results[i] for job_ids[i].
+    @return How many jobs were delivered.
+    """
+    assert len(job_ids) == len(results), "jobs: length mismatch"
+    count: uint256 = 0
+    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+        if self._try_deliver(job_ids[i], results[i], False):
+            count += 1
+    return count
+
+
+# ---------------------------------------------------------------- commit / reveal
+
+
+@external
+def commit(job_id: uint256, seal: bytes32):
+    """
+    @notice Commit to your result: seal = keccak256(abi_encode(job_id, provider,
+            keccak256(result), salt)). Binding the provider makes a copied seal useless.
+    @param job_id A job where you hold a seat of the current round.
+    @param seal The seal (non-zero).
+    """
+    self._commit(job_id, seal)
+
+
+@external
+def commit_many(job_ids: DynArray[uint256, MAX_BATCH], seals: DynArray[bytes32, MAX_BATCH]):
+    """
+    @notice Commit many seals; all or nothing (these are your own seats, so a
+            failure is a bug worth reverting for).
+    @param job_ids The jobs.
+    @param seals seals[i] for job_ids[i].
+    """
+    assert len(job_ids) == len(seals), "jobs: length mismatch"
+    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+        self._commit(job_ids[i], seals[i])
+
+
+@external
+def reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
+    """
+    @notice Reveal your result once every seat has committed or the commit
+            deadline has passed; the contract recomputes digest and seal.
+    @param job_id The job.
+    @param result The result bytes (emitted in ResultRevealed).
+    @param salt The salt used in the seal.
+    """
+    self._reveal(job_id, result, salt)
+
+
+@external
+def reveal_many(
+    job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_BATCH], salts: DynArray[bytes32, MAX_BATCH]
+):
+    """
+    @notice Reveal many results; all or nothing.
+    @param job_ids The jobs.
+    @param results results[i] for job_ids[i].
+    @param salts salts[i] for job_ids[i].
+    """
+    assert len(job_ids) == len(results) and len(job_ids) == len(salts), "jobs: length mismatch"
+    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+        self._reveal(job_ids[i], results[i], salts[i])
+
+
+# ---------------------------------------------------------------- views
+
+
+@external
+@view
+def job(job_id: uint256) -> JobView:
+    """
+    @notice Everything about a job. Deadlines are those of the current round
+            (a challenge opens a new round); counters count the current round.
+            result_digest is set once a result stands (delivered or finalized).
+    @param job_id The job.
+    """
+    t: Terms = self._terms(job_id)
+    assert self._exists(t, job_id), "jobs: unknown job"
+    j: Job = self._load(job_id)
+    claim_dl: uint256 = 0
+    commit_dl: uint256 = 0
+    reveal_dl: uint256 = 0
+    claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
+    digest: bytes32 = empty(bytes32)
+    if j.status == STATUS_DELIVERED or j.status == STATUS_CHALLENGED or j.status == STATUS_FINALIZED:
+        digest = self._words[job_id << 4]
+    challenge_end: uint256 = 0
+    if t.r == 1 and j.status != STATUS_OPEN and j.status != STATUS_CANCELLED:
+        challenge_end = j.until
+    return JobView(
+        client=t.client,
+        model_id=models._id_at(t.model_index),
+        r=t.r,
+        reward=t.reward,
+        fee_per_seat=self._fee(t),
+        collateral_per_seat=self._collateral(t),
+        status=j.status,
+        posted_at=t.posted_at,
+        claim_deadline=claim_dl,
+        commit_deadline=commit_dl,
+        reveal_deadline=reveal_dl,
+        challenge_end=challenge_end,
+        challenger=self._challenger(job_id),
+        nclaimed=j.nclaimed,
+        ncommitted=j.ncommitted,
+        nrevealed=j.nrevealed,
+        input_hash=self._input_hash[job_id],
+        result_digest=digest,
+    )
+
+
+@external
+@view
+def seat(job_id: uint256, index: uint256) -> SeatView:
+    """
+    @notice Seat `index` of a job (empty provider if not taken).
+    @param job_id The job.
+    @param index 0..r-1, or 1..R_CHALLENGE for a re-execution round.
+    """
+    j: Job = self._load(job_id)
+    return SeatView(
+        provider=self._seat_provider(job_id, j, index),
+        committed=(j.committed >> index) & 1 != 0,
+        revealed=(j.revealed >> index) & 1 != 0,
+        word=self._words[(job_id << 4) | index],
+    )
+
+
+@external
+@view
+def assignment(job_id: uint256, account: address) -> (bool, uint256, bool, bool):
+    """
+    @notice Whether `account` holds a seat of the job's current round.
+    @param job_id The job.
+    @param account A provider.
+    @return (assigned, seat, committed, revealed)
+    """
+    t: Terms = self._terms(job_id)
+    if not self._exists(t, job_id):
+        return False, 0, False, False
+    j: Job = self._load(job_id)
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    s: uint256 = self._find_seat(job_id, j, base, account)
+    if s == _NO_SEAT:
+        return False, 0, False, False
+    return True, s, (j.committed >> s) & 1 != 0, (j.revealed >> s) & 1 != 0
+
+
+@external
+@view
+def job_price(r: uint256, reward: uint256, count: uint256) -> uint256:
+    """
+    @notice Escrow needed to post `count` jobs at the current fee.
+    @param r Redundancy.
+    @param reward Pay per seat.
+    @param count Number of jobs.
+    """
+    return count * r * (reward + reward * params._fee(params._load()) // BPS)
+
+
+@external
+@view
+def seal_of(job_id: uint256, provider: address, result: Bytes[MAX_RESULT], salt: bytes32) -> bytes32:
+    """
+    @notice The seal a provider commits for `result` (same formula as the SDK).
+    """
+    return self._seal(job_id, provider, keccak256(result), salt)
+
+
+# ---------------------------------------------------------------- internal: posting
+
+
+@internal
+def _open_batch(
+    model_id: bytes32, n: uint256, r: uint256, reward: uint256, claim_window: uint256, commit_window: uint256, reveal_window: uint256
+) -> (uint256, uint256):
+    """
+    @dev Validate the terms, store them once for the batch, return (first job id, price).
+    """
+    p: uint256 = params._load()
+    assert not params._paused(p), "params: paused"
+    model_index: uint256 = models._active_index(model_id)
+    assert n > 0, "jobs: empty batch"
+    assert r > 0 and r <= MAX_REDUNDANCY, "jobs: bad redundancy"
+    assert reward > 0 and reward <= MAX_REWARD, "jobs: bad reward"
+    assert claim_window > 0 and claim_window <= MAX_WINDOW, "jobs: bad window"
+    assert commit_window > 0 and commit_window <= MAX_WINDOW, "jobs: bad window"
+    assert reveal_window > 0 and reveal_window <= MAX_WINDOW, "jobs: bad window"
+    fee_bps: uint256 = params._fee(p)
+    batch_id: uint256 = self.next_batch_id
+    self.next_batch_id = batch_id + 1
+    self._terms_a[batch_id] = convert(msg.sender, uint256) | (reward << 160)
+    self._terms_b[batch_id] = (
+        model_index
+        | (r << 8)
+        | (n << 16)
+        | (block.timestamp << 24)
+        | (claim_window << 64)
+        | (commit_window << 96)
+        | (reveal_window << 128)
+        | (fee_bps << 160)
+        | (params._collateral(p) << 176)
+    )
+    return batch_id << 8, n * r * (reward + reward * fee_bps // BPS)
+
+
+@internal
+def _post_one(
+    job_id: uint256,
+    model_id: bytes32,
+    input: Bytes[MAX_INPUT],
+    r: uint256,
+    reward: uint256,
+    claim_window: uint256,
+    commit_window: uint256,
+    reveal_window: uint256,
+):
+    assert len(input) > 0, "jobs: empty input"
+    self._input_hash[job_id] = keccak256(input)
+    claim_dl: uint256 = block.timestamp + claim_window
+    log JobPosted(
+        job_id=job_id,
+        client=msg.sender,
+        model_id=model_id,
+        r=r,
+        reward=reward,
+        claim_deadline=claim_dl,
+        commit_deadline=claim_dl + commit_window,
+        reveal_deadline=claim_dl + commit_window + reveal_window,
+        input=input,
+    )
+
+
+# ---------------------------------------------------------------- internal: actions
+
+
+@internal
+def _skip(job_id: uint256, reason: String[64], strict: bool) -> bool:
+    """
+    @dev Single calls revert with `reason`; batch calls log it and go on.
+    """
+    assert not strict, reason
+    log ItemSkipped(job_id=job_id, caller=msg.sender, reason=reason)
+    return False
+
+
+@internal
+def _try_claim(job_id: uint256, strict: bool) -> bool:
+    t: Terms = self._terms(job_id)
+    if not self._exists(t, job_id):
+        return self._skip(job_id, "jobs: unknown job", strict)
+    j: Job = self._load(job_id)
+    if j.status == STATUS_OPEN:
+        if t.r == 1:
+            return self._skip(job_id, "jobs: use deliver", strict)
+        if params._paused(params._load()):
+            return self._skip(job_id, "params: paused", strict)
+    elif j.status != STATUS_CHALLENGED:
+        # Re-execution claims are settlement of existing work: never paused.
+        return self._skip(job_id, "jobs: not claimable", strict)
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    claim_dl: uint256 = 0
+    commit_dl: uint256 = 0
+    reveal_dl: uint256 = 0
+    claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
+    if block.timestamp > claim_dl:
+        return self._skip(job_id, "jobs: claim deadline passed", strict)
+    if j.nclaimed == size:
+        return self._skip(job_id, "jobs: no free seat", strict)
+    if self._find_seat(job_id, j, base, msg.sender) != _NO_SEAT:
+        return self._skip(job_id, "jobs: already assigned", strict)
+    if base == 1 and j.provider == msg.sender:
+        return self._skip(job_id, "jobs: original provider", strict)
+    if not staking._serves(msg.sender, t.model_index):
+        return self._skip(job_id, "staking: model not served", strict)
+    collateral: uint256 = self._collateral(t)
+    if staking._free(msg.sender) < collateral:
+        return self._skip(job_id, "staking: insufficient free stake", strict)
+
+    s: uint256 = base + j.nclaimed
+    if s == 0:
+        j.provider = msg.sender
+    else:
+        self._seats[(job_id << 4) | s] = msg.sender
+    j.nclaimed += 1
+    self._store(job_id, j)
+    staking._lock(msg.sender, collateral)
+    log JobClaimed(job_id=job_id, provider=msg.sender, seat=s)
+    return True
+
+
+@internal
+def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bool:
+    t: Terms = self._terms(job_id)
+    if not self._exists(t, job_id):
+        return self._skip(job_id, "jobs: unknown job", strict)
+    if t.r != 1:
+        return self._skip(job_id, "jobs: not single-provider", strict)
+    j: Job = self._load(job_id)
+    if j.status != STATUS_OPEN:
+        return self._skip(job_id, "jobs: not claimable", strict)
+    p: uint256 = params._load()
+    if params._paused(p):
+        return self._skip(job_id, "params: paused", strict)
+    if block.timestamp > t.posted_at + t.claim_window:
+        return self._skip(job_id, "jobs: claim deadline passed", strict)
+    if len(result) == 0:
+        return self._skip(job_id, "jobs: empty result", strict)
+    if not staking._serves(msg.sender, t.model_index):
+        return self._skip(job_id, "staking: model not served", strict)
+    collateral: uint256 = self._collateral(t)
+    if staking._free(msg.sender) < collateral:
+        return self._skip(job_id, "staking: insufficient free stake", strict)
+
+    digest: bytes32 = keccak256(result)
+    self._store(
+        job_id,
+        Job(
+            provider=msg.sender,
+            status=STATUS_DELIVERED,
+            nclaimed=1,
+            ncommitted=1,
+            nrevealed=1,
+            committed=1,
+            revealed=1,
+            until=block.timestamp + params._challenge_window(p),
+        ),
+    )
+    self._words[job_id << 4] = digest
+    staking._lock(msg.sender, collateral)
+    log ResultRevealed(job_id=job_id, provider=msg.sender, seat=0, digest=digest, result=result)
+    return True
+
+
+@internal
+def _active_seat(job_id: uint256) -> (Terms, Job, uint256):
+    """
+    @dev Load a job in a commit/reveal phase and the caller's seat in its current round.
+    """
+    t: Terms = self._terms(job_id)
+    assert self._exists(t, job_id), "jobs: unknown job"
+    j: Job = self._load(job_id)
+    assert j.status == STATUS_OPEN or j.status == STATUS_CHALLENGED, "jobs: not active"
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    s: uint256 = self._find_seat(job_id, j, base, msg.sender)
+    assert s != _NO_SEAT, "jobs: not assigned"
+    return t, j, s
+
+
+@internal
+def _commit(job_id: uint256, seal: bytes32):
+    t: Terms = empty(Terms)
+    j: Job = empty(Job)
+    s: uint256 = 0
+    t, j, s = self._active_seat(job_id)
+    assert (j.committed >> s) & 1 == 0, "jobs: already committed"
+    claim_dl: uint256 = 0
+    commit_dl: uint256 = 0
+    reveal_dl: uint256 = 0
+    claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
+    assert block.timestamp <= commit_dl, "jobs: commit deadline passed"
+    assert seal != empty(bytes32), "jobs: empty seal"
+    self._words[(job_id << 4) | s] = seal
+    j.committed |= 1 << s
+    j.ncommitted += 1
+    self._store(job_id, j)
+    log SealCommitted(job_id=job_id, provider=msg.sender, seat=s, seal=seal)
+
+
+@internal
+def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
+    t: Terms = empty(Terms)
+    j: Job = empty(Job)
+    s: uint256 = 0
+    t, j, s = self._active_seat(job_id)
+    assert (j.committed >> s) & 1 != 0, "jobs: not committed"
+    assert (j.revealed >> s) & 1 == 0, "jobs: already revealed"
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    claim_dl: uint256 = 0
+    commit_dl: uint256 = 0
+    reveal_dl: uint256 = 0
+    claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
+    assert j.ncommitted == size or block.timestamp > commit_dl, "jobs: reveal not open"
+    assert block.timestamp <= reveal_dl, "jobs: reveal deadline passed"
+    digest: bytes32 = keccak256(result)
+    key: uint256 = (job_id << 4) | s
+    assert self._seal(job_id, msg.sender, digest, salt) == self._words[key], "jobs: seal mismatch"
+    self._words[key] = digest
+    j.revealed |= 1 << s
+    j.nrevealed += 1
+    self._store(job_id, j)
+    log ResultRevealed(job_id=job_id, provider=msg.sender, seat=s, digest=digest, result=result)
+
+
+# ---------------------------------------------------------------- internal: storage codecs
+
+
+@internal
+@pure
+def _seal(job_id: uint256, provider: address, digest: bytes32, salt: bytes32) -> bytes32:
+    return keccak256(abi_encode(job_id, provider, digest, salt))
+
+
+@internal
+@view
+def _terms(job_id: uint256) -> Terms:
+    batch_id: uint256 = job_id >> 8
+    a: uint256 = self._terms_a[batch_id]
+    b: uint256 = self._terms_b[batch_id]
+    return Terms(
+        client=convert(convert(a & _MASK160, uint160), address),
+        reward=a >> 160,
+        model_index=b & _MASK8,
+        r=(b >> 8) & _MASK8,
+        size=(b >> 16) & _MASK8,
+        posted_at=(b >> 24) & _MASK40,
+        claim_window=(b >> 64) & _MASK32,
+        commit_window=(b >> 96) & _MASK32,
+        reveal_window=(b >> 128) & _MASK32,
+        fee_bps=(b >> 160) & _MASK16,
+        collateral_bps=(b >> 176) & _MASK24,
+    )
+
+
+@internal
+@pure
+def _exists(t: Terms, job_id: uint256) -> bool:
+    return job_id & _MASK8 < t.size
+
+
+@internal
+@view
+def _load(job_id: uint256) -> Job:
+    w: uint256 = self._jobs[job_id]
+    return Job(
+        provider=convert(convert(w & _MASK160, uint160), address),
+        status=(w >> 160) & _MASK8,
+        nclaimed=(w >> 168) & _MASK8,
+        ncommitted=(w >> 176) & _MASK8,
+        nrevealed=(w >> 184) & _MASK8,
+        committed=(w >> 192) & _MASK8,
+        revealed=(w >> 200) & _MASK8,
+        until=w >> 208,
+    )
+
+
+@internal
+def _store(job_id: uint256, j: Job):
+    self._jobs[job_id] = (
+        convert(j.provider, uint256)
+        | (j.status << 160)
+        | (j.nclaimed << 168)
+        | (j.ncommitted << 176)
+        | (j.nrevealed << 184)
+        | (j.committed << 192)
+        | (j.revealed << 200)
+        | (j.until << 208)
+    )
+
+
+@internal
+@pure
+def _fee(t: Terms) -> uint256:
+    return t.reward * t.fee_bps // BPS
+
+
+@internal
+@pure
+def _collateral(t: Terms) -> uint256:
+    return t.reward * t.collateral_bps // BPS
+
+
+@internal
+@pure
+def _round(t: Terms, j: Job) -> (uint256, uint256):
+    """
+    @dev (first seat, seat count) of the current round.
+    """
+    if j.status == STATUS_CHALLENGED:
+        return 1, R_CHALLENGE
+    return 0, t.r
+
+
+@internal
+@view
+def _deadlines(job_id: uint256, t: Terms, j: Job) -> (uint256, uint256, uint256):
+    """
+    @dev (claim, commit, reveal) deadlines of the current round; a re-execution
+         round reuses the job's windows from the moment of the challenge.
+    """
+    start: uint256 = t.posted_at
+    if j.status == STATUS_CHALLENGED:
+        start = self._challenges[job_id] >> 160
+    claim_dl: uint256 = start + t.claim_window
+    commit_dl: uint256 = claim_dl + t.commit_window
+    return claim_dl, commit_dl, commit_dl + t.reveal_window
+
+
+@internal
+@view
+def _seat_provider(job_id: uint256, j: Job, s: uint256) -> address:
+    if s == 0:
+        return j.provider
+    return self._seats[(job_id << 4) | s]
+
+
+@internal
+@view
+def _find_seat(job_id: uint256, j: Job, base: uint256, account: address) -> uint256:
+    """
+    @dev The caller's seat among the claimed seats of the current round, or _NO_SEAT.
+    """
+    for k: uint256 in range(j.nclaimed, bound=MAX_REDUNDANCY):
+        if self._seat_provider(job_id, j, base + k) == account:
+            return base + k
+    return _NO_SEAT
+
+
+@internal
+@view
+def _challenger(job_id: uint256) -> address:
+    return convert(convert(self._challenges[job_id] & _MASK160, uint160), address)

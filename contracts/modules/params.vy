@@ -1,0 +1,271 @@
+# pragma version ~=0.4.3
+"""
+@title Protocol parameters
+@custom:contract-name params
+@license MIT
+@notice Owner-set parameters, each bounded by a hard-coded constant and
+        announced by an event, plus the treasury address and the pause
+        switch. Pause stops new work (posting, claiming, delivering) only;
+        nothing here can move escrow or stake or block settlement.
+        The numeric parameters share one storage slot so that a hot path
+        pays a single cold SLOAD for all of them.
+"""
+
+from snekmate.auth import ownable
+
+initializes: ownable
+
+
+# Basis points denominator.
+BPS: constant(uint256) = 10_000
+MAX_FEE_BPS: constant(uint256) = 1_000
+# Collateral locked per seat, as a multiple of the seat's reward.
+MIN_COLLATERAL_BPS: constant(uint256) = 10_000
+MAX_COLLATERAL_BPS: constant(uint256) = 100_000
+MIN_CHALLENGE_WINDOW: constant(uint256) = 60
+MAX_CHALLENGE_WINDOW: constant(uint256) = 7 * 86_400
+MIN_UNBOND_DELAY: constant(uint256) = 60
+MAX_UNBOND_DELAY: constant(uint256) = 30 * 86_400
+
+DEFAULT_FEE_BPS: constant(uint256) = 250
+DEFAULT_COLLATERAL_BPS: constant(uint256) = 50_000
+DEFAULT_SLASH_CLIENT_BPS: constant(uint256) = 3_000
+DEFAULT_SLASH_HONEST_BPS: constant(uint256) = 6_000
+DEFAULT_CHALLENGE_WINDOW: constant(uint256) = 3_600
+DEFAULT_UNBOND_DELAY: constant(uint256) = 3 * 86_400
+
+# Bit offsets inside the packed parameter word.
+_FEE: constant(uint256) = 0
+_COLLATERAL: constant(uint256) = 16
+_SLASH_CLIENT: constant(uint256) = 40
+_SLASH_HONEST: constant(uint256) = 56
+_CHALLENGE_WINDOW: constant(uint256) = 72
+_UNBOND_DELAY: constant(uint256) = 104
+_PAUSED: constant(uint256) = 136
+
+
+_packed: uint256
+treasury: public(address)
+
+
+event ParameterChanged:
+    name: String[32]
+    old_value: uint256
+    new_value: uint256
+
+event TreasuryChanged:
+    old_treasury: indexed(address)
+    new_treasury: indexed(address)
+
+@deploy
+def __init__(treasury_: address):
+    ownable.__init__()
+    assert treasury_ != empty(address), "params: zero treasury"
+    self.treasury = treasury_
+    self._packed = (
+        (DEFAULT_FEE_BPS << _FEE)
+        | (DEFAULT_COLLATERAL_BPS << _COLLATERAL)
+        | (DEFAULT_SLASH_CLIENT_BPS << _SLASH_CLIENT)
+        | (DEFAULT_SLASH_HONEST_BPS << _SLASH_HONEST)
+        | (DEFAULT_CHALLENGE_WINDOW << _CHALLENGE_WINDOW)
+        | (DEFAULT_UNBOND_DELAY << _UNBOND_DELAY)
+    )
+
+
+@external
+@view
+def fee_bps() -> uint256:
+    """
+    @notice Protocol fee charged on every paid seat, in bps of its reward.
+    """
+    return self._fee(self._packed)
+
+
+@external
+@view
+def collateral_bps() -> uint256:
+    """
+    @notice Stake locked per seat at claim, in bps of the seat's reward.
+    """
+    return self._collateral(self._packed)
+
+
+@external
+@view
+def slash_split() -> (uint256, uint256, uint256):
+    """
+    @notice How slashed stake is split, in bps: (client, honest side, treasury).
+    """
+    packed: uint256 = self._packed
+    client_bps: uint256 = self._slash_client(packed)
+    honest_bps: uint256 = self._slash_honest(packed)
+    return client_bps, honest_bps, BPS - client_bps - honest_bps
+
+
+@external
+@view
+def challenge_window() -> uint256:
+    """
+    @notice Seconds after a single-provider delivery during which anyone may challenge.
+    """
+    return self._challenge_window(self._packed)
+
+
+@external
+@view
+def unbond_delay() -> uint256:
+    """
+    @notice Seconds between an unbond request and the stake withdrawal.
+    """
+    return self._unbond_delay(self._packed)
+
+
+@external
+@view
+def paused() -> bool:
+    """
+    @notice True while new posts, claims and deliveries are stopped.
+    """
+    return self._paused(self._packed)
+
+
+@external
+def set_fee_bps(new_value: uint256):
+    """
+    @notice Set the protocol fee (applies to jobs posted afterwards).
+    @param new_value Fee in bps of the reward, at most MAX_FEE_BPS.
+    """
+    ownable._check_owner()
+    assert new_value <= MAX_FEE_BPS, "params: fee too high"
+    self._set("fee_bps", _FEE, 16, new_value)
+
+
+@external
+def set_collateral_bps(new_value: uint256):
+    """
+    @notice Set the collateral per seat (applies to jobs posted afterwards).
+    @param new_value Collateral in bps of the reward, within [MIN_COLLATERAL_BPS, MAX_COLLATERAL_BPS].
+    """
+    ownable._check_owner()
+    assert new_value >= MIN_COLLATERAL_BPS and new_value <= MAX_COLLATERAL_BPS, "params: collateral out of bounds"
+    self._set("collateral_bps", _COLLATERAL, 24, new_value)
+
+
+@external
+def set_slash_split(client_bps: uint256, honest_bps: uint256):
+    """
+    @notice Set how slashed stake is split; the treasury gets the rest.
+    @param client_bps Share compensating the job's client.
+    @param honest_bps Share rewarding the honest side (majority providers or challenger).
+    """
+    ownable._check_owner()
+    assert client_bps + honest_bps <= BPS, "params: split exceeds 100%"
+    self._set("slash_client_bps", _SLASH_CLIENT, 16, client_bps)
+    self._set("slash_honest_bps", _SLASH_HONEST, 16, honest_bps)
+
+
+@external
+def set_challenge_window(new_value: uint256):
+    """
+    @notice Set the challenge window (applies to deliveries made afterwards).
+    @param new_value Seconds, within [MIN_CHALLENGE_WINDOW, MAX_CHALLENGE_WINDOW].
+    """
+    ownable._check_owner()
+    assert new_value >= MIN_CHALLENGE_WINDOW and new_value <= MAX_CHALLENGE_WINDOW, "params: window out of bounds"
+    self._set("challenge_window", _CHALLENGE_WINDOW, 32, new_value)
+
+
+@external
+def set_unbond_delay(new_value: uint256):
+    """
+    @notice Set the unbonding delay (applies to requests made afterwards).
+    @param new_value Seconds, within [MIN_UNBOND_DELAY, MAX_UNBOND_DELAY].
+    """
+    ownable._check_owner()
+    assert new_value >= MIN_UNBOND_DELAY and new_value <= MAX_UNBOND_DELAY, "params: delay out of bounds"
+    self._set("unbond_delay", _UNBOND_DELAY, 32, new_value)
+
+
+@external
+def set_treasury(new_treasury: address):
+    """
+    @notice Set the account credited with protocol fees and the treasury share of slashes.
+    @param new_treasury Non-zero address.
+    """
+    ownable._check_owner()
+    assert new_treasury != empty(address), "params: zero treasury"
+    log TreasuryChanged(old_treasury=self.treasury, new_treasury=new_treasury)
+    self.treasury = new_treasury
+
+
+@external
+def set_paused(paused_: bool):
+    """
+    @notice Stop or resume new posts, claims and deliveries. Reveals, settlement,
+            challenges, refunds and withdrawals are never paused.
+    @param paused_ True to pause.
+    """
+    ownable._check_owner()
+    self._set("paused", _PAUSED, 8, convert(paused_, uint256))
+
+
+@internal
+@pure
+def _field(packed: uint256, offset: uint256, width: uint256) -> uint256:
+    return (packed >> offset) & ((1 << width) - 1)
+
+
+@internal
+def _set(name: String[32], offset: uint256, width: uint256, new_value: uint256):
+    packed: uint256 = self._packed
+    mask: uint256 = ((1 << width) - 1) << offset
+    log ParameterChanged(name=name, old_value=self._field(packed, offset, width), new_value=new_value)
+    self._packed = (packed & ~mask) | (new_value << offset)
+
+
+@internal
+@view
+def _load() -> uint256:
+    return self._packed
+
+
+@internal
+@pure
+def _fee(packed: uint256) -> uint256:
+    return self._field(packed, _FEE, 16)
+
+
+@internal
+@pure
+def _collateral(packed: uint256) -> uint256:
+    return self._field(packed, _COLLATERAL, 24)
+
+
+@internal
+@pure
+def _slash_client(packed: uint256) -> uint256:
+    return self._field(packed, _SLASH_CLIENT, 16)
+
+
+@internal
+@pure
+def _slash_honest(packed: uint256) -> uint256:
+    return self._field(packed, _SLASH_HONEST, 16)
+
+
+@internal
+@pure
+def _challenge_window(packed: uint256) -> uint256:
+    return self._field(packed, _CHALLENGE_WINDOW, 32)
+
+
+@internal
+@pure
+def _unbond_delay(packed: uint256) -> uint256:
+    return self._field(packed, _UNBOND_DELAY, 32)
+
+
+@internal
+@pure
+def _paused(packed: uint256) -> bool:
+    return self._field(packed, _PAUSED, 8) != 0

@@ -1,0 +1,546 @@
+"""The agent's durable memory: one sqlite file (WAL, fsync on every commit).
+
+It holds the event checkpoint with recent block hashes (for reorg detection), every
+job the agent holds, every result with its salt, and every transaction the agent
+intends together with each signed broadcast of it. Everything is written *before*
+the action that depends on it, so a crash at any point can be reconciled.
+
+Amounts (wei, token units, job ids) are uint256 on-chain, so they are stored as
+decimal TEXT and summed in Python: sqlite integers stop at 2**63.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from provider.agent.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+# Migration i brings a database from user_version i to i + 1.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        number INTEGER NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE TABLE blocks (
+        number INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL
+    );
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        model_id BLOB NOT NULL,
+        state TEXT NOT NULL,
+        reward TEXT NOT NULL,
+        collateral TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE TABLE results (
+        job_id TEXT PRIMARY KEY,
+        digest BLOB NOT NULL,
+        result BLOB NOT NULL,
+        salt BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE txs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        to_address TEXT NOT NULL,
+        data BLOB NOT NULL,
+        value TEXT NOT NULL,
+        gas INTEGER NOT NULL,
+        nonce INTEGER NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        mined_hash BLOB,
+        block_number INTEGER,
+        receipt_status INTEGER,
+        gas_used INTEGER,
+        effective_gas_price TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX txs_status ON txs (status);
+    CREATE TABLE broadcasts (
+        hash BLOB PRIMARY KEY,
+        tx_id INTEGER NOT NULL REFERENCES txs (id),
+        max_fee TEXT NOT NULL,
+        priority_fee TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        head_block INTEGER NOT NULL,
+        sent_at REAL NOT NULL
+    );
+    CREATE INDEX broadcasts_tx ON broadcasts (tx_id);
+    """,
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+class JobState(StrEnum):
+    """Where a job stands from this provider's point of view."""
+
+    SEEN = "seen"  # posted for a model we serve; not yet decided
+    CLAIMING = "claiming"  # claim transaction intended
+    CLAIMED = "claimed"  # assigned to us; collateral locked
+    COMMITTED = "committed"  # seal on-chain; result + salt stored
+    REVEALED = "revealed"  # result revealed; waiting for finalize
+    PAID = "paid"  # finalized in our favour
+    SLASHED = "slashed"  # finalized against us
+    LOST = "lost"  # claimed by others first
+    REFUSED = "refused"  # policy or input rejected it; we never claimed
+    CANCELLED = "cancelled"  # cancelled / refunded before we finished
+
+    @property
+    def holds_stake(self) -> bool:
+        """True while the job locks our collateral."""
+        return self in (JobState.CLAIMED, JobState.COMMITTED, JobState.REVEALED)
+
+
+class TxStatus(StrEnum):
+    """Life of a transaction intent."""
+
+    PENDING = "pending"  # nonce assigned; maybe broadcast, not mined yet
+    MINED = "mined"  # a receipt exists, not yet deep enough
+    CONFIRMED = "confirmed"  # receipt with enough confirmations (success or revert)
+    NONCE_TAKEN = "nonce_taken"  # another transaction of this account used the nonce
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TxStatus.PENDING, TxStatus.MINED)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    number: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: int
+    model_id: bytes
+    state: JobState
+    reward: int
+    collateral: int
+    data: dict[str, Any]
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    job_id: int
+    digest: bytes
+    result: bytes
+    salt: bytes
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    hash: bytes
+    max_fee: int
+    priority_fee: int
+    raw: bytes
+    head_block: int
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    id: int
+    kind: str
+    to: str
+    data: bytes
+    value: int
+    gas: int
+    nonce: int
+    status: TxStatus
+    meta: dict[str, Any]
+    mined_hash: bytes | None
+    block_number: int | None
+    receipt_status: int | None
+    gas_used: int | None
+    effective_gas_price: int | None
+    error: str | None
+    created_at: float
+    broadcasts: tuple[Broadcast, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is TxStatus.CONFIRMED and self.receipt_status == 1
+
+    @property
+    def fee_paid(self) -> int:
+        if self.gas_used is None or self.effective_gas_price is None:
+            return 0
+        return self.gas_used * self.effective_gas_price
+
+
+class Store:
+    """Thread-safe access to the agent database (one connection behind a re-entrant lock)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit is fsync'ed, so a salt is on disk before its seal is sent.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"cannot open agent database {self.path}: {err}") from err
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; this agent knows up to {SCHEMA_VERSION}"
+            )
+        with self.atomic():
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={target + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One durable transaction; nested uses join the outermost one."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self.atomic():
+            return self._db.execute(sql, tuple(args))
+
+    # ---- checkpoint and block hashes -------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint | None:
+        rows = self._rows("SELECT number, hash FROM checkpoint WHERE id = 1")
+        return Checkpoint(rows[0]["number"], bytes(rows[0]["hash"])) if rows else None
+
+    def save_checkpoint(self, number: int, block_hash: bytes, keep_blocks: int) -> None:
+        """Mark everything up to `number` processed and remember its hash for reorg checks."""
+        with self.atomic():
+            self._db.execute(
+                "INSERT INTO checkpoint (id, number, hash) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET number = excluded.number, hash = excluded.hash",
+                (number, block_hash),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO blocks (number, hash) VALUES (?, ?)", (number, block_hash)
+            )
+            self._db.execute(
+                "DELETE FROM blocks WHERE number NOT IN"
+                " (SELECT number FROM blocks ORDER BY number DESC LIMIT ?)",
+                (keep_blocks,),
+            )
+
+    def known_blocks(self) -> list[Checkpoint]:
+        """Remembered (number, hash) pairs, newest first."""
+        rows = self._rows("SELECT number, hash FROM blocks ORDER BY number DESC")
+        return [Checkpoint(r["number"], bytes(r["hash"])) for r in rows]
+
+    def rewind(self, to: Checkpoint | None) -> None:
+        """Forget blocks above `to` (a remembered block) after a reorg; None forgets all."""
+        with self.atomic():
+            if to is None:
+                self._db.execute("DELETE FROM blocks")
+                self._db.execute("DELETE FROM checkpoint")
+                return
+            self._db.execute("DELETE FROM blocks WHERE number > ?", (to.number,))
+            self._db.execute(
+                "UPDATE checkpoint SET number = ?, hash = ? WHERE id = 1", (to.number, to.hash)
+            )
+
+    # ---- jobs ------------------------------------------------------------------------
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> JobRecord:
+        return JobRecord(
+            job_id=int(row["job_id"]),
+            model_id=bytes(row["model_id"]),
+            state=JobState(row["state"]),
+            reward=int(row["reward"]),
+            collateral=int(row["collateral"]),
+            data=json.loads(row["data"]),
+            updated_at=row["updated_at"],
+        )
+
+    def add_job(
+        self,
+        job_id: int,
+        model_id: bytes,
+        *,
+        state: JobState = JobState.SEEN,
+        reward: int = 0,
+        collateral: int = 0,
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a job once; returns False (and changes nothing) if it is already known."""
+        cur = self._write(
+            "INSERT OR IGNORE INTO jobs (job_id, model_id, state, reward, collateral, data,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(job_id), model_id, JobState(state).value, str(reward), str(collateral),
+             json.dumps(data or {}), time.time()),
+        )
+        return cur.rowcount == 1
+
+    def update_job(
+        self,
+        job_id: int,
+        *,
+        state: JobState | None = None,
+        collateral: int | None = None,
+        **data: Any,
+    ) -> JobRecord:
+        """Change a job's state / collateral and merge keys into its JSON data."""
+        with self.atomic():
+            current = self.job(job_id)
+            if current is None:
+                raise KeyError(f"unknown job {job_id}")
+            merged = {**current.data, **data}
+            self._db.execute(
+                "UPDATE jobs SET state = ?, collateral = ?, data = ?, updated_at = ?"
+                " WHERE job_id = ?",
+                (
+                    JobState(state or current.state).value,
+                    str(current.collateral if collateral is None else collateral),
+                    json.dumps(merged),
+                    time.time(),
+                    str(job_id),
+                ),
+            )
+            return self.job(job_id)  # type: ignore[return-value]
+
+    def job(self, job_id: int) -> JobRecord | None:
+        rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))
+        return self._job(rows[0]) if rows else None
+
+    def jobs(self, *states: JobState) -> list[JobRecord]:
+        if states:
+            marks = ",".join("?" * len(states))
+            rows = self._rows(
+                f"SELECT * FROM jobs WHERE state IN ({marks})", [JobState(s).value for s in states]
+            )
+        else:
+            rows = self._rows("SELECT * FROM jobs")
+        return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
+
+    def job_counts(self) -> dict[JobState, int]:
+        rows = self._rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {JobState(r["state"]): r["n"] for r in rows}
+
+    def stake_at_risk(self) -> int:
+        """Collateral locked by the jobs we currently hold."""
+        held = [s for s in JobState if s.holds_stake]
+        return sum(j.collateral for j in self.jobs(*held))
+
+    def earnings(self) -> int:
+        return sum(j.reward for j in self.jobs(JobState.PAID))
+
+    # ---- results and salts -----------------------------------------------------------
+
+    def save_result(self, job_id: int, digest: bytes, result: bytes, salt: bytes) -> ResultRecord:
+        """Persist a result and its salt before any seal of it is sent.
+
+        A salt is never overwritten: saving a different result for the same job
+        raises, saving the same one again is a no-op (so retries are safe).
+        """
+        with self.atomic():
+            existing = self.result(job_id)
+            if existing is not None:
+                if (existing.digest, existing.result, existing.salt) != (digest, result, salt):
+                    raise StoreError(f"job {job_id} already has a different stored result")
+                return existing
+            self._db.execute(
+                "INSERT INTO results (job_id, digest, result, salt, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (str(job_id), digest, result, salt, time.time()),
+            )
+        return ResultRecord(job_id, digest, result, salt)
+
+    def result(self, job_id: int) -> ResultRecord | None:
+        rows = self._rows("SELECT * FROM results WHERE job_id = ?", (str(job_id),))
+        if not rows:
+            return None
+        r = rows[0]
+        return ResultRecord(job_id, bytes(r["digest"]), bytes(r["result"]), bytes(r["salt"]))
+
+    # ---- transactions ----------------------------------------------------------------
+
+    def add_tx(
+        self,
+        *,
+        kind: str,
+        to: str,
+        data: bytes,
+        value: int,
+        gas: int,
+        nonce: int,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Record an intended transaction with its nonce; returns its id."""
+        now = time.time()
+        cur = self._write(
+            "INSERT INTO txs (kind, to_address, data, value, gas, nonce, status, meta,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, to, data, str(value), gas, nonce, TxStatus.PENDING.value,
+             json.dumps(meta or {}), now, now),
+        )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def add_broadcast(
+        self, tx_id: int, *, tx_hash: bytes, max_fee: int, priority_fee: int, raw: bytes,
+        head_block: int,
+    ) -> None:
+        """Record a signed version of an intent; call before sending it."""
+        self._write(
+            "INSERT OR IGNORE INTO broadcasts (hash, tx_id, max_fee, priority_fee, raw,"
+            " head_block, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tx_hash, tx_id, str(max_fee), str(priority_fee), raw, head_block, time.time()),
+        )
+
+    def touch_broadcast(self, tx_hash: bytes, head_block: int) -> None:
+        """Restart the stuck clock of a broadcast that was sent again unchanged."""
+        self._write(
+            "UPDATE broadcasts SET head_block = ?, sent_at = ? WHERE hash = ?",
+            (head_block, time.time(), tx_hash),
+        )
+
+    def update_tx(
+        self,
+        tx_id: int,
+        status: TxStatus,
+        *,
+        mined_hash: bytes | None = None,
+        block_number: int | None = None,
+        receipt_status: int | None = None,
+        gas_used: int | None = None,
+        effective_gas_price: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._write(
+            "UPDATE txs SET status = ?, mined_hash = ?, block_number = ?, receipt_status = ?,"
+            " gas_used = ?, effective_gas_price = ?, error = ?, updated_at = ? WHERE id = ?",
+            (
+                TxStatus(status).value, mined_hash, block_number, receipt_status, gas_used,
+                None if effective_gas_price is None else str(effective_gas_price),
+                error, time.time(), tx_id,
+            ),
+        )
+
+    def set_tx_error(self, tx_id: int, error: str | None) -> None:
+        """Note why the node last refused or failed a transaction (cleared with None)."""
+        self._write(
+            "UPDATE txs SET error = ?, updated_at = ? WHERE id = ?", (error, time.time(), tx_id)
+        )
+
+    def _tx(self, row: sqlite3.Row) -> TxRecord:
+        casts = self._rows(
+            "SELECT * FROM broadcasts WHERE tx_id = ? ORDER BY sent_at, rowid", (row["id"],)
+        )
+        return TxRecord(
+            id=row["id"],
+            kind=row["kind"],
+            to=row["to_address"],
+            data=bytes(row["data"]),
+            value=int(row["value"]),
+            gas=row["gas"],
+            nonce=row["nonce"],
+            status=TxStatus(row["status"]),
+            meta=json.loads(row["meta"]),
+            mined_hash=None if row["mined_hash"] is None else bytes(row["mined_hash"]),
+            block_number=row["block_number"],
+            receipt_status=row["receipt_status"],
+            gas_used=row["gas_used"],
+            effective_gas_price=(
+                None if row["effective_gas_price"] is None else int(row["effective_gas_price"])
+            ),
+            error=row["error"],
+            created_at=row["created_at"],
+            broadcasts=tuple(
+                Broadcast(bytes(b["hash"]), int(b["max_fee"]), int(b["priority_fee"]),
+                          bytes(b["raw"]), b["head_block"], b["sent_at"])
+                for b in casts
+            ),
+        )
+
+    def tx(self, tx_id: int) -> TxRecord | None:
+        rows = self._rows("SELECT * FROM txs WHERE id = ?", (tx_id,))
+        return self._tx(rows[0]) if rows else None
+
+    def txs(self, *statuses: TxStatus) -> list[TxRecord]:
+        """Transactions (all, or those in the given statuses) in nonce order."""
+        if statuses:
+            marks = ",".join("?" * len(statuses))
+            rows = self._rows(
+                f"SELECT * FROM txs WHERE status IN ({marks}) ORDER BY nonce",
+                [TxStatus(s).value for s in statuses],
+            )
+        else:
+            rows = self._rows("SELECT * FROM txs ORDER BY nonce")
+        return [self._tx(r) for r in rows]
+
+    def open_txs(self) -> list[TxRecord]:
+        return self.txs(*(s for s in TxStatus if s.is_open))
+
+    def max_nonce(self) -> int | None:
+        return self._rows("SELECT MAX(nonce) AS n FROM txs")[0]["n"]
+
+    def gas_spent(self) -> int:
+        """Wei paid in fees by every mined transaction."""
+        rows = self._rows(
+            "SELECT gas_used, effective_gas_price FROM txs WHERE gas_used IS NOT NULL"
+            " AND effective_gas_price IS NOT NULL AND status IN (?, ?)",
+            (TxStatus.MINED.value, TxStatus.CONFIRMED.value),
+        )
+        return sum(r["gas_used"] * int(r["effective_gas_price"]) for r in rows)
+
+    def tx_counts(self) -> dict[TxStatus, int]:
+        rows = self._rows("SELECT status, COUNT(*) AS n FROM txs GROUP BY status")
+        return {TxStatus(r["status"]): r["n"] for r in rows}

@@ -1,0 +1,339 @@
+"""The one owner of the provider account's nonce (in the spirit of Chainlink's txmgr).
+
+Every transaction is first an *intent* in the store with its nonce, then each signed
+version is stored before it is sent. So after a crash nothing is lost or sent twice:
+`reconcile` (run at start, then by every poll) finds receipts of known hashes, marks
+a nonce that another transaction used, re-sends byte for byte what the node no longer
+has (or never got), confirms receipts, notices receipts that a reorg removed, and
+replaces stuck transactions at the same nonce with a fee bump, up to a hard fee cap.
+
+The account must be used by this agent only: a second sender would take its nonces.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
+
+from provider.agent.config import TxConfig
+from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
+from provider.agent.metrics import Metrics
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
+from provider.agent.service import Service
+from provider.agent.store import Broadcast, Store, TxRecord, TxStatus
+
+log = logging.getLogger("verinfer.agent.tx")
+
+# Answers to eth_sendRawTransaction that mean "the node already has exactly this one".
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "already exists")
+
+
+def _ceil_pct(value: int, percent: int) -> int:
+    return -(-value * percent // 100)
+
+
+class TxManager(Service):
+    """Sends, tracks, re-sends and replaces the account's transactions."""
+
+    name = "txmanager"
+
+    def __init__(
+        self,
+        w3: Web3,
+        signer: LocalAccount,
+        store: Store,
+        config: TxConfig,
+        *,
+        metrics: Metrics | None = None,
+    ):
+        super().__init__()
+        self.w3, self.signer, self.store, self.config = w3, signer, store, config
+        self._lock = threading.RLock()
+        self._next_nonce: int | None = None
+        self.chain_id: int | None = None
+        metrics = metrics or Metrics()
+        self._sent = metrics.counter("verinfer_tx_broadcasts_total", "Signed transactions sent")
+        self._replaced = metrics.counter("verinfer_tx_replaced_total", "Fee-bumped replacements")
+        self._done = metrics.counter("verinfer_tx_confirmed_total", "Confirmed transactions")
+        self._fees = metrics.counter("verinfer_tx_fees_wei_total", "Wei paid for gas")
+
+    @property
+    def address(self) -> str:
+        return self.signer.address
+
+    @property
+    def next_nonce(self) -> int | None:
+        return self._next_nonce
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.reconcile()
+
+    def run_forever(self) -> None:
+        delays = Backoff().delays()
+        while not self.stop_event.is_set():
+            try:
+                self.poll()
+                delay = self.config.poll_interval
+                delays = Backoff().delays()
+            except TRANSIENT_ERRORS as err:
+                delay = next(delays)
+                log.warning("tx poll: rpc unavailable",
+                            extra={"error": type(err).__name__, "retry_in": round(delay, 2)})
+            except Exception:  # a bad answer for one poll must not stop the agent
+                delay = next(delays)
+                log.exception("tx poll failed")
+            self.stop_event.wait(delay)
+
+    def reconcile(self) -> None:
+        """Bring stored intents in line with the chain and decide the next nonce."""
+
+        def once() -> None:
+            with self._lock:
+                self.chain_id = self.w3.eth.chain_id
+                self._poll()
+                on_chain = self.w3.eth.get_transaction_count(self.address, "pending")
+                stored = self.store.max_nonce()
+                self._next_nonce = max(on_chain, 0 if stored is None else stored + 1)
+
+        retry(once, what="reconcile transactions", stop=self.stop_event)
+        log.info("tx manager ready", extra={
+            "address": self.address, "next_nonce": self._next_nonce,
+            "open": len(self.store.open_txs()),
+        })
+
+    # ---- sending ---------------------------------------------------------------------
+
+    def send(
+        self,
+        to: str,
+        data: bytes = b"",
+        *,
+        kind: str,
+        value: int = 0,
+        gas: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Record and broadcast a transaction; returns its intent id.
+
+        Without `gas`, it is estimated first: a call that would revert raises
+        TxWouldRevert and nothing is recorded. Once recorded, the intent is always
+        carried through (re-sent, replaced) even if this broadcast fails.
+        """
+        if self._next_nonce is None:
+            raise TxError("tx manager is not set up (call setup / reconcile first)")
+        to = to_checksum_address(to)
+        deadline = self.config.send_deadline
+        if gas is None:
+            gas = retry(lambda: self._estimate(to, data, value), what="estimate gas",
+                        stop=self.stop_event, deadline=deadline)
+        block = retry(lambda: self.w3.eth.get_block("latest"), what="latest block",
+                      stop=self.stop_event, deadline=deadline)
+        with self._lock:
+            nonce = self._next_nonce
+            with self.store.atomic():
+                tx_id = self.store.add_tx(
+                    kind=kind, to=to, data=bytes(data), value=value, gas=gas, nonce=nonce, meta=meta
+                )
+                self._next_nonce = nonce + 1
+            tx = self.store.tx(tx_id)
+            assert tx is not None
+            self._sign_and_send(tx, *self._initial_fees(block["baseFeePerGas"]), block["number"])
+        log.info("tx intent", extra={"tx_id": tx_id, "kind": kind, "nonce": nonce, "gas": gas})
+        return tx_id
+
+    def _estimate(self, to: str, data: bytes, value: int) -> int:
+        try:
+            estimate = self.w3.eth.estimate_gas(
+                {"from": self.address, "to": to, "data": HexBytes(data), "value": value}
+            )
+        except ContractLogicError as err:
+            raise TxWouldRevert(f"transaction would revert: {err}") from err
+        except Web3Exception as err:
+            raise TxWouldRevert(f"gas estimation failed: {err}") from err
+        return int(estimate * self.config.gas_multiplier)
+
+    def _initial_fees(self, base_fee: int) -> tuple[int, int]:
+        cap = self.config.max_fee_wei
+        max_fee = min(cap, 2 * base_fee + self.config.priority_fee_wei)
+        if max_fee < base_fee:
+            log.warning("fee cap below base fee; tx waits for cheaper blocks",
+                        extra={"base_fee": base_fee, "cap": cap})
+        return max_fee, min(self.config.priority_fee_wei, max_fee)
+
+    def _bumped_fees(self, last: Broadcast, base_fee: int) -> tuple[int, int] | None:
+        """Fees for a replacement, or None when the cap leaves no room for a valid bump."""
+        pct = 100 + self.config.fee_bump_percent
+        priority = max(_ceil_pct(last.priority_fee, pct), self.config.priority_fee_wei)
+        max_fee = min(max(_ceil_pct(last.max_fee, pct), 2 * base_fee + priority),
+                      self.config.max_fee_wei)
+        priority = min(priority, max_fee)
+        # Nodes accept a replacement only if both fees rise by at least 10%.
+        if max_fee < _ceil_pct(last.max_fee, 110) or priority < _ceil_pct(last.priority_fee, 110):
+            return None
+        return max_fee, priority
+
+    def _sign_and_send(self, tx: TxRecord, max_fee: int, priority_fee: int, head: int) -> None:
+        assert self.chain_id is not None
+        signed = self.signer.sign_transaction({
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": tx.nonce,
+            "to": tx.to,
+            "data": HexBytes(tx.data),
+            "value": tx.value,
+            "gas": tx.gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority_fee,
+        })
+        tx_hash, raw = bytes(signed.hash), bytes(signed.raw_transaction)
+        self.store.add_broadcast(tx.id, tx_hash=tx_hash, max_fee=max_fee,
+                                 priority_fee=priority_fee, raw=raw, head_block=head)
+        self._push(tx, tx_hash, raw)
+
+    def _push(self, tx: TxRecord, tx_hash: bytes, raw: bytes) -> None:
+        """Hand a signed transaction to the node; failures are left to the poll loop."""
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except TRANSIENT_ERRORS as err:
+            log.warning("broadcast failed; will retry",
+                        extra={"tx_id": tx.id, "nonce": tx.nonce, "error": type(err).__name__})
+            return
+        except Exception as err:  # the node refused it (nonce too low, underpriced, funds...)
+            message = str(err)
+            if any(s in message.lower() for s in _ALREADY_KNOWN):
+                return
+            log.warning("node refused tx", extra={"tx_id": tx.id, "nonce": tx.nonce,
+                                                  "hash": tx_hash, "error": message[:200]})
+            self.store.set_tx_error(tx.id, message[:500])
+            return
+        self._sent.inc(kind=tx.kind)
+        log.debug("tx broadcast", extra={"tx_id": tx.id, "nonce": tx.nonce, "hash": tx_hash})
+
+    # ---- tracking --------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """One pass over open transactions. Transient RPC errors propagate to the caller."""
+        with self._lock:
+            self._poll()
+
+    def wait(self, tx_id: int, timeout: float = 120.0) -> TxRecord:
+        """Poll until the intent is CONFIRMED (check `.succeeded`) or NONCE_TAKEN.
+
+        Raises TxTimeout after `timeout` seconds; the intent stays open and tracked.
+        """
+        give_up = time.monotonic() + timeout
+        while True:
+            record = self.store.tx(tx_id)
+            if record is None:
+                raise KeyError(f"unknown transaction intent {tx_id}")
+            if not record.status.is_open:
+                return record
+            if time.monotonic() > give_up:
+                raise TxTimeout(f"tx {tx_id} (nonce {record.nonce}) not confirmed in {timeout}s")
+            try:
+                self.poll()
+            except TRANSIENT_ERRORS as err:
+                log.warning("wait: rpc unavailable", extra={"tx_id": tx_id,
+                                                            "error": type(err).__name__})
+            time.sleep(self.config.poll_interval)
+
+    def _poll(self) -> None:
+        open_txs = self.store.open_txs()
+        if not open_txs:
+            return
+        # Read the mined nonce before any receipt: a nonce counted here whose tx has
+        # no receipt among our hashes below was certainly used by someone else.
+        mined_nonce = self.w3.eth.get_transaction_count(self.address, "latest")
+        block = self.w3.eth.get_block("latest")
+        for tx in open_txs:
+            self._check(tx, block["number"], block["baseFeePerGas"], mined_nonce)
+
+    def _receipt(self, tx: TxRecord) -> Any | None:
+        for cast in reversed(tx.broadcasts):
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(HexBytes(cast.hash))
+            except TransactionNotFound:
+                continue
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                return receipt
+        return None
+
+    def _in_pool(self, tx_hash: bytes) -> bool:
+        try:
+            return self.w3.eth.get_transaction(HexBytes(tx_hash)) is not None
+        except TransactionNotFound:
+            return False
+
+    def _check(self, tx: TxRecord, head: int, base_fee: int, mined_nonce: int) -> None:
+        receipt = self._receipt(tx)
+        if receipt is not None:
+            self._record_receipt(tx, receipt, head)
+            return
+        if tx.status is TxStatus.MINED:
+            log.warning("tx receipt gone (reorg); back to pending",
+                        extra={"tx_id": tx.id, "nonce": tx.nonce})
+            self.store.update_tx(tx.id, TxStatus.PENDING)
+        if tx.nonce < mined_nonce:
+            log.error("nonce used by a transaction this agent did not send",
+                      extra={"tx_id": tx.id, "nonce": tx.nonce, "kind": tx.kind})
+            self.store.update_tx(tx.id, TxStatus.NONCE_TAKEN,
+                                 error="nonce used by another transaction")
+            return
+        if not tx.broadcasts:  # crashed between recording the intent and signing it
+            self._sign_and_send(tx, *self._initial_fees(base_fee), head)
+            return
+        last = tx.broadcasts[-1]
+        stuck = (head - last.head_block >= self.config.stuck_blocks
+                 or time.time() - last.sent_at >= self.config.stuck_seconds)
+        # Only the transaction holding up the queue, or one priced below the current
+        # base fee, is worth a bump; later nonces just wait behind it.
+        if stuck and (tx.nonce == mined_nonce or last.max_fee < base_fee):
+            fees = self._bumped_fees(last, base_fee)
+            if fees is not None:
+                log.warning("replacing stuck tx", extra={
+                    "tx_id": tx.id, "nonce": tx.nonce, "old_max_fee": last.max_fee,
+                    "max_fee": fees[0], "priority_fee": fees[1]})
+                self._replaced.inc(kind=tx.kind)
+                self._sign_and_send(tx, *fees, head)
+                return
+            log.warning("stuck tx at fee cap; sending again",
+                        extra={"tx_id": tx.id, "nonce": tx.nonce, "max_fee": last.max_fee})
+            self._push(tx, last.hash, last.raw)
+            self.store.touch_broadcast(last.hash, head)
+        elif not self._in_pool(last.hash):
+            log.warning("tx dropped by the node; sending again",
+                        extra={"tx_id": tx.id, "nonce": tx.nonce})
+            self._push(tx, last.hash, last.raw)
+
+    def _record_receipt(self, tx: TxRecord, receipt: Any, head: int) -> None:
+        depth = head - receipt["blockNumber"] + 1
+        status = TxStatus.CONFIRMED if depth >= self.config.confirmations else TxStatus.MINED
+        mined_hash = bytes(receipt["transactionHash"])
+        if status is tx.status and mined_hash == tx.mined_hash:
+            return
+        price = receipt.get("effectiveGasPrice")
+        self.store.update_tx(
+            tx.id, status,
+            mined_hash=mined_hash,
+            block_number=receipt["blockNumber"],
+            receipt_status=receipt["status"],
+            gas_used=receipt["gasUsed"],
+            effective_gas_price=None if price is None else int(price),
+        )
+        if status is TxStatus.CONFIRMED:
+            outcome = "success" if receipt["status"] == 1 else "reverted"
+            self._done.inc(kind=tx.kind, result=outcome)
+            self._fees.inc(receipt["gasUsed"] * int(price or 0))
+            log.info("tx confirmed", extra={"tx_id": tx.id, "kind": tx.kind, "nonce": tx.nonce,
+                                            "result": outcome, "block": receipt["blockNumber"],
+                                            "gas_used": receipt["gasUsed"]})

@@ -1,0 +1,136 @@
+"""The public engine: load the model, identify it, embed job inputs into result bytes."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from client.encoding import EMBEDDING_DIM, EMBEDDING_FORMAT_VERSION, encode_embedding
+
+from . import quantize, weights
+from .backend import select_backend
+from .errors import InvalidInputError, UnknownModelError
+from .model import QuantizedModel, forward
+from .tokenization import MAX_INPUT_BYTES, MAX_TOKENS, JobTokenizer
+
+# Bound on B * L * L per engine batch: keeps attention intermediates near 100 MB.
+MAX_BATCH_SCORES = 1 << 20
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``model_id`` commits to, for the on-chain model registry."""
+
+    name: str
+    model_id: bytes
+    weights_digest: bytes
+    params_digest: bytes
+    tokenizer_digest: bytes
+    format_version: int
+    dim: int
+    max_tokens: int
+    max_input_bytes: int
+
+
+def compute_model_id(name: str, format_version: int, weights_digest: bytes,
+                     params_digest: bytes, tokenizer_digest: bytes) -> bytes:
+    """bytes32 = sha256 over the model name, output format version and the three digests."""
+    h = hashlib.sha256(b"verinfer/model-id/v1\x00" + name.encode() + b"\x00")
+    h.update(bytes([format_version]) + weights_digest + params_digest + tokenizer_digest)
+    return h.digest()
+
+
+class Engine:
+    """Integer-only all-MiniLM-L6-v2: bit-identical result bytes on every backend.
+
+    >>> engine = Engine.load("cpu")
+    >>> [result] = engine.embed(["A sentence to embed."], model_id=engine.model_id)
+    >>> len(result)
+    385
+    """
+
+    def __init__(self, model: QuantizedModel, tokenizer: JobTokenizer, info: ModelInfo, ops):
+        self._model = model.to(ops.device)
+        self._tokenizer = tokenizer
+        self._ops = ops
+        self.model_info = info
+
+    @classmethod
+    def load(cls, backend: str = "auto") -> Engine:
+        """Load the packaged model and derive its integer parameters (about a second)."""
+        ops = select_backend(backend)
+        files = weights.locate()
+        model = quantize.quantize_model(weights.load_weights(files), weights.load_config(files))
+        limits = {"MAX_TOKENS": MAX_TOKENS, "MAX_INPUT_BYTES": MAX_INPUT_BYTES}
+        digests = dict(weights_digest=weights.file_digest(files.weights),
+                       params_digest=quantize.params_digest(model, limits),
+                       tokenizer_digest=weights.file_digest(files.tokenizer))
+        model_id = compute_model_id(weights.MODEL_NAME, EMBEDDING_FORMAT_VERSION, **digests)
+        info = ModelInfo(weights.MODEL_NAME, model_id, **digests,
+                         format_version=EMBEDDING_FORMAT_VERSION, dim=EMBEDDING_DIM,
+                         max_tokens=MAX_TOKENS, max_input_bytes=MAX_INPUT_BYTES)
+        return cls(model, JobTokenizer(files.tokenizer), info, ops)
+
+    @property
+    def model_id(self) -> bytes:
+        return self.model_info.model_id
+
+    @property
+    def backend(self) -> str:
+        return self._ops.name
+
+    def check_model(self, model_id: bytes) -> None:
+        """Raise ``UnknownModelError`` unless this engine reproduces ``model_id``."""
+        if bytes(model_id) != self.model_id:
+            raise UnknownModelError(
+                f"model {bytes(model_id).hex()} is not served (this engine: {self.model_id.hex()})")
+
+    def tokenize(self, job_input: str | bytes, index: int | None = None) -> list[int]:
+        """Validate one job input and return its token ids (typed error if invalid)."""
+        return self._tokenizer.ids(job_input, index)
+
+    def embed(self, inputs: Sequence[str | bytes], model_id: bytes | None = None) -> list[bytes]:
+        """Result bytes (``client.encoding`` format) for each input, in order.
+
+        A bad input raises its ``InvalidInputError`` (with ``.index``) before any work;
+        callers that batch untrusted jobs validate each with ``tokenize`` first.
+        """
+        if model_id is not None:
+            self.check_model(model_id)
+        if isinstance(inputs, (str, bytes)):
+            raise InvalidInputError("expected a sequence of inputs, not one input")
+        return self.embed_ids([self.tokenize(x, i) for i, x in enumerate(inputs)])
+
+    def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> list[bytes]:
+        """Result bytes for already validated token id lists (from ``tokenize``)."""
+        vocab = self._model.word_type.shape[0]
+        for i, seq in enumerate(token_ids):
+            if not 0 < len(seq) <= MAX_TOKENS or min(seq) < 0 or max(seq) >= vocab:
+                raise InvalidInputError("token ids out of range (use tokenize)", i)
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        results: list[bytes] = [b""] * len(token_ids)
+        start = 0
+        while start < len(order):  # ascending lengths: the next one is the chunk's longest
+            stop = start + 1
+            while (stop < len(order) and stop - start < MAX_BATCH
+                   and (stop + 1 - start) * len(token_ids[order[stop]]) ** 2 <= MAX_BATCH_SCORES):
+                stop += 1
+            chunk = order[start:stop]
+            for i, vec in zip(chunk, self._run([token_ids[i] for i in chunk])):
+                results[i] = encode_embedding(vec)
+            start = stop
+        return results
+
+    def _run(self, batch: list[Sequence[int]]):
+        length = max(len(ids) for ids in batch)
+        ids = torch.zeros(len(batch), length, dtype=torch.int64)
+        mask = torch.zeros(len(batch), length, dtype=torch.bool)
+        for row, seq in enumerate(batch):
+            ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.int64)
+            mask[row, :len(seq)] = True
+        with torch.inference_mode():
+            out = forward(self._model, self._ops, ids.to(self._ops.device), mask.to(self._ops.device))
+        return out.cpu().numpy()

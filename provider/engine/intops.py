@@ -1,0 +1,277 @@
+"""Reference integer operations of the verifiable engine (the CPU backend).
+
+This module is the specification the Triton kernels (``triton_ops.py``) must
+reproduce bit for bit. Every op is defined on integers only; the docstrings state
+the exact arithmetic. Where the torch implementation takes a fast route (int8
+``torch._int_mm``, float32 matmuls) the docstring proves that route exact.
+
+Conventions shared by all ops
+- ``round_shift(x, s)`` = ``(x + ((1 << s) >> 1)) >> s`` with an *arithmetic*
+  shift: round half toward +inf. It is the only rounding used in the forward pass.
+  (torch ``//`` floors and Triton ``//`` truncates, so the forward never divides a
+  negative number; every division is ``non-negative // positive``.)
+- "int16-range" means values in [-32767, 32767] (symmetric, so ``abs`` is safe).
+- Row = the last dimension. Every scale is computed from one row (one token, or one
+  token's head slice) or, in attention, from the unmasked tokens of one sequence, so
+  a job's bytes never depend on the batch it shares or on padding.
+- All bounds below assume the documented input ranges; intermediates never exceed
+  int64 (most fit int32).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+INT16_MAX = 32767
+# Linear outputs that feed a residual add are clamped to +-RESIDUAL_MAX.
+RESIDUAL_MAX = 1 << 21
+# Fixed-point bits of the reciprocal in quantize_rows.
+QUANT_SHIFT = 40
+# Softmax: exp values are Q(EXP_ONE_BITS) (the row max maps to 2**EXP_ONE_BITS),
+# probabilities are integers in [0, PROB_MAX] (PROB_MAX ~ 1.0) so that
+# prob = (prob >> 7) * 128 + (prob & 127) splits into two int8-range halves.
+EXP_ONE_BITS = 20
+PROB_MAX = (1 << 14) - 1
+PROB_SHIFT = 32
+# LayerNorm: reciprocal std bits and the Q16 normalised value.
+LN_RECIP_SHIFT = 46
+LN_Z_BITS = 16
+LN_MEAN_SHIFT = 32
+
+
+def round_shift(x: torch.Tensor, s: int) -> torch.Tensor:
+    """round(x / 2**s), ties toward +inf, for an integer tensor and 0 <= s <= 62."""
+    return (x + ((1 << s) >> 1)) >> s
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """One quantised dense layer ``y = x W^T + b`` (derived in ``quantize.py``).
+
+    weight:     int8 [N, K], values in [-127, 127] (per output channel scale folded
+                into ``multiplier``).
+    multiplier: int64 [N], 0 <= M < 2**16.
+    bias:       int64 [N], |B| < 2**60, already scaled by 2**shift.
+    shift:      int, 1 <= shift <= 62, one per layer.
+    out_max:    int, outputs are clamped to [-out_max, out_max].
+    gelu_lut:   int32 [T + 1] or None; if given the GELU epilogue is applied
+                (see ``gelu``); LUT[T] == 0.
+    """
+
+    weight: torch.Tensor
+    multiplier: torch.Tensor
+    bias: torch.Tensor
+    shift: int
+    out_max: int
+    gelu_lut: torch.Tensor | None = None
+
+    @property
+    def out_dtype(self) -> torch.dtype:
+        return torch.int16 if self.out_max <= INT16_MAX else torch.int32
+
+
+@dataclass(frozen=True)
+class AttentionParams:
+    """Constants of the integer softmax attention (derived in ``quantize.py``).
+
+    heads, head_dim: H and D (hidden = H * D).
+    score_mult, score_shift: CQK < 2**12 and SQK; the base-2 exponent of a score
+        difference is ``round_shift(delta * mq * CQK, SQK)`` in Q(exp_frac_bits).
+    exp_frac_bits: E; exp_lut: int32 [2**E], LUT[f] = round(2**20 * 2**(-f / 2**E)).
+    out_mult, out_shift: MC < 2**20 and SC for the context requantisation.
+    """
+
+    heads: int
+    head_dim: int
+    score_mult: int
+    score_shift: int
+    exp_frac_bits: int
+    exp_lut: torch.Tensor
+    out_mult: int
+    out_shift: int
+
+    @property
+    def exp_cap(self) -> int:
+        """Exponents >= this give probability 0 (2**-21 rounds to 0 from Q20)."""
+        return (EXP_ONE_BITS + 2) << self.exp_frac_bits
+
+
+@dataclass(frozen=True)
+class LayerNormParams:
+    """Integer LayerNorm over N channels (derived in ``quantize.py``).
+
+    gamma: int64 [N] = round(gamma_f * sqrt(N) * 2**out_frac_bits) (|.| < 2**20).
+    beta:  int64 [N] = round(beta_f * 2**(out_frac_bits + LN_Z_BITS)) (|.| < 2**40).
+    mean_recip: round(2**LN_MEAN_SHIFT / N).
+    The epsilon of the float model (1e-12) is below the integer resolution and omitted.
+    """
+
+    gamma: torch.Tensor
+    beta: torch.Tensor
+    mean_recip: int
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8 quantisation.
+
+    Input: int16 or int32 tensor [..., K] with |x| <= 2**31 - 1.
+    m = max_k |x[..., k]| (int32, the row scale: x ~ q * m / 127).
+    r = (127 << 40) // max(m, 1)                       (int64, non-negative // positive)
+    q = round_shift(x * r, 40)                         (|x * r| <= 127 * 2**40 < 2**47)
+    Since |x| <= m, q is in [-127, 127]. A zero row gives q = 0, m = 0.
+    Returns (q int8 [..., K], m int32 [...]).
+    """
+    m = x.abs().amax(dim=-1).to(torch.int32)
+    r = (127 << QUANT_SHIFT) // m.to(torch.int64).clamp_(min=1)
+    q = round_shift(x.to(torch.int64) * r.unsqueeze(-1), QUANT_SHIFT)
+    return q.to(torch.int8), m
+
+
+def gelu(y: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Integer GELU by table: gelu(y) = max(y, 0) + LUT[min(|y|, T)].
+
+    Uses gelu(y) = y + gelu(-y), so one table of the negative half suffices:
+    LUT[t] = round(gelu(-t / 2**F) * 2**F) for 0 <= t < T (F = the fixed-point bits
+    of y, T = 8 * 2**F) and LUT[T] = 0 (|gelu(-8)| < 2**-40). Values of ``y`` are
+    int64 with |y| <= out_max; the result has the same fixed point and |result| <= |y|.
+    """
+    t = y.abs().clamp_(max=lut.numel() - 1)
+    return y.clamp(min=0) + lut[t]
+
+
+def linear(xq: torch.Tensor, xm: torch.Tensor, p: LinearParams) -> torch.Tensor:
+    """int8 GEMM with fused bias, requantisation, clamp and optional GELU.
+
+    Input: xq int8 [M, K] (K <= 1536), xm int32 [M] row scales with 0 <= xm <= 32767.
+    acc[i, j] = sum_k xq[i, k] * W[j, k]                 int32, |acc| <= 127**2 * K < 2**25
+    y = round_shift(acc * xm[i] * M[j] + B[j], shift)    int64, |acc * xm * M| < 2**56
+    y = clamp(y, -out_max, out_max); then y = gelu(y) if gelu_lut is given.
+    Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
+    """
+    acc = torch._int_mm(xq, p.weight.t())
+    y = acc.to(torch.int64).mul_(xm.to(torch.int64).unsqueeze(1)).mul_(p.multiplier)
+    y = round_shift(y.add_(p.bias), p.shift).clamp_(-p.out_max, p.out_max)
+    if p.gelu_lut is not None:
+        y = gelu(y, p.gelu_lut)
+    return y.to(p.out_dtype)
+
+
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Integer batched matmul through float32, exact when every partial sum < 2**24.
+
+    Callers prove that bound; float32 matmul precision must be 'highest' (no TF32/bf16
+    shortcuts), otherwise float64 is used, exact below 2**53.
+    """
+    dtype = torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
+    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.int64)
+
+
+def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torch.Tensor:
+    """Multi-head self-attention with an integer softmax, per (sequence, head).
+
+    Input: qkv int16-range [B, L, 3 * H * D] (columns: Q | K | V, head h at
+    h*D:(h+1)*D inside each), mask bool [B, L] (True = real token, >= 1 per sequence).
+    For one sequence and head, with rows i (queries) and j (keys), unmasked j only:
+      q8, mq = quantize_rows(Q)     k8, mk = quantize_rows(K)        (per token)
+      v8, mv = quantize_rows(V^T)   per channel c over the sequence's unmasked tokens
+                                    (masked rows of V are zeroed first)
+      acc[i,j] = q8[i] . k8[j]              |acc| <= 127**2 * D < 2**19 (D = 32)
+      t[i,j] = acc[i,j] * mk[j]             |t| < 2**34
+      delta[i,j] = max_j' t[i,j'] - t[i,j]  0 <= delta < 2**35
+      e[i,j] = min(round_shift(delta * (mq[i] * CQK), SQK), cap)     (< 2**62)
+               (base-2 exponent in Q(E); cap = (20 + 2) << E)
+      p[i,j] = round_shift(LUT[e & (2**E - 1)], e >> E) if e < cap else 0   (<= 2**20)
+      S[i] = sum_j p[i,j] (>= 2**20, the max term is exactly 2**20; < 2**29 for L<=512)
+      prob[i,j] = round_shift(p[i,j] * ((PROB_MAX << 32) // S[i]), 32)  in [0, PROB_MAX]
+      ctx[i,c] = sum_j prob[i,j] * v8[j,c]  |ctx| <= 127 * (PROB_MAX + L/2) < 2**22
+      out[i,c] = clamp(round_shift(ctx[i,c] * mv[c] * MC, SC), -32767, 32767)  (< 2**57)
+    Masked keys get probability exactly 0; masked query rows output 0.
+    The float32 matmuls are exact: every product and partial sum of q8.k8 is an integer
+    below 2**19 and of prob.v8 below 127 * (PROB_MAX + L/2) < 2**24.
+    Returns int16 [B, L, H * D].
+    """
+    b, length, _ = qkv.shape
+    h, d = p.heads, p.head_dim
+    q, k, v = qkv.view(b, length, 3, h, d).permute(2, 0, 3, 1, 4)  # each [B, H, L, D]
+    key = mask[:, None, None, :]  # [B, 1, 1, L]
+    q8, mq = quantize_rows(q)
+    k8, mk = quantize_rows(k)
+    v8t, mv = quantize_rows(v.masked_fill(~mask[:, None, :, None], 0).transpose(-1, -2))
+
+    t = _exact_matmul(q8, k8.transpose(-1, -2)).mul_(mk.to(torch.int64).unsqueeze(-2))
+    t.masked_fill_(~key, -(1 << 62))
+    delta = (t.amax(dim=-1, keepdim=True) - t).masked_fill_(~key, 0)
+    rate = (mq.to(torch.int64) * p.score_mult).unsqueeze(-1)
+    e = round_shift(delta.mul_(rate), p.score_shift).clamp_(max=p.exp_cap)
+    e.masked_fill_(~key, p.exp_cap)
+    frac_mask = (1 << p.exp_frac_bits) - 1
+    k_shift = e >> p.exp_frac_bits
+    pe = p.exp_lut[e & frac_mask].to(torch.int64)
+    pe = (pe + ((1 << k_shift) >> 1)) >> k_shift  # round_shift with a per-element shift
+    pe.masked_fill_(e >= p.exp_cap, 0)
+
+    recip = (PROB_MAX << PROB_SHIFT) // pe.sum(dim=-1, keepdim=True)
+    prob = round_shift(pe.mul_(recip), PROB_SHIFT)
+    ctx = _exact_matmul(prob, v8t.transpose(-1, -2))  # [B, H, L, D]
+    out = round_shift(ctx.mul_(mv.to(torch.int64).unsqueeze(-2) * p.out_mult), p.out_shift)
+    out = out.clamp_(-INT16_MAX, INT16_MAX).masked_fill_(~mask[:, None, :, None], 0)
+    return out.permute(0, 2, 1, 3).reshape(b, length, h * d).to(torch.int16)
+
+
+def isqrt(n: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(n)) for an int64 tensor with 0 <= n < 2**62, exactly.
+
+    Digit-by-digit (binary restoring) square root, 31 fixed steps; any exact method
+    gives the same result since floor(sqrt(n)) is unique.
+    """
+    n = n.clone()
+    res = torch.zeros_like(n)
+    for i in range(31):
+        bit = 1 << (60 - 2 * i)
+        trial = res + bit
+        take = n >= trial
+        n = torch.where(take, n - trial, n)
+        res = torch.where(take, (res >> 1) + bit, res >> 1)
+    return res
+
+
+def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,
+                  out_max: int = INT16_MAX) -> torch.Tensor:
+    """Fused residual add + integer LayerNorm over the last dimension (N channels).
+
+    Input: x, residual: int16/int32 [..., N] in the same fixed point, each
+    |.| <= RESIDUAL_MAX, so |s| <= 2**22 for s = x + residual.
+      mean = round_shift(sum(s) * mean_recip, 32)          |sum * recip| < 2**55
+      d = s - mean                                         |d| < 2**23
+      var = sum(d * d)                                     < 2**55 (N = 384)
+      std = isqrt(var)                                     (so |d| <= std)
+      r = (1 << 46) // max(std, 1)
+      z = round_shift(d * r, 46 - 16)                      Q16 of d / std, |z| <= 2**16
+      y = clamp(round_shift(z * gamma + beta, 16), -out_max, out_max)
+    d / std * sqrt(N) = (s - mean) / sigma, hence gamma carries sqrt(N).
+    The input scale cancels, so y's fixed point is the one gamma/beta were built for.
+    Returns int16 [..., N].
+    """
+    s = x.to(torch.int64) + residual.to(torch.int64)
+    mean = round_shift(s.sum(dim=-1, keepdim=True) * p.mean_recip, LN_MEAN_SHIFT)
+    d = s.sub_(mean)
+    std = isqrt((d * d).sum(dim=-1, keepdim=True))
+    r = (1 << LN_RECIP_SHIFT) // std.clamp_(min=1)
+    z = round_shift(d.mul_(r), LN_RECIP_SHIFT - LN_Z_BITS)
+    y = round_shift(z.mul_(p.gamma).add_(p.beta), LN_Z_BITS)
+    return y.clamp_(-out_max, out_max).to(torch.int16)
+
+
+def mean_pool_normalize(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean pooling + normalisation to the committed int8 direction vector.
+
+    Input: h int16-range [B, L, N], mask bool [B, L].
+      s[b, c] = sum over unmasked l of h[b, l, c]     int32, |s| <= 512 * 32767 < 2**24
+      out = quantize_rows(s)[0]                       int8 [B, N]
+    Dividing by the token count and by the L2 norm only rescales s, and the int8
+    vector is stored scaled to max-abs 127 (the full int8 range, more precise than a
+    unit-norm scale); the decoder L2-normalises it (``client.encoding``).
+    """
+    s = (h.to(torch.int32) * mask.unsqueeze(-1)).sum(dim=1, dtype=torch.int32)
+    return quantize_rows(s)[0]

@@ -1,0 +1,171 @@
+"""Deterministic derivation of every integer parameter from the float weights.
+
+Runs once at load, on the CPU, in float64 numpy with one explicit rounding rule
+(``round_fixed``: exact round-half-up of v * 2**bits). IEEE float64 add/mul/div/sqrt
+are correctly rounded everywhere, so every provider derives the same bytes; the LUTs
+use libm exp2/erfc, whose last-ulp differences could only matter at an exact .5 tie
+and would then show up as a different params digest, i.e. a different ``model_id``.
+
+Fixed-point formats (Q(F) = value * 2**F):
+- embeddings Q(F_EMB); the residual stream / LayerNorm outputs Q(F_H), F_H derived
+  from the LayerNorm weights so that no output can leave the int16 range;
+- Q/K/V and the attention context Q(F_QKV); FFN intermediate (GELU in/out) Q(F_FFN).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import fields
+
+import numpy as np
+import torch
+
+from . import intops
+from .intops import INT16_MAX, RESIDUAL_MAX, AttentionParams, LayerNormParams, LinearParams
+from .model import EncoderLayer, QuantizedModel
+from .weights import BertConfig
+
+F_EMB = 16
+F_QKV = 9
+F_FFN = 9
+EXP_FRAC_BITS = 10
+GELU_RANGE = 8  # LUT covers |y| < 8; beyond, gelu(y) = max(y, 0) to < 2**-40
+
+
+def round_fixed(v: np.ndarray | float, bits: int) -> np.ndarray:
+    """Exact round-half-up of v * 2**bits to int64 (v float64; scaling by 2**bits is exact)."""
+    x = np.asarray(v, dtype=np.float64) * (2.0 ** bits)
+    if not np.all(np.abs(x) < 2.0 ** 62):
+        raise OverflowError("fixed-point value out of int64 range")
+    fl = np.floor(x)
+    return (fl + (x - fl >= 0.5)).astype(np.int64)  # x - floor(x) is exact
+
+
+def quantize_linear(weight: np.ndarray, bias: np.ndarray, f_in: int, f_out: int,
+                    out_max: int, gelu_lut: torch.Tensor | None = None) -> LinearParams:
+    """int8 per-output-channel weights and the requantisation of ``intops.linear``.
+
+    y * 2**f_out = acc * m * sw_j * 2**(f_out - f_in) / 127 + b_j * 2**f_out, where the
+    input row is q * m / 127 in Q(f_in) and W_j ~ w8_j * sw_j with sw_j = max|W_j| / 127.
+    """
+    w = weight.astype(np.float64)
+    amax = np.abs(w).max(axis=1)
+    safe = np.where(amax > 0, amax, 1.0)
+    w8 = np.clip(round_fixed(w * 127.0 / safe[:, None], 0), -127, 127).astype(np.int8)
+    scale = amax / 127.0 * 2.0 ** (f_out - f_in) / 127.0
+    b = bias.astype(np.float64)
+    for shift in range(62, 0, -1):
+        mult = round_fixed(scale, shift)
+        if mult.max() < 1 << 16 and np.abs(b).max() * 2.0 ** (f_out + shift) < 2.0 ** 60:
+            return LinearParams(torch.from_numpy(w8), torch.from_numpy(mult),
+                                torch.from_numpy(round_fixed(b, f_out + shift)), shift,
+                                out_max, gelu_lut)
+    raise ValueError("no valid requantisation shift")
+
+
+def gelu_lut(frac_bits: int) -> torch.Tensor:
+    """LUT[t] = round(gelu(-t / 2**F) * 2**F) for t < 8 * 2**F, then a final 0."""
+    t = np.arange(GELU_RANGE << frac_bits, dtype=np.float64) / 2.0 ** frac_bits
+    erfc = np.array([math.erfc(v / math.sqrt(2.0)) for v in t])
+    lut = round_fixed(-t * 0.5 * erfc, frac_bits)
+    return torch.from_numpy(np.append(lut, 0).astype(np.int32))
+
+
+def layernorm_params(gamma: np.ndarray, beta: np.ndarray, f_out: int) -> LayerNormParams:
+    n = gamma.shape[0]
+    g = round_fixed(gamma.astype(np.float64) * math.sqrt(n), f_out)
+    bt = round_fixed(beta.astype(np.float64), f_out + intops.LN_Z_BITS)
+    return LayerNormParams(torch.from_numpy(g), torch.from_numpy(bt),
+                           int(round_fixed(1.0 / n, intops.LN_MEAN_SHIFT)))
+
+
+def layernorm_out_bound(ln: LayerNormParams) -> int:
+    """Largest |output| of ``add_layernorm`` before its clamp (|z| <= 2**16)."""
+    return int((ln.gamma.abs() + (ln.beta.abs() >> intops.LN_Z_BITS)).max()) + 2
+
+
+def attention_params(heads: int, head_dim: int) -> AttentionParams:
+    # exponent (base 2, Q(E)) per unit of acc * mk * mq: log2(e) / sqrt(D) / scales
+    rate = 2.0 ** EXP_FRAC_BITS / math.log(2.0) / (127.0 ** 2 * math.sqrt(head_dim) * 2.0 ** (2 * F_QKV))
+    score_shift = max(s for s in range(1, 63) if round_fixed(rate, s) < 1 << 12)
+    f = np.arange(1 << EXP_FRAC_BITS, dtype=np.float64) / 2.0 ** EXP_FRAC_BITS
+    lut = round_fixed(np.exp2(-f), intops.EXP_ONE_BITS).astype(np.int32)
+    # context: prob / PROB_MAX * v8 * mv / 127 in Q(F_QKV) stays in Q(F_QKV)
+    out_rate = 1.0 / (intops.PROB_MAX * 127.0)
+    out_shift = max(s for s in range(1, 63) if round_fixed(out_rate, s) < 1 << 20)
+    return AttentionParams(heads, head_dim, int(round_fixed(rate, score_shift)), score_shift,
+                           EXP_FRAC_BITS, torch.from_numpy(lut),
+                           int(round_fixed(out_rate, out_shift)), out_shift)
+
+
+def quantize_model(w: dict[str, np.ndarray], cfg: BertConfig) -> QuantizedModel:
+    """The integer model from the float weights (BERT names)."""
+    def norms(prefix: str, f_out: int) -> LayerNormParams:
+        return layernorm_params(w[f"{prefix}.weight"], w[f"{prefix}.bias"], f_out)
+
+    ln_names = ["embeddings.LayerNorm"] + [
+        f"encoder.layer.{i}.{part}.LayerNorm" for i in range(cfg.layers)
+        for part in ("attention.output", "output")]
+    # F_H: the finest fixed point in which every LayerNorm output fits int16
+    f_h = max(f for f in range(15) if all(layernorm_out_bound(norms(n, f)) <= INT16_MAX
+                                          for n in ln_names))
+    word_type = w["embeddings.word_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
+    emb = [round_fixed(word_type.astype(np.float64), F_EMB),
+           round_fixed(w["embeddings.position_embeddings.weight"].astype(np.float64), F_EMB)]
+    if max(int(np.abs(e).max()) for e in emb) > RESIDUAL_MAX:
+        raise ValueError("embeddings exceed the LayerNorm input range")
+    lut = gelu_lut(F_FFN)
+    layers = []
+    for i in range(cfg.layers):
+        p = f"encoder.layer.{i}."
+        qkv_w = np.concatenate([w[f"{p}attention.self.{n}.weight"] for n in ("query", "key", "value")])
+        qkv_b = np.concatenate([w[f"{p}attention.self.{n}.bias"] for n in ("query", "key", "value")])
+        layers.append(EncoderLayer(
+            qkv=quantize_linear(qkv_w, qkv_b, f_h, F_QKV, INT16_MAX),
+            attn_out=quantize_linear(w[f"{p}attention.output.dense.weight"],
+                                     w[f"{p}attention.output.dense.bias"], F_QKV, f_h, RESIDUAL_MAX),
+            attn_norm=norms(f"{p}attention.output.LayerNorm", f_h),
+            ffn_in=quantize_linear(w[f"{p}intermediate.dense.weight"],
+                                   w[f"{p}intermediate.dense.bias"], f_h, F_FFN, INT16_MAX, lut),
+            ffn_out=quantize_linear(w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"],
+                                    F_FFN, f_h, RESIDUAL_MAX),
+            ffn_norm=norms(f"{p}output.LayerNorm", f_h)))
+    return QuantizedModel(
+        word_type=torch.from_numpy(emb[0].astype(np.int32)),
+        position=torch.from_numpy(emb[1].astype(np.int32)),
+        embed_norm=norms("embeddings.LayerNorm", f_h),
+        attention=attention_params(cfg.heads, cfg.hidden // cfg.heads),
+        layers=tuple(layers))
+
+
+FORMAT_CONSTANTS = {
+    name: getattr(intops, name) for name in (
+        "INT16_MAX", "RESIDUAL_MAX", "QUANT_SHIFT", "EXP_ONE_BITS", "PROB_MAX", "PROB_SHIFT",
+        "LN_RECIP_SHIFT", "LN_Z_BITS", "LN_MEAN_SHIFT")}
+
+
+def params_digest(model: QuantizedModel, extra: dict[str, int]) -> bytes:
+    """sha256 over every integer parameter (name, dtype, shape, little-endian bytes),
+    the op constants and ``extra`` (e.g. the tokenisation limits)."""
+    h = hashlib.sha256()
+
+    def feed(name: str, obj) -> None:
+        if isinstance(obj, torch.Tensor):
+            a = obj.detach().cpu().contiguous().numpy()
+            h.update(f"{name}:{a.dtype.str}:{a.shape}:".encode())
+            h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+        elif isinstance(obj, tuple):
+            for i, o in enumerate(obj):
+                feed(f"{name}.{i}", o)
+        elif hasattr(obj, "__dataclass_fields__"):
+            for f in fields(obj):
+                feed(f"{name}.{f.name}", getattr(obj, f.name))
+        elif obj is None or isinstance(obj, int):
+            h.update(f"{name}={obj};".encode())
+        else:
+            raise TypeError(f"unexpected parameter {name}: {type(obj).__name__}")
+
+    feed("model", model)
+    for k, v in sorted({**FORMAT_CONSTANTS, **extra}.items()):
+        feed(k, v)
+    return h.digest()

@@ -1,0 +1,151 @@
+"""Deploy the Verinfer marketplace and register the served models.
+
+    ape run deploy --network ethereum:local:foundry --account TEST::0
+    ape run deploy --network <public> --account <alias> --token 0x... [--stake-token 0x...]
+
+On local networks a TestToken is deployed for payment and stake unless --token is
+given. The MiniLM model entry comes from the engine (`provider.engine`); pass
+--model-id to register another id instead. The address is recorded where the SDK
+finds it (`client.deployments`, `$VERINFER_HOME/deployments.json`).
+
+In process (tests, the demo):
+
+    from scripts.deploy import deploy
+    deployed = deploy(account)          # Deployed(marketplace, pay_token, stake_token, models, record)
+"""
+
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import click
+from ape import chain, networks, project
+from ape.cli import ConnectedProviderCommand, account_option
+
+
+class DeployError(RuntimeError):
+    """The deployment cannot proceed as asked."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the owner registers for one model."""
+
+    model_id: bytes
+    name: str
+    weights_digest: bytes
+    format_version: int
+
+    def __post_init__(self) -> None:
+        if len(self.model_id) != 32 or len(self.weights_digest) != 32:
+            raise DeployError("model_id and weights_digest must be 32 bytes")
+        if not self.name or len(self.name) > 64:
+            raise DeployError("model name must be 1..64 characters")
+        if not 0 <= self.format_version < 2**16:
+            raise DeployError("format_version must fit in 16 bits")
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """Contracts of one deployment (ape ContractInstances) and where it was recorded."""
+
+    marketplace: object
+    pay_token: object
+    stake_token: object
+    models: tuple[ModelEntry, ...] = field(default=())
+    record: Path | None = None
+
+
+def engine_models() -> list[ModelEntry]:
+    """The engine's model entry (loads the engine on the CPU, about a second)."""
+    from provider.engine import Engine
+
+    info = Engine.load("cpu").model_info
+    return [ModelEntry(bytes(info.model_id), info.name, bytes(info.weights_digest), int(info.format_version))]
+
+
+def is_local_network() -> bool:
+    return networks.provider.network.name == "local"
+
+
+def deploy(
+    account,
+    models: Iterable[ModelEntry] | None = None,
+    *,
+    pay_token: str | None = None,
+    stake_token: str | None = None,
+    treasury: str | None = None,
+    record: bool = True,
+) -> Deployed:
+    """Deploy the marketplace from `account` on the connected network.
+
+    models: entries to register (default: the engine's model). pay_token: ERC-20
+    address, required off local networks (a TestToken is deployed otherwise);
+    stake_token defaults to pay_token; treasury defaults to `account`.
+    """
+    models = tuple(engine_models() if models is None else models)
+    if pay_token is None:
+        if not is_local_network():
+            raise DeployError("--token is required on non-local networks (TestToken is for local networks only)")
+        pay = account.deploy(project.TestToken, "Verinfer Test", "VIT")
+    else:
+        pay = pay_token
+    stake = pay if stake_token is None else stake_token
+    market = account.deploy(project.Marketplace, pay, stake, treasury or account)
+    for entry in models:
+        market.register_model(entry.model_id, entry.name, entry.weights_digest, entry.format_version, sender=account)
+    path = _record(market, models) if record else None
+    return Deployed(market, pay, stake, models, path)
+
+
+def _record(market, models: tuple[ModelEntry, ...]) -> Path:
+    from client.deployments import Deployment, record_deployment
+
+    receipt = chain.provider.get_receipt(market.txn_hash)
+    network = networks.provider.network
+    return record_deployment(
+        Deployment(
+            chain_id=chain.chain_id,
+            marketplace=market.address,
+            block=receipt.block_number,
+            network=f"{network.ecosystem.name}:{network.name}:{networks.provider.name}",
+            model_ids=tuple("0x" + m.model_id.hex() for m in models),
+        )
+    )
+
+
+def _bytes32(value: str | None, what: str) -> bytes | None:
+    if value is None:
+        return None
+    raw = bytes.fromhex(value.removeprefix("0x"))
+    if len(raw) != 32:
+        raise click.BadParameter(f"{what} must be 32 bytes of hex")
+    return raw
+
+
+@click.command(cls=ConnectedProviderCommand)
+@account_option()
+@click.option("--token", "pay_token", help="Payment ERC-20 (required off local networks).")
+@click.option("--stake-token", help="Stake ERC-20 (default: the payment token).")
+@click.option("--treasury", help="Fee recipient (default: the deployer).")
+@click.option("--model-id", help="Register this model id (hex bytes32) instead of the engine's.")
+@click.option("--model-name", default="all-MiniLM-L6-v2", show_default=True)
+@click.option("--weights-digest", help="Weights digest (hex bytes32) for --model-id.")
+@click.option("--format-version", default=1, show_default=True, type=int)
+def cli(account, pay_token, stake_token, treasury, model_id, model_name, weights_digest, format_version):
+    """Deploy the marketplace, register the model(s) and record the address."""
+    models = None
+    if model_id is not None:
+        digest = _bytes32(weights_digest, "--weights-digest") or bytes(32)
+        models = [ModelEntry(_bytes32(model_id, "--model-id"), model_name, digest, format_version)]
+    try:
+        deployed = deploy(account, models, pay_token=pay_token, stake_token=stake_token, treasury=treasury)
+    except DeployError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"Marketplace  {deployed.marketplace.address}")
+    click.echo(f"Pay token    {getattr(deployed.pay_token, 'address', deployed.pay_token)}")
+    click.echo(f"Stake token  {getattr(deployed.stake_token, 'address', deployed.stake_token)}")
+    for entry in deployed.models:
+        click.echo(f"Model        {entry.name} 0x{entry.model_id.hex()}")
+    click.echo(f"Recorded in  {deployed.record}")

@@ -1,0 +1,159 @@
+"""Gas per step and per job lifecycle, measured from receipts on a real node.
+
+    ape run gas_bench --network ethereum:local:foundry
+
+r = 1 (post, deliver, finalize after the challenge window) and r = 3 (post, claim,
+commit, reveal, finalize), one job per transaction and BATCH jobs per transaction,
+with realistic payloads: a 60-byte sentence in, a 385-byte embedding out (the
+engine's result format). Clients pre-deposit, so posting moves no tokens. Prints
+a rich table with the lifecycle totals against the issue's targets.
+"""
+
+import os
+
+import click
+from ape import accounts, chain
+from ape.cli import ConnectedProviderCommand
+from eth_abi import encode
+from eth_utils import keccak
+from rich.console import Console
+from rich.table import Table
+
+from client.encoding import EMBEDDING_SIZE
+from scripts.deploy import ModelEntry, deploy
+
+BATCH = 32
+TARGET_SINGLE = 250_000
+TARGET_BATCHED = 120_000
+WINDOW = 600
+REWARD = 10**18
+MODEL = ModelEntry(keccak(text="gas-bench-model"), "gas-bench", keccak(text="weights"), 1)
+SENTENCE = b"A quick brown fox jumps over the lazy dog near the riverbank."
+
+
+def _result(i: int) -> bytes:
+    return bytes([1]) + keccak(i.to_bytes(32, "big")) * (EMBEDDING_SIZE // 32) + bytes((EMBEDDING_SIZE - 1) % 32)
+
+
+def _seal(job_id: int, provider, result: bytes, salt: bytes) -> bytes:
+    return keccak(encode(["uint256", "address", "bytes32", "bytes32"], [job_id, provider.address, keccak(result), salt]))
+
+
+def _gas(tx) -> int:
+    return tx.gas_used
+
+
+class Bench:
+    """Runs the flows on a fresh deployment and collects gas per step."""
+
+    def __init__(self, owner, client, providers, keeper):
+        self.owner, self.client, self.providers, self.keeper = owner, client, providers, keeper
+        deployed = deploy(owner, [MODEL], record=False)
+        self.market, token = deployed.marketplace, deployed.pay_token
+        for acct in [client, *providers]:
+            token.mint(acct, 10**30, sender=acct)
+            token.approve(self.market, 2**256 - 1, sender=acct)
+        self.market.deposit(10**28, sender=client)
+        for p in providers:
+            self.market.register([MODEL.model_id], 0, sender=p)
+            self.market.stake(10**27, sender=p)
+        # Warm the counters every later post touches, as in a running market.
+        self._post(3, 1)
+
+    def _post(self, r: int, n: int):
+        inputs = [SENTENCE] * n
+        if n == 1:
+            tx = self.market.post_job(MODEL.model_id, inputs[0], r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
+        else:
+            tx = self.market.post_jobs(MODEL.model_id, inputs, r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
+        ids = [log.job_id for log in tx.events if log.event_name == "JobPosted"]
+        return ids, _gas(tx)
+
+    def _after(self, seconds: int):
+        chain.pending_timestamp += seconds
+        chain.mine()
+
+    def r1(self, n: int) -> dict[str, int]:
+        """Gas per step for n r=1 jobs in one transaction per step (n == 1: single calls)."""
+        ids, post = self._post(1, n)
+        p = self.providers[0]
+        results = [_result(i) for i in ids]
+        if n == 1:
+            deliver = _gas(self.market.deliver(ids[0], results[0], sender=p))
+        else:
+            deliver = _gas(self.market.deliver_many(ids, results, sender=p))
+        self._after(self.market.challenge_window() + 1)
+        if n == 1:
+            final = _gas(self.market.finalize(ids[0], sender=self.keeper))
+        else:
+            final = _gas(self.market.finalize_many(ids, sender=self.keeper))
+        return {"post": post, "deliver": deliver, "finalize": final}
+
+    def r3(self, n: int) -> dict[str, int]:
+        ids, post = self._post(3, n)
+        seats = self.providers[:3]
+        salt = b"\x07" * 32
+        steps = {"post": post, "claim": 0, "commit": 0, "reveal": 0}
+        for p in seats:
+            tx = self.market.claim(ids[0], sender=p) if n == 1 else self.market.claim_many(ids, sender=p)
+            steps["claim"] += _gas(tx)
+        results = [_result(i) for i in ids]
+        for p in seats:
+            seals = [_seal(j, p, res, salt) for j, res in zip(ids, results)]
+            if n == 1:
+                tx = self.market.commit(ids[0], seals[0], sender=p)
+            else:
+                tx = self.market.commit_many(ids, seals, sender=p)
+            steps["commit"] += _gas(tx)
+        for p in seats:
+            if n == 1:
+                tx = self.market.reveal(ids[0], results[0], salt, sender=p)
+            else:
+                tx = self.market.reveal_many(ids, results, [salt] * n, sender=p)
+            steps["reveal"] += _gas(tx)
+        tx = self.market.finalize(ids[0], sender=self.keeper) if n == 1 else self.market.finalize_many(ids, sender=self.keeper)
+        steps["finalize"] = _gas(tx)
+        return steps
+
+    def withdraw(self) -> int:
+        return _gas(self.market.withdraw(sender=self.providers[0]))
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
+    table = Table(title=f"Verinfer gas on {chain.provider.name} (chain {chain.chain_id}); batched = {BATCH} jobs per tx, per job")
+    table.add_column("step")
+    for col in ("r=1 single", "r=1 batched/job", "r=3 single", "r=3 batched/job"):
+        table.add_column(col, justify="right")
+    steps = ["post", "deliver", "claim", "commit", "reveal", "finalize"]
+    for step in steps:
+        row = [r1_single.get(step), r1_batch.get(step), r3_single.get(step), r3_batch.get(step)]
+        row = [v if v is None else v / d for v, d in zip(row, (1, BATCH, 1, BATCH))]
+        table.add_row(step + (" (x3 seats)" if step in ("claim", "commit", "reveal") else ""), *map(_fmt, row))
+    totals = [sum(r1_single.values()), sum(r1_batch.values()) / BATCH, sum(r3_single.values()), sum(r3_batch.values()) / BATCH]
+    table.add_row("[bold]lifecycle[/bold]", *(f"[bold]{_fmt(t)}[/bold]" for t in totals))
+    targets = [TARGET_SINGLE, TARGET_BATCHED, None, None]
+    table.add_row("target", *(_fmt(t) for t in targets))
+    table.add_row(
+        "ratio to target",
+        *("-" if t is None else f"{v / t:.2f} ({'met' if v <= t else 'MISSED'})" for v, t in zip(totals, targets)),
+    )
+    table.caption = (
+        f"withdraw (collects every credited payment at once): {withdraw:,} gas, amortised over all jobs. "
+        f"Payload: {len(SENTENCE)}-byte input, {EMBEDDING_SIZE}-byte result."
+    )
+    return table
+
+
+@click.command(cls=ConnectedProviderCommand)
+def cli():
+    """Print the gas table (run it on anvil: --network ethereum:local:foundry)."""
+    accts = accounts.test_accounts
+    bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5])
+    r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
+    r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)
+    table = render(r1_single, r1_batch, r3_single, r3_batch, bench.withdraw())
+    Console(width=int(os.environ.get("COLUMNS", 120))).print(table)

@@ -1,0 +1,108 @@
+"""Agent configuration: the committed sample, environment overrides, validation errors."""
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from provider.agent.config import SAMPLE_CONFIG, AgentConfig, load_config
+from provider.agent.errors import ConfigError
+
+MODEL = "0x" + "ab" * 32
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("VERINFER_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_sample_config_loads_and_validates():
+    config = load_config(SAMPLE_CONFIG)
+    assert config.network == "ethereum:local:foundry" and config.is_local
+    assert config.account == "TEST::1"
+    assert config.policy.min_price == 10**15
+    assert config.policy.max_stake_at_risk == 10**21  # written as a string: beyond TOML's int64
+    assert config.engine_batch.max_size == 32 and config.claim_batch.max_wait == 1.0
+    assert config.watcher.confirmations == 2 and config.tx.fee_bump_percent == 15
+    assert config.tx.max_fee_wei == 200 * 10**9
+    assert config.model_ids == [b"\x00" * 31 + b"\x01"]
+
+
+def test_environment_overrides_file_keeping_other_nested_keys(tmp_path, monkeypatch):
+    path = write(tmp_path, f'models = ["{MODEL}"]\n[tx]\nmax_fee_gwei = 50\nstuck_blocks = 7\n')
+    monkeypatch.setenv("VERINFER_TX__MAX_FEE_GWEI", "80")
+    monkeypatch.setenv("VERINFER_DB_PATH", str(tmp_path / "x.db"))
+    monkeypatch.setenv("VERINFER_POLICY__MAX_STAKE_AT_RISK", "5_000_000_000_000_000_000_000")
+    config = load_config(path)
+    assert config.tx.max_fee_gwei == 80
+    assert config.tx.stuck_blocks == 7  # from the file, not reset by the override
+    assert config.db_path == tmp_path / "x.db"
+    assert config.policy.max_stake_at_risk == 5 * 10**21
+
+
+def test_environment_alone(monkeypatch):
+    monkeypatch.setenv("VERINFER_MODELS", f'["{MODEL}"]')
+    assert load_config(None).models == [MODEL]
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("[watcher]\nconfirmations = -1", "watcher.confirmations"),
+        ("[engine_batch]\nmax_wait = 0", "engine_batch.max_wait"),
+        ("[claim_batch]\nmax_size = 0", "claim_batch.max_size"),
+        ("[policy]\nmax_stake_at_risk = 0", "policy.max_stake_at_risk"),
+        ("[policy]\nmin_price = -5", "policy.min_price"),
+        ("[policy]\ncapacity = 0", "policy.capacity"),
+        ("[tx]\nfee_bump_percent = 5", "tx.fee_bump_percent"),
+        ("[tx]\nmax_fee_gwei = 10\npriority_fee_gwei = 20", "priority_fee_gwei must not exceed"),
+        ("[metrics]\nport = 70000", "metrics.port"),
+        ("[log]\nformat = 'xml'", "log.format"),
+        ("[policy]\ncapacity = 4\n[claim_batch]\nmax_size = 8", "must not exceed policy.capacity"),
+        ("[tx]\nconfirmations = 10\n[watcher]\nreorg_window = 5", "reorg_window"),
+        ("network = 'sepolia'", "ecosystem:network"),
+        ("network = 'ethereum:sepolia:node'\naccount = 'TEST::0'", "only be used on local"),
+        ("rpc_url = 'localhost:8545'", "rpc_url must start"),
+        ("marketplace = '0x1234'", "is not an address"),
+        ("dashbaord = false", "dashbaord"),  # typos are errors, not silently ignored
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path, text, field):
+    path = write(tmp_path, f'models = ["{MODEL}"]\n{text}\n')
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "models, message",
+    [
+        ("[]", "models"),
+        ('["0x1234"]', "32-byte hex"),
+        (f'["{MODEL}", "0x{MODEL[2:].upper()}"]', "twice"),  # same id, other case
+    ],
+)
+def test_models_validated(tmp_path, models, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, f"models = {models}\n"))
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "models = [\n"))
+
+
+def test_config_error_is_a_value_error_and_config_is_frozen():
+    config = AgentConfig(models=[MODEL])
+    assert issubclass(ConfigError, ValueError)
+    with pytest.raises(ValidationError):
+        config.network = "x:y"  # type: ignore[misc]

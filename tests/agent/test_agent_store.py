@@ -1,0 +1,141 @@
+"""The agent's sqlite store: durability, schema versioning, salts never overwritten."""
+
+import signal
+import sqlite3
+import subprocess
+
+import pytest
+
+from provider.agent.errors import StoreError
+from provider.agent.store import SCHEMA_VERSION, Checkpoint, JobState, Store, TxStatus
+
+MODEL = b"\x01" * 32
+
+
+def fill(store: Store) -> int:
+    store.save_checkpoint(10, b"h" * 32, keep_blocks=8)
+    store.add_job(1, MODEL, reward=5, collateral=100, data={"input": "hello"})
+    store.add_job(2**200, MODEL, state=JobState.CLAIMED, reward=3, collateral=2**100)
+    store.save_result(1, digest=b"d" * 32, result=b"r", salt=b"s" * 32)
+    tx_id = store.add_tx(kind="commit", to="0x" + "11" * 20, data=b"\xca\xfe", value=0,
+                         gas=50_000, nonce=0, meta={"jobs": [1]})
+    store.add_broadcast(tx_id, tx_hash=b"a" * 32, max_fee=3 * 10**9, priority_fee=10**9,
+                        raw=b"raw", head_block=10)
+    return tx_id
+
+
+def test_everything_survives_close_and_reopen(tmp_path):
+    path = tmp_path / "agent.db"
+    store = Store(path)
+    tx_id = fill(store)
+    store.close()
+
+    again = Store(path)
+    assert again.schema_version == SCHEMA_VERSION
+    assert again.checkpoint() == Checkpoint(10, b"h" * 32)
+    job = again.job(1)
+    assert (job.state, job.reward, job.collateral, job.data) == (JobState.SEEN, 5, 100, {"input": "hello"})
+    assert again.job(2**200).collateral == 2**100  # uint256 values round-trip exactly
+    assert again.result(1).salt == b"s" * 32
+    tx = again.tx(tx_id)
+    assert (tx.kind, tx.nonce, tx.status, tx.meta, tx.data) == (
+        "commit", 0, TxStatus.PENDING, {"jobs": [1]}, b"\xca\xfe")
+    assert [b.hash for b in tx.broadcasts] == [b"a" * 32]
+    assert again.max_nonce() == 0
+
+
+def test_write_ahead_log_and_full_sync(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync per commit
+
+
+def test_saved_result_survives_kill_9(tmp_path, python_script):
+    path = tmp_path / "agent.db"
+    proc = python_script("store_writer.py", str(path), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "saved"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    result = Store(path).result(7)
+    assert result is not None and result.salt == b"s" * 32 and result.result == b"embedding"
+
+
+def test_a_salt_is_never_overwritten(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    store.save_result(1, digest=b"d" * 32, result=b"r", salt=b"s" * 32)
+    store.save_result(1, digest=b"d" * 32, result=b"r", salt=b"s" * 32)  # a retry: no-op
+    with pytest.raises(StoreError, match="different stored result"):
+        store.save_result(1, digest=b"e" * 32, result=b"r2", salt=b"t" * 32)
+    assert store.result(1).salt == b"s" * 32
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "agent.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="schema version"):
+        Store(path)
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "agent.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store(path)
+
+
+def test_atomic_rolls_back_everything(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    with pytest.raises(RuntimeError):
+        with store.atomic():
+            store.add_job(1, MODEL)
+            store.save_checkpoint(5, b"x" * 32, keep_blocks=4)
+            raise RuntimeError("handler failed")
+    assert store.job(1) is None and store.checkpoint() is None
+
+
+def test_jobs_states_and_money(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    assert store.add_job(1, MODEL, reward=10)
+    assert not store.add_job(1, MODEL, reward=99)  # known already: unchanged
+    store.add_job(2, MODEL, reward=20)
+    store.add_job(3, MODEL, reward=30)
+    store.update_job(1, state=JobState.CLAIMED, collateral=500, claim_tx=4)
+    store.update_job(2, state=JobState.PAID)
+    store.update_job(3, state=JobState.REVEALED, collateral=700)
+    assert store.job(1).data == {"claim_tx": 4} and store.job(1).reward == 10
+    assert store.job_counts() == {JobState.CLAIMED: 1, JobState.PAID: 1, JobState.REVEALED: 1}
+    assert store.stake_at_risk() == 1200
+    assert store.earnings() == 20
+    assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED)] == [1, 3]
+    with pytest.raises(KeyError):
+        store.update_job(99, state=JobState.LOST)
+
+
+def test_block_memory_is_bounded_and_rewinds(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    for n in range(1, 11):
+        store.save_checkpoint(n, bytes([n]) * 32, keep_blocks=4)
+    assert [b.number for b in store.known_blocks()] == [10, 9, 8, 7]
+    store.rewind(Checkpoint(8, bytes([8]) * 32))
+    assert store.checkpoint() == Checkpoint(8, bytes([8]) * 32)
+    assert [b.number for b in store.known_blocks()] == [8, 7]
+    store.rewind(None)
+    assert store.checkpoint() is None and store.known_blocks() == []
+
+
+def test_transactions_by_status_and_fees(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    a = store.add_tx(kind="claim", to="0x" + "11" * 20, data=b"", value=0, gas=1, nonce=0)
+    b = store.add_tx(kind="commit", to="0x" + "11" * 20, data=b"", value=0, gas=1, nonce=1)
+    with pytest.raises(sqlite3.IntegrityError):  # one intent per nonce
+        store.add_tx(kind="dup", to="0x" + "11" * 20, data=b"", value=0, gas=1, nonce=1)
+    store.update_tx(a, TxStatus.CONFIRMED, mined_hash=b"h" * 32, block_number=3,
+                    receipt_status=1, gas_used=21_000, effective_gas_price=2 * 10**9)
+    assert store.tx(a).succeeded and store.tx(a).fee_paid == 42_000 * 10**9
+    assert [t.id for t in store.open_txs()] == [b]
+    assert store.gas_spent() == 42_000 * 10**9
+    assert store.tx_counts() == {TxStatus.CONFIRMED: 1, TxStatus.PENDING: 1}
+    store.set_tx_error(b, "replacement transaction underpriced")
+    assert store.tx(b).error == "replacement transaction underpriced"

@@ -1,0 +1,206 @@
+"""The event watcher on real anvil nodes: confirmations, bounded ranges, reorgs
+(anvil_reorg), RPC outages, exactly-once delivery across failures and restarts."""
+
+import threading
+import time
+
+import pytest
+
+from provider.agent.config import WatcherConfig
+from provider.agent.errors import ReorgTooDeep
+from provider.agent.rpc import connect
+from provider.agent.store import JobState, Store
+from provider.agent.watcher import EventDecoder, Watcher
+
+pytestmark = pytest.mark.anvil
+
+
+class Recorder:
+    """A handler that applies rewinds, so `view` must always equal the canonical chain."""
+
+    def __init__(self):
+        self.view: list[tuple[int, int]] = []
+        self.deliveries = 0
+        self.to_blocks: list[int] = []
+        self.rewinds: list[int] = []
+
+    def handle(self, events, to_block):
+        assert all(e.name == "Ping" for e in events)
+        self.view += [(e.block_number, e.args["n"]) for e in events]
+        self.deliveries += len(events)
+        self.to_blocks.append(to_block)
+
+    def rewind(self, fork_block):
+        self.rewinds.append(fork_block)
+        self.view = [item for item in self.view if item[0] <= fork_block]
+
+
+def make_watcher(url, ping, store, handler, **config) -> Watcher:
+    w3 = connect(url, timeout=5)
+    return Watcher(w3, store, EventDecoder(w3, ping.abi), handler,
+                   WatcherConfig(**{"poll_interval": 0.05, **config}),
+                   addresses=[ping.address], start_block=ping.deploy_block)
+
+
+def sync(watcher: Watcher, limit: int = 100) -> None:
+    for _ in range(limit):
+        if watcher.step():
+            return
+    raise AssertionError("watcher did not catch up")
+
+
+def test_trails_the_head_by_confirmations_in_bounded_ranges(anvil, ping, tmp_path):
+    for n in range(10):
+        ping.ping(n)  # one block each
+    recorder = Recorder()
+    watcher = make_watcher(anvil.url, ping, Store(tmp_path / "w.db"), recorder,
+                           confirmations=2, max_range=3)
+    sync(watcher)
+    head = anvil.w3().eth.block_number
+    assert recorder.to_blocks[-1] == head - 2
+    starts = [ping.deploy_block - 1] + recorder.to_blocks[:-1]
+    assert all(0 < end - start <= 3 for start, end in zip(starts, recorder.to_blocks))
+    assert recorder.view == [item for item in ping.logged() if item[0] <= head - 2]
+    assert [n for _, n in recorder.view] == list(range(8))
+
+    anvil.rpc("anvil_mine", 2)  # the last two pings become deep enough
+    sync(watcher)
+    assert recorder.view == ping.logged() and recorder.deliveries == 10
+    assert watcher.step()  # caught up: nothing new, nothing repeated
+    assert recorder.deliveries == 10
+
+
+def test_reorg_is_detected_rewound_to_the_fork_and_replayed(anvil, ping, other, tmp_path):
+    recorder = Recorder()
+    watcher = make_watcher(anvil.url, ping, Store(tmp_path / "w.db"), recorder)
+    sync(watcher)
+    for n in range(5):
+        ping.ping(n)
+        sync(watcher)  # a checkpoint per block
+    head = anvil.w3().eth.block_number
+    assert [n for _, n in recorder.view] == [0, 1, 2, 3, 4]
+
+    # The last 3 blocks (pings 2, 3, 4) are replaced by blocks holding pings 100 and 101.
+    replacement = [
+        [{"from": other.address, "to": ping.address, "data": "0x" + ping.calldata("ping", n, b"").hex(),
+          "gas": hex(200_000)}, offset]
+        for offset, n in enumerate([100, 101])
+    ]
+    anvil.rpc("anvil_reorg", 3, replacement)
+    assert [n for _, n in ping.logged()] == [0, 1, 100, 101]
+
+    sync(watcher)
+    assert recorder.rewinds == [head - 3]
+    assert recorder.view == ping.logged()
+    assert recorder.deliveries == 5 + 2  # only the new branch was delivered again
+
+
+def test_reorg_deeper_than_the_remembered_hashes_is_refused(anvil, ping, tmp_path):
+    recorder = Recorder()
+    watcher = make_watcher(anvil.url, ping, Store(tmp_path / "w.db"), recorder, reorg_window=2)
+    for n in range(4):
+        ping.ping(n)
+        sync(watcher)
+    anvil.rpc("anvil_reorg", 3, [])
+    with pytest.raises(ReorgTooDeep):
+        watcher.step()
+    # As a service, that ends run_forever with the error, so the runner exits 1.
+    with pytest.raises(ReorgTooDeep):
+        watcher.run_forever()
+
+
+def test_reorg_with_short_history_starts_over(anvil, ping, tmp_path):
+    for n in range(3):
+        ping.ping(n)
+    recorder = Recorder()
+    watcher = make_watcher(anvil.url, ping, Store(tmp_path / "w.db"), recorder)
+    sync(watcher)  # one range: a single remembered block
+    anvil.rpc("anvil_reorg", 2, [])
+    sync(watcher)
+    assert recorder.rewinds == [ping.deploy_block - 1]
+    assert recorder.view == ping.logged() == [(ping.deploy_block + 1, 0)]
+
+
+class StoringHandler:
+    """Writes each event into the agent store; fails on demand after writing."""
+
+    def __init__(self, store):
+        self.store, self.fail_next, self.seen = store, False, []
+
+    def handle(self, events, to_block):
+        for e in events:
+            self.seen.append(e.args["n"])
+            self.store.add_job(e.args["n"], b"\x01" * 32, state=JobState.SEEN)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("handler crashed half-way")
+
+    def rewind(self, fork_block):
+        raise AssertionError("no reorg in this test")
+
+
+def test_exactly_once_across_handler_failure_and_restart(anvil, ping, tmp_path):
+    db = tmp_path / "w.db"
+    for n in range(3):
+        ping.ping(n)
+    store = Store(db)
+    handler = StoringHandler(store)
+    watcher = make_watcher(anvil.url, ping, store, handler)
+    handler.fail_next = True
+    with pytest.raises(RuntimeError):
+        watcher.step()
+    # The handler's writes were rolled back together with the checkpoint.
+    assert store.jobs() == [] and store.checkpoint() is None
+    sync(watcher)
+    assert [j.job_id for j in store.jobs()] == [0, 1, 2]
+    store.close()
+
+    ping.ping(3)
+    store = Store(db)  # restart: a new process would see exactly this
+    handler = StoringHandler(store)
+    sync(make_watcher(anvil.url, ping, store, handler))
+    assert handler.seen == [3]
+    assert [j.job_id for j in store.jobs()] == [0, 1, 2, 3]
+
+
+def wait_for(condition, timeout=30.0):
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_rpc_outage_delays_but_loses_and_repeats_nothing(anvil, ping, proxy, tmp_path):
+    recorder = Recorder()
+    watcher = make_watcher(proxy.url, ping, Store(tmp_path / "w.db"), recorder)
+    thread = threading.Thread(target=watcher.run_forever)
+    thread.start()
+    try:
+        for n in range(3):
+            ping.ping(n)
+        wait_for(lambda: recorder.deliveries == 3)
+        proxy.down()
+        for n in range(3, 6):
+            ping.ping(n)  # straight to anvil: the chain moves on during the outage
+        time.sleep(0.5)
+        assert thread.is_alive() and recorder.deliveries == 3
+        proxy.up()
+        wait_for(lambda: recorder.deliveries == 6)
+        assert recorder.view == ping.logged()
+    finally:
+        watcher.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_log_ranges_narrow_when_the_node_refuses_wide_queries(anvil, ping, proxy, tmp_path):
+    for n in range(8):
+        ping.ping(n)
+    proxy.log_range_limit = 2
+    recorder = Recorder()
+    watcher = make_watcher(proxy.url, ping, Store(tmp_path / "w.db"), recorder, max_range=16)
+    sync(watcher)
+    assert recorder.view == ping.logged() and recorder.deliveries == 8
+    starts = [ping.deploy_block - 1] + recorder.to_blocks[:-1]
+    assert all(end - start <= 2 for start, end in zip(starts, recorder.to_blocks))

@@ -1,0 +1,134 @@
+"""Client API against the real marketplace: posting, waiting, results, history, refunds."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import MODEL, REWARD, WINDOWS, advance, embedding_bytes
+from rich.console import Console
+
+from client.encoding import decode_embedding
+from client.errors import InsufficientFunds, InvalidInput, ResultMismatch, ResultUnavailable, WaitTimeout
+from client.events import (JobClaimed, JobFinalized, JobPosted, ProviderSlashed, ResultRevealed,
+                           SealCommitted)
+from client.protocol import MAX_BATCH, Fault, JobStatus, result_digest
+
+
+def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
+    honest, wrong = embedding_bytes(1), embedding_bytes(2)
+    before = client.balances()
+    job = client.post("a sentence to embed", reward=REWARD, r=3, deadlines=WINDOWS)
+    info = client.job(job)
+    assert (info.status, info.r, info.client, info.model_id) == (JobStatus.OPEN, 3, client.address, MODEL.model_id)
+    assert info.input_hash == result_digest(b"a sentence to embed")
+    assert client.balances().wallet == before.wallet - info.price
+
+    results = [honest, honest, wrong]
+    salts = [bot.run(job, res) for bot, res in zip(bots, results)]
+    for bot, res, salt in zip(bots, results, salts):
+        bot.reveal(job, res, salt)
+
+    stream = io.StringIO()
+    infos = client.wait([job], timeout=30, settle=True, progress=Console(file=stream, width=120))
+    assert infos[job].status == JobStatus.FINALIZED
+    assert "finalized 1" in stream.getvalue()
+
+    verified = client.result(job)
+    assert verified.result == honest and verified.final
+    assert verified.providers == (bots[0].address, bots[1].address)
+    np.testing.assert_array_equal(client.verify_and_decode(job), decode_embedding(honest))
+
+    history = client.history(job)
+    kinds = [type(e) for e in history]
+    assert kinds[:1] == [JobPosted] and kinds[-1] == JobFinalized
+    assert kinds.count(JobClaimed) == kinds.count(SealCommitted) == kinds.count(ResultRevealed) == 3
+    [slash] = [e for e in history if isinstance(e, ProviderSlashed)]
+    assert (slash.provider, slash.reason) == (bots[2].address, Fault.LOSING_DIGEST)
+    assert [e.meta.position for e in history] == sorted(e.meta.position for e in history)
+    assert history[0].input == b"a sentence to embed"
+    finalized = history[-1]
+    assert finalized.provider_pay == 2 * REWARD and finalized.slashed == info.collateral_per_seat
+
+
+def test_tampered_result_fails_verification(client, bots):
+    job = client.post(b"tamper", reward=REWARD, r=1, deadlines=WINDOWS)
+    result = embedding_bytes(3)
+    bots[0].send(bots[0].market.build_deliver(job, result))
+    assert client.verify(job, result).digest == result_digest(result)
+    tampered = bytearray(result)
+    tampered[5] ^= 1
+    with pytest.raises(ResultMismatch):
+        client.verify(job, bytes(tampered))
+    verified = client.result(job)
+    assert verified.status == JobStatus.DELIVERED and not verified.final
+    assert verified.providers == (bots[0].address,)
+
+
+def test_batch_post_spans_transactions_and_delivers(client, bots, chain):
+    texts = [f"sentence number {i}" for i in range(MAX_BATCH + 3)]
+    estimate = client.estimate(reward=REWARD, r=1, count=len(texts))
+    before = client.balances().wallet
+    ids = client.post_texts(texts, reward=REWARD, r=1, deadlines=WINDOWS)
+    assert len(ids) == len(set(ids)) == len(texts)
+    assert client.balances().wallet == before - estimate.total
+    assert [client.history(i)[0].input for i in (ids[0], ids[-1])] == [texts[0].encode(), texts[-1].encode()]
+
+    results = [embedding_bytes(100 + i) for i in range(len(ids))]
+    for start in range(0, len(ids), MAX_BATCH):
+        bots[0].send(bots[0].market.build_deliver_many(ids[start:start + MAX_BATCH], results[start:start + MAX_BATCH]))
+    infos = client.wait(ids, timeout=30)
+    assert {i.status for i in infos.values()} == {JobStatus.DELIVERED}
+    fetched = client.results(ids)
+    assert [fetched[i].result for i in ids] == results
+
+    advance(chain, client.params().challenge_window + 1)
+    client.wait(ids, timeout=30, until="settled", settle=True)
+    assert all(client.result(i).final for i in ids)
+
+
+def test_wait_times_out_with_last_views(client):
+    job = client.post(b"nobody claims this", reward=REWARD, r=3, deadlines=WINDOWS)
+    with pytest.raises(WaitTimeout) as caught:
+        client.wait([job], timeout=0)
+    assert caught.value.jobs[job].status == JobStatus.OPEN
+    assert isinstance(caught.value, TimeoutError)
+    with pytest.raises(ResultUnavailable):
+        client.result(job)
+
+
+def test_cancel_refund_and_withdraw(client, chain):
+    first, second = client.post_many([b"cancel me", b"expire me"], reward=REWARD, r=2, deadlines=WINDOWS)
+    price = client.job(first).price
+    wallet = client.balances().wallet
+
+    cancelled = client.cancel(first)
+    assert (cancelled.status, cancelled.client_refund) == (JobStatus.CANCELLED, price)
+    assert client.finalize([second]) == []  # not due yet: left alone
+
+    advance(chain, WINDOWS.claim + 1)
+    [expired] = client.finalize([second])
+    assert (expired.job_id, expired.status, expired.client_refund) == (second, JobStatus.CANCELLED, price)
+    assert client.balances().deposited == 2 * price
+
+    withdrawn = client.withdraw()
+    assert withdrawn.pay_amount == 2 * price
+    assert client.balances().wallet == wallet + 2 * price
+
+
+def test_deposited_balance_pays_for_posts(client):
+    price = client.estimate(reward=REWARD, r=2, count=3).total
+    client.deposit(price)
+    wallet = client.balances().wallet
+    client.post_many([b"a", b"b", b"c"], reward=REWARD, r=2, deadlines=WINDOWS)
+    balances = client.balances()
+    assert (balances.deposited, balances.wallet) == (0, wallet)
+
+
+def test_client_side_input_errors(client):
+    with pytest.raises(InvalidInput):
+        client.post(b"x" * 2049, reward=REWARD)
+    with pytest.raises(InvalidInput):
+        client.post_texts([""], reward=REWARD)
+    with pytest.raises(InsufficientFunds):
+        client.post(b"too expensive", reward=10**30, r=1)

@@ -47,7 +47,9 @@ class Client:
         self.connection = connection
         self.w3 = connection.w3
         self.marketplace = Marketplace(self.w3, marketplace)
-        self.signer = Signer(self.w3, connection.account) if connection.account else None
+        self.signer = None
+        if connection.account is not None:
+            self.signer = Signer(self.w3, connection.account, gas_limit=connection.gas_limit)
         self.start_block = start_block
         self.poll_interval = poll_interval
         self._pay_token: Token | None = None
@@ -324,13 +326,15 @@ class Client:
             raise InvalidInput(f"until must be 'result' or 'settled', not {until!r}")
         ids = list(dict.fromkeys(job_ids))
         latest: dict[int, JobInfo] = {}
-        pending = set(ids)
+        pending, stale = set(ids), set(ids)
         give_up = time.monotonic() + timeout
         console = progress if isinstance(progress, Console) else None
+        with translate_errors():
+            head = self.w3.eth.block_number
         with WaitDisplay(len(ids), console=console, enabled=bool(progress)) as display:
             while True:
-                for job_id in pending:
-                    latest[job_id] = self.job(job_id)
+                for job_id in stale & pending:
+                    latest[job_id] = self.marketplace.job(job_id, block=head)
                 pending = {j for j in pending if not _reached(latest[j].status, until)}
                 display.update(latest, done=len(ids) - len(pending))
                 if not pending:
@@ -341,11 +345,29 @@ class Client:
                     raise WaitTimeout(f"{len(pending)} of {len(ids)} jobs not done after {timeout:.0f}s",
                                       {j: latest[j] for j in ids})
                 time.sleep(self.poll_interval)
+                stale, head = self._changed({j: latest[j] for j in pending}, since=head)
+
+    def _changed(self, infos: dict[int, JobInfo], since: int) -> tuple[set[int], int]:
+        """Jobs whose view may differ from ``infos`` after block ``since``, and the new head.
+
+        Only a transaction changes a job (one of its events), except a delivery that
+        turns FINALIZED when its challenge window ends: re-reading only those keeps a
+        wait on thousands of jobs to a few log queries per new block.
+        """
+        with translate_errors():
+            head = self.w3.eth.block_number
+            if head <= since:
+                return set(), since
+            now = self.w3.eth.get_block(head)["timestamp"]
+        touched = {e.job_id for e in self.marketplace.job_events(infos, since + 1, to_block=head)}
+        return touched | {j for j, i in infos.items()
+                          if i.status == JobStatus.DELIVERED and now > i.challenge_end}, head
 
     def _finalize_due(self, infos: Sequence[JobInfo]) -> list[JobFinalized]:
         """Finalize the jobs among ``infos`` that are due, confirmed by a dry run each."""
         now = self.w3.eth.get_block("latest")["timestamp"]
-        due = [i.job_id for i in infos if _maybe_due(i, now) and self._dry_run(self.marketplace.build_finalize(i.job_id))]
+        due = [i.job_id for i in infos
+               if _maybe_due(i, now) and self._dry_run(self.marketplace.build_finalize(i.job_id))]
         settled: list[JobFinalized] = []
         for start in range(0, len(due), MAX_BATCH):
             settled += self.send(self.marketplace.build_finalize_many(due[start:start + MAX_BATCH])).of(JobFinalized)
@@ -457,10 +479,8 @@ def _reached(status: JobStatus, until: Until) -> bool:
 
 def _maybe_due(info: JobInfo, now: int) -> bool:
     """Cheap filter before a dry run: could ``finalize`` succeed now? (The contract decides.)"""
-    if info.status == JobStatus.DELIVERED:
-        return now > info.challenge_end
-    if info.status.settled:
-        return False
+    if info.status == JobStatus.DELIVERED or info.status.settled:
+        return False  # a delivery settles by itself once its challenge window is over
     seats = R_CHALLENGE if info.status == JobStatus.CHALLENGED else info.r
     return (info.nrevealed == seats or now > info.commit_deadline
             or (info.nclaimed == 0 and now > info.claim_deadline))

@@ -154,6 +154,17 @@ class StakeWithdrawn(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PayoutsReleased(Event):
+    """A provider's matured r = 1 payouts credited (pay, treasury fees) and collateral unlocked."""
+
+    provider: str
+    generation: int
+    pay: int
+    fees: int
+    collateral: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Deposited(Event):
     account: str
     amount: int
@@ -206,7 +217,7 @@ class OwnershipTransferred(Event):
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in (
     JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped, JobFinalized,
     JobChallenged, ProviderSlashed, ProviderRegistered, ProviderUpdated, Staked,
-    UnbondRequested, StakeWithdrawn, Deposited, Withdrawn, ModelRegistered,
+    UnbondRequested, StakeWithdrawn, PayoutsReleased, Deposited, Withdrawn, ModelRegistered,
     ModelStatusChanged, ParameterChanged, TreasuryChanged, OwnershipTransferred,
 )}
 # Events that carry the job id as their first indexed topic (a job's history).

@@ -8,7 +8,7 @@ shipped ABI (web3's contract objects are several times slower per call).
 
 >>> call = Marketplace(None, "0x" + "11" * 20).build_claim_many([256, 257])
 >>> call.function, call.data[:4].hex()
-('claim_many', '1c6e3f0a')
+('claim_many', '1f1db043')
 """
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ from client.abi import load_abi
 from client.errors import InvalidInput
 from client.events import EVENT_TYPES, Event, LogMeta
 from client.protocol import MAX_BATCH, MAX_INPUT, MAX_RESULT, JobStatus
-from client.records import Assignment, JobInfo, ModelInfo, Params, ProviderInfo, Seat
+from client.records import Assignment, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
 from client.transport import translate_errors
 
 LOG_CHUNK = 5_000  # blocks per eth_getLogs request: public nodes cap the range
+TOPICS_PER_QUERY = 100  # job ids OR-ed in one log filter
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,10 @@ class Marketplace(_Contract):
         """Withdraw unbonded stake after the delay."""
         return self.build("withdraw_stake")
 
+    def build_release_payouts(self, provider: str) -> Call:
+        """Credit ``provider``'s matured r = 1 pay without withdrawing (anyone may)."""
+        return self.build("release_payouts", provider)
+
     def build_claim(self, job_id: int) -> Call:
         """Take a seat of an r >= 2 job (or of a re-execution round)."""
         return self.build("claim", job_id)
@@ -364,7 +369,12 @@ class Marketplace(_Contract):
     def provider(self, account: str) -> ProviderInfo:
         """A provider's registration, stake and served models."""
         info = self.call("provider_info", account)
-        return ProviderInfo(address=to_checksum_address(account), model_ids=self.call("provider_models", account), **info)
+        models = self.call("provider_models", account)
+        return ProviderInfo(address=to_checksum_address(account), model_ids=models, **info)
+
+    def pending_payouts(self, provider: str) -> PendingPayouts:
+        """A provider's r = 1 pay waiting for its challenge windows (released lazily)."""
+        return PendingPayouts(**self.call("pending_payouts", provider))
 
     def params(self) -> Params:
         """The current protocol parameters."""
@@ -406,10 +416,15 @@ class Marketplace(_Contract):
     def stake_token(self) -> str:
         return self.call("STAKE_TOKEN")
 
-    def job_events(self, job_ids: Iterable[int], from_block: int = 0, *,
+    def job_events(self, job_ids: Iterable[int], from_block: int = 0, to_block: int | str = "latest", *,
                    events: Iterable[str] | None = None, chunk: int = LOG_CHUNK) -> list[Event]:
         """Every event of these jobs (all of them carry the job id as first topic), in order."""
-        return self.get_events(from_block, events=events, job_ids=list(job_ids), chunk=chunk)
+        ids = list(job_ids)
+        out: list[Event] = []
+        for start in range(0, len(ids), TOPICS_PER_QUERY):
+            out += self.get_events(from_block, to_block, events=events, job_ids=ids[start:start + TOPICS_PER_QUERY],
+                                   chunk=chunk)
+        return sorted(out, key=lambda e: e.meta.position)
 
 
 class Token(_Contract):

@@ -1,7 +1,7 @@
 """The live progress display of ``Client.wait``: a bar of finished jobs and a count of
 jobs per stage (rich).
 
->>> stage(JobInfo(1, "0x0", b"", 3, 1, 0, 0, JobStatus.OPEN, 0, 0, 0, 0, 0, "0x0", 2, 1, 0, b"", b""))
+>>> stage(JobInfo(1, "0x0", b"", 3, 1, 0, 0, JobStatus.OPEN, 0, 0, 0, 0, 0, "0x0", 3, 1, 0, b"", b""))
 'committing'
 """
 from __future__ import annotations

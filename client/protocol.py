@@ -5,7 +5,7 @@ with the Vyper source and the seal with the contract's own ``seal_of``.
 
 >>> salt = bytes(32)
 >>> seal(job_id=256, provider="0x" + "11" * 20, digest=result_digest(b"r"), salt=salt).hex()[:8]
-'1ddd38d4'
+'ae84a059'
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class JobStatus(IntEnum):
     """A job's state (``jobs.vy`` STATUS_*).
 
     OPEN: seats being claimed / committed / revealed (r >= 2) or awaiting delivery (r = 1).
-    DELIVERED: r = 1 result delivered, challenge window running.
+    DELIVERED: r = 1 result delivered, challenge window running (reads FINALIZED
+               after it, with no transaction: pay is released lazily).
     CHALLENGED: r = 1 result disputed, re-execution round running.
     FINALIZED: a result stands and everyone is paid.
     UNRESOLVED: no strict majority; the client was refunded the unpaid seats.

@@ -83,6 +83,17 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class PendingPayouts:
+    """A provider's r = 1 pay not yet released (``Marketplace.pending_payouts``): released
+    into its balance once ``matures_at`` (the last challenge deadline) has passed."""
+
+    pay: int
+    fees: int
+    collateral: int
+    matures_at: int
+
+
+@dataclass(frozen=True)
 class Seat:
     """One seat of a job (``Marketplace.seat``): the seal while committed, the digest once revealed."""
 

@@ -62,6 +62,7 @@ class Connection:
     w3: Web3
     network: str
     account: LocalAccount | None = None
+    gas_limit: int | None = None  # fixed limit instead of estimation (see ``Signer``)
     _ape_context: Any = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -103,7 +104,9 @@ def connect_ape(network: str | None = None, account: Any = None) -> Connection:
         except ApeException as exc:
             raise ConfigError(f"cannot connect to ape network {network!r}: {exc}") from exc
     local = ape_local_account(account) if account is not None else None
-    return Connection(provider.web3, provider.network_choice, local, context)
+    # ape's embedded chain (eth-tester) estimates gas by bisection: use the block limit.
+    gas_limit = provider.web3.eth.get_block("latest")["gasLimit"] if provider.name == "test" else None
+    return Connection(provider.web3, provider.network_choice, local, gas_limit, context)
 
 
 def _same_network(active: str, wanted: str) -> bool:
@@ -178,18 +181,22 @@ def fee_fields(latest_block: dict, priority: int) -> dict:
 class Signer:
     """Signs with a local account, sends raw, waits for the receipt, maps reverts.
 
-    A reverting transaction is caught at gas estimation (the revert string becomes a
-    named error) and never sent; one that reverts once mined is replayed to learn why.
+    A reverting transaction is caught before sending, at gas estimation or, with a
+    fixed ``gas_limit``, by a dry run (``eth_call``): the revert string becomes a named
+    error. One that reverts once mined is replayed to learn why. A fixed limit suits
+    ape's embedded chain, whose gas estimation re-executes a transaction a dozen times
+    (EIP-1559 charges the gas used, not the limit).
 
     >>> signer = Signer(connect_rpc("http://127.0.0.1:1").w3, account_from_key("0x" + "01" * 32))
     >>> signer.address[:6]
     '0x1a64'
     """
 
-    def __init__(self, w3: Web3, account: LocalAccount, *, gas_margin: float = 1.25,
-                 receipt_timeout: float = 120.0, poll_interval: float = 0.05):
+    def __init__(self, w3: Web3, account: LocalAccount, *, gas_limit: int | None = None,
+                 gas_margin: float = 1.25, receipt_timeout: float = 120.0, poll_interval: float = 0.05):
         self.w3, self.account = w3, account
-        self.gas_margin, self.receipt_timeout, self.poll_interval = gas_margin, receipt_timeout, poll_interval
+        self.gas_limit, self.gas_margin = gas_limit, gas_margin
+        self.receipt_timeout, self.poll_interval = receipt_timeout, poll_interval
         self._chain_id: int | None = None
 
     @property
@@ -206,8 +213,11 @@ class Signer:
             if self._chain_id is None:
                 self._chain_id = self.w3.eth.chain_id
             request = {"from": self.address, "value": 0, **tx}
-            if gas is None:
+            if gas is None and self.gas_limit is None:
                 gas = int(self.w3.eth.estimate_gas(request) * self.gas_margin)
+            elif gas is None:
+                self.w3.eth.call(request)
+                gas = self.gas_limit
             full = {
                 **request,
                 "gas": gas,

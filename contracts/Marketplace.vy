@@ -10,7 +10,7 @@
         One contract means no cross-contract calls between the parts and one
         reentrancy lock around every value-moving entry point.
         The modules initialize each other in a chain (settlement -> jobs ->
-        staking -> accounting, models -> params -> ownable) so that each one
+        payouts -> staking -> accounting, models -> params -> ownable) so that each one
         also compiles on its own. The interface reference is contracts/README.md.
 """
 
@@ -20,11 +20,12 @@ from .modules import accounting
 from .modules import jobs
 from .modules import models
 from .modules import params
+from .modules import payouts
 from .modules import settlement
 from .modules import staking
 
-uses: (ownable, params, models, accounting, staking, jobs)
-initializes: settlement[accounting := accounting, params := params, staking := staking]
+uses: (ownable, params, models, accounting, staking, payouts, jobs)
+initializes: settlement[accounting := accounting, params := params, payouts := payouts, staking := staking]
 
 # transfer_ownership is exported; renounce_ownership deliberately is not: an
 # ownerless marketplace could never register a new model.
@@ -35,6 +36,7 @@ exports: (
     models.__interface__,
     accounting.__interface__,
     staking.__interface__,
+    payouts.__interface__,
     jobs.__interface__,
     settlement.__interface__,
 )

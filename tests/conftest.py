@@ -12,6 +12,12 @@ TOKEN_SUPPLY = 10**30
 
 
 @pytest.fixture(scope="session")
+def model_id():
+    """The model registered by the `market` fixture."""
+    return TEST_MODEL_ID
+
+
+@pytest.fixture(scope="session")
 def owner(accounts):
     return accounts[0]
 

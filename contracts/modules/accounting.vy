@@ -10,7 +10,8 @@
         Two ledgers because payment and stake may be different ERC-20s:
         `balances` in the payment token, `stake_credits` in the stake token
         (slash shares). All token calls live in this module; every caller
-        writes its state before calling them.
+        writes its state before calling them. `withdraw` lives in payouts.vy:
+        it first releases matured single-provider pay.
 """
 
 from ethereum.ercs import IERC20
@@ -53,28 +54,6 @@ def deposit(amount: uint256):
     self.balances[msg.sender] += amount
     self._pull(PAY_TOKEN, msg.sender, amount)
     log Deposited(account=msg.sender, amount=amount)
-
-
-@external
-@nonreentrant
-def withdraw():
-    """
-    @notice Collect everything credited to you: the payment-token balance and
-            the stake-token credits, in one call.
-    """
-    pay_amount: uint256 = self.balances[msg.sender]
-    stake_amount: uint256 = self.stake_credits[msg.sender]
-    assert pay_amount + stake_amount > 0, "accounting: nothing to withdraw"
-    self.balances[msg.sender] = 0
-    self.stake_credits[msg.sender] = 0
-    if PAY_TOKEN == STAKE_TOKEN:
-        self._push(PAY_TOKEN, msg.sender, pay_amount + stake_amount)
-    else:
-        if pay_amount > 0:
-            self._push(PAY_TOKEN, msg.sender, pay_amount)
-        if stake_amount > 0:
-            self._push(STAKE_TOKEN, msg.sender, stake_amount)
-    log Withdrawn(account=msg.sender, pay_amount=pay_amount, stake_amount=stake_amount)
 
 
 @internal

@@ -20,12 +20,14 @@ from ethereum.ercs import IERC20
 from . import accounting
 from . import models
 from . import params
+from . import payouts
 from . import staking
 
 uses: accounting
 uses: models
 uses: params
-initializes: staking[params := params]
+uses: staking
+initializes: payouts[accounting := accounting, params := params]
 
 
 MAX_REDUNDANCY: constant(uint256) = 7
@@ -80,7 +82,10 @@ struct Job:
     nrevealed: uint256
     committed: uint256
     revealed: uint256
+    # r == 1: end of the challenge window once delivered.
     until: uint256
+    # r == 1: low 8 bits of the provider's payout bucket generation (payouts.vy).
+    gen: uint256
 
 
 struct JobView:
@@ -119,7 +124,7 @@ _terms_a: HashMap[uint256, uint256]
 _terms_b: HashMap[uint256, uint256]
 _input_hash: HashMap[uint256, bytes32]
 # seat-0 provider | status << 160 | nclaimed << 168 | ncommitted << 176 | nrevealed << 184
-# | committed bits << 192 | revealed bits << 200 | until << 208
+# | committed bits << 192 | revealed bits << 200 | until << 208 (40 bits) | bucket gen << 248
 _jobs: HashMap[uint256, uint256]
 # job_id << 4 | seat -> provider of seats >= 1
 _seats: HashMap[uint256, address]
@@ -167,7 +172,7 @@ event ItemSkipped:
 
 @deploy
 def __init__(pay_token: IERC20, stake_token: IERC20, treasury: address):
-    staking.__init__(pay_token, stake_token, treasury)
+    payouts.__init__(pay_token, stake_token, treasury)
     self.next_batch_id = 1
 
 
@@ -273,8 +278,9 @@ def claim_many(job_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
 def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
     """
     @notice Single-provider fast path (r == 1): claim the job and deliver its
-            result in one call. Collateral stays locked and pay is released by
-            `finalize` after the challenge window.
+            result in one call. The escrow and the locked collateral wait in
+            your payout bucket until the challenge window is over; no
+            settlement transaction is needed (payouts.vy, `withdraw`).
     @param job_id An open r == 1 job.
     @param result The result bytes (emitted in ResultRevealed; only the digest is stored).
     """
@@ -361,6 +367,8 @@ def job(job_id: uint256) -> JobView:
     @notice Everything about a job. Deadlines are those of the current round
             (a challenge opens a new round); counters count the current round.
             result_digest is set once a result stands (delivered or finalized).
+            A delivered r == 1 job reads FINALIZED once its challenge window
+            is over (it settles lazily, see payouts.vy).
     @param job_id The job.
     """
     t: Terms = self._terms(job_id)
@@ -370,6 +378,7 @@ def job(job_id: uint256) -> JobView:
     commit_dl: uint256 = 0
     reveal_dl: uint256 = 0
     claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
+    j.status = self._status(j)
     digest: bytes32 = empty(bytes32)
     if j.status == STATUS_DELIVERED or j.status == STATUS_CHALLENGED or j.status == STATUS_FINALIZED:
         digest = self._words[job_id << 4]
@@ -606,6 +615,9 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
         return self._skip(job_id, "staking: insufficient free stake", strict)
 
     digest: bytes32 = keccak256(result)
+    window: uint256 = params._challenge_window(p)
+    until: uint256 = block.timestamp + window
+    gen: uint256 = payouts._add(msg.sender, t.reward, self._fee(t), collateral, until, window)
     self._store(
         job_id,
         Job(
@@ -616,7 +628,8 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
             nrevealed=1,
             committed=1,
             revealed=1,
-            until=block.timestamp + params._challenge_window(p),
+            until=until,
+            gen=gen % 256,
         ),
     )
     self._words[job_id << 4] = digest
@@ -737,7 +750,8 @@ def _load(job_id: uint256) -> Job:
         nrevealed=(w >> 184) & _MASK8,
         committed=(w >> 192) & _MASK8,
         revealed=(w >> 200) & _MASK8,
-        until=w >> 208,
+        until=(w >> 208) & _MASK40,
+        gen=w >> 248,
     )
 
 
@@ -752,7 +766,19 @@ def _store(job_id: uint256, j: Job):
         | (j.committed << 192)
         | (j.revealed << 200)
         | (j.until << 208)
+        | (j.gen << 248)
     )
+
+
+@internal
+@view
+def _status(j: Job) -> uint256:
+    """
+    @dev The effective status: an unchallenged delivery is final after its window.
+    """
+    if j.status == STATUS_DELIVERED and block.timestamp > j.until:
+        return STATUS_FINALIZED
+    return j.status
 
 
 @internal

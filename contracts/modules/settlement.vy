@@ -12,7 +12,8 @@
           not commit, did not reveal or revealed a losing digest are slashed.
           No majority: the client is refunded every unpaid seat and only
           non-revealers are slashed (UNRESOLVED);
-        - r == 1 after the challenge window: the provider is paid;
+        - r == 1: nothing to do; an unchallenged delivery settles lazily
+          (payouts.vy) and reads FINALIZED after its challenge window;
         - a challenged job after its re-execution round (see `challenge`).
         Money per seat: escrow = reward + fee. A paid seat sends the reward to
         its provider and the fee to the treasury; an unpaid seat refunds both to
@@ -25,11 +26,13 @@ from . import accounting
 from . import jobs
 from . import models
 from . import params
+from . import payouts
 from . import staking
 
 uses: accounting
-initializes: jobs[accounting := accounting, models := models, params := params]
+initializes: jobs[accounting := accounting, models := models, params := params, staking := staking]
 uses: params
+uses: payouts
 uses: staking
 
 
@@ -144,6 +147,8 @@ def challenge(job_id: uint256):
     j.ncommitted = 0
     j.nrevealed = 0
     jobs._store(job_id, j)
+    # The job's escrow and collateral come back out of the provider's payout bucket.
+    payouts._remove(j.provider, j.gen, t.reward, jobs._fee(t), jobs._collateral(t))
     jobs._challenges[job_id] = convert(msg.sender, uint256) | (block.timestamp << 160)
     bond: uint256 = self._bond(t)
     claim_dl: uint256 = 0
@@ -176,14 +181,16 @@ def challenge_bond(job_id: uint256) -> uint256:
 def escrow_of(job_id: uint256) -> uint256:
     """
     @notice Payment tokens the contract holds for an unsettled job (seat escrow
-            plus a pending challenge bond); zero once settled.
+            plus a pending challenge bond); zero once settled, and zero for a
+            delivered r == 1 job, whose escrow waits in the provider's payout
+            bucket (`pending_payouts`).
     @param job_id The job.
     """
     t: jobs.Terms = jobs._terms(job_id)
     if not jobs._exists(t, job_id):
         return 0
     status: uint256 = jobs._load(job_id).status
-    if status == jobs.STATUS_OPEN or status == jobs.STATUS_DELIVERED:
+    if status == jobs.STATUS_OPEN:
         return t.r * (t.reward + jobs._fee(t))
     if status == jobs.STATUS_CHALLENGED:
         return t.r * (t.reward + jobs._fee(t)) + self._bond(t)
@@ -202,13 +209,11 @@ def _try_finalize(job_id: uint256, strict: bool) -> bool:
     if not jobs._exists(t, job_id):
         return jobs._skip(job_id, "jobs: unknown job", strict)
     j: jobs.Job = jobs._load(job_id)
-    if j.status >= jobs.STATUS_FINALIZED:
+    status: uint256 = jobs._status(j)
+    if status >= jobs.STATUS_FINALIZED:
         return jobs._skip(job_id, "jobs: already settled", strict)
-    if j.status == jobs.STATUS_DELIVERED:
-        if block.timestamp <= j.until:
-            return jobs._skip(job_id, "jobs: challenge window open", strict)
-        self._settle_delivered(job_id, t, j)
-        return True
+    if status == jobs.STATUS_DELIVERED:
+        return jobs._skip(job_id, "jobs: challenge window open", strict)
     base: uint256 = 0
     size: uint256 = 0
     base, size = jobs._round(t, j)
@@ -240,22 +245,6 @@ def _cancel(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     jobs._store(job_id, j)
     accounting.balances[t.client] += refund
     log JobFinalized(job_id=job_id, status=jobs.STATUS_CANCELLED, result_digest=empty(bytes32), provider_pay=0, client_refund=refund, slashed=0)
-
-
-@internal
-def _settle_delivered(job_id: uint256, t: jobs.Terms, j: jobs.Job):
-    """
-    @dev r == 1, challenge window over: pay the provider, unlock its collateral.
-    """
-    fee: uint256 = jobs._fee(t)
-    j.status = jobs.STATUS_FINALIZED
-    jobs._store(job_id, j)
-    staking._unlock(j.provider, jobs._collateral(t))
-    accounting.balances[j.provider] += t.reward
-    self._credit_treasury(fee, 0)
-    log JobFinalized(
-        job_id=job_id, status=jobs.STATUS_FINALIZED, result_digest=jobs._words[job_id << 4], provider_pay=t.reward, client_refund=0, slashed=0
-    )
 
 
 @internal
@@ -401,6 +390,7 @@ def _split_slash(amount: uint256, client: address, honest: DynArray[address, job
     to_honest: uint256 = amount * params._slash_honest(p) // BPS
     if len(honest) == 0:
         to_client += to_honest
+        to_honest = 0
     else:
         each: uint256 = to_honest // len(honest)
         to_honest = each * len(honest)

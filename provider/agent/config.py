@@ -41,9 +41,11 @@ class _Section(BaseModel):
 class PolicyConfig(_Section):
     """Which jobs the agent takes."""
 
+    price: Amount = 0  # asking price per seat declared on registration (informational)
+    stake: Amount = 0  # bonded stake to top up to on start (stake token units)
     min_price: Amount = 0  # smallest reward per job worth claiming (payment token units)
     max_stake_at_risk: Amount = Field(default=10**21, gt=0)  # collateral locked at once
-    capacity: int = Field(default=64, ge=1)  # jobs held (claimed, not settled) at once
+    capacity: int = Field(default=64, ge=1)  # jobs in progress (claimed, not yet revealed)
 
 
 class BatchConfig(_Section):

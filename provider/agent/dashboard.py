@@ -5,6 +5,7 @@ It only renders a Snapshot, so what it shows can be checked by rendering to a st
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from rich.table import Table
 
 from provider.agent.service import Service
 from provider.agent.store import JobState, Store, TxStatus
+
+log = logging.getLogger("verinfer.agent.dashboard")
 
 
 def format_units(amount: int, decimals: int = 18, places: int = 4) -> str:
@@ -71,7 +74,8 @@ def snapshot_from_store(
 def render(snap: Snapshot) -> Group:
     head = "?" if snap.head_block is None else str(snap.head_block)
     synced = "-" if snap.checkpoint is None else str(snap.checkpoint)
-    title = f"Verinfer provider {snap.address}  ·  {snap.network}  ·  head {head}  ·  synced {synced}"
+    title = (f"Verinfer provider {snap.address}  ·  {snap.network}  ·  head {head}"
+             f"  ·  synced {synced}")
 
     jobs = Table(title="Jobs", expand=True)
     jobs.add_column("state")
@@ -118,4 +122,9 @@ class Dashboard(Service):
     def run_forever(self) -> None:
         with Live(render(self.source()), console=self.console, auto_refresh=False) as live:
             while not self.stop_event.wait(self.refresh):
-                live.update(render(self.source()), refresh=True)
+                try:
+                    frame = render(self.source())
+                except Exception:  # a broken frame must not stop the agent; keep the last one
+                    log.exception("dashboard snapshot failed")
+                    continue
+                live.update(frame, refresh=True)

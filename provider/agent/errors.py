@@ -1,4 +1,4 @@
-"""Typed errors of the provider agent: one root, subclasses that also inherit the matching builtin."""
+"""Typed errors of the provider agent: one root; subclasses also inherit the matching builtin."""
 
 from __future__ import annotations
 

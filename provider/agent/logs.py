@@ -63,7 +63,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(
     level: str = "INFO", fmt: Literal["kv", "json"] = "kv", stream: TextIO | None = None
 ) -> logging.Handler:
-    """Send the `verinfer` loggers to `stream` (stderr) in the chosen format; returns the handler."""
+    """Send the `verinfer` loggers to `stream` (default stderr) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger("verinfer")

@@ -101,13 +101,20 @@ class JobState(StrEnum):
     PAID = "paid"  # finalized in our favour
     SLASHED = "slashed"  # finalized against us
     LOST = "lost"  # claimed by others first
+    RELEASED = "released"  # settled without pay or slash (no majority)
     REFUSED = "refused"  # policy or input rejected it; we never claimed
     CANCELLED = "cancelled"  # cancelled / refunded before we finished
+    FAILED = "failed"  # we gave up on it (a transaction kept failing)
 
     @property
     def holds_stake(self) -> bool:
-        """True while the job locks our collateral."""
-        return self in (JobState.CLAIMED, JobState.COMMITTED, JobState.REVEALED)
+        """True while the job (may) lock our collateral."""
+        return self in (JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED, JobState.REVEALED)
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.PAID, JobState.SLASHED, JobState.LOST, JobState.RELEASED,
+                        JobState.REFUSED, JobState.CANCELLED, JobState.FAILED)
 
 
 class TxStatus(StrEnum):
@@ -356,6 +363,12 @@ class Store:
                 ),
             )
             return self.job(job_id)  # type: ignore[return-value]
+
+    def forget_jobs(self, job_ids: Iterable[int]) -> None:
+        """Drop jobs we never acted on (their post was orphaned by a reorg)."""
+        with self.atomic():
+            for job_id in job_ids:
+                self._db.execute("DELETE FROM jobs WHERE job_id = ?", (str(job_id),))
 
     def job(self, job_id: int) -> JobRecord | None:
         rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))

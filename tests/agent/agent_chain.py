@@ -95,7 +95,7 @@ def start_anvil(*args: str) -> Anvil:
     give_up = time.monotonic() + 20
     while True:
         try:
-            node.w3().eth.block_number
+            node.rpc("eth_blockNumber")
             return node
         except OSError:
             if node.proc.poll() is not None or time.monotonic() > give_up:
@@ -209,3 +209,32 @@ class RpcProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def funded_account(index: int) -> LocalAccount:
+    """ape's (= anvil's) funded test account `index`."""
+    import ape
+    from eth_account import Account
+
+    return Account.from_key(ape.accounts.test_accounts[index].private_key)
+
+
+def deploy(w3: Web3, account: LocalAccount, contract: str, *args) -> str:
+    """Deploy a contract of this project (compiled by ape) with constructor `args`."""
+    from ape import project
+    from eth_abi import encode
+
+    contract_type = getattr(project, contract).contract_type
+    ctor = next((i for i in contract_type.abi if i.type == "constructor"), None)
+    types = [p.canonical_type for p in ctor.inputs] if ctor else []
+    data = contract_type.deployment_bytecode.to_bytes() + encode(types, list(args))
+    receipt = send_signed(w3, account, {"data": data, "gas": 15_000_000})
+    assert receipt["status"] == 1, f"deploying {contract} failed"
+    return receipt["contractAddress"]
+
+
+def transact(w3: Web3, account: LocalAccount, call) -> dict:
+    """Send an SDK `Call` from `account`; the receipt, which must succeed."""
+    receipt = send_signed(w3, account, {"to": call.to, "data": call.data, "gas": 5_000_000})
+    assert receipt["status"] == 1, f"{call.function} reverted"
+    return receipt

@@ -52,7 +52,9 @@ class BadSetup(Service):
 
 configure_logging("INFO", "kv")
 mode = sys.argv[1]
-services = {"loop": [Looper()], "crash": [Looper(), Crasher()], "setup-fails": [Looper(), BadSetup()]}
+services = {
+    "loop": [Looper()], "crash": [Looper(), Crasher()], "setup-fails": [Looper(), BadSetup()],
+}
 code = run_services(services[mode], join_timeout=5)
 say(f"exit {code}")
 sys.exit(code)

@@ -21,7 +21,8 @@ def test_test_account_is_anvils_funded_account():
 @pytest.fixture
 def keyfile_dir(tmp_path):
     key = Account.create()
-    (tmp_path / "provider-a.json").write_text(json.dumps(Account.encrypt(key.key, "s3cret", iterations=2)))
+    keyfile = Account.encrypt(key.key, "s3cret", iterations=2)
+    (tmp_path / "provider-a.json").write_text(json.dumps(keyfile))
     return tmp_path, key.address
 
 

@@ -34,7 +34,8 @@ def test_everything_survives_close_and_reopen(tmp_path):
     assert again.schema_version == SCHEMA_VERSION
     assert again.checkpoint() == Checkpoint(10, b"h" * 32)
     job = again.job(1)
-    assert (job.state, job.reward, job.collateral, job.data) == (JobState.SEEN, 5, 100, {"input": "hello"})
+    assert (job.state, job.reward, job.collateral, job.data) == (
+        JobState.SEEN, 5, 100, {"input": "hello"})
     assert again.job(2**200).collateral == 2**100  # uint256 values round-trip exactly
     assert again.result(1).salt == b"s" * 32
     tx = again.tx(tx_id)

@@ -123,7 +123,9 @@ def test_dropped_transaction_is_sent_again(anvil, ping, signer, tmp_path):
     assert_one_mined_tx_per_intent(anvil.w3(), txm, ping)
 
 
-def test_nonce_taken_by_a_foreign_transaction_is_resolved_not_skipped(anvil, ping, signer, tmp_path):
+def test_nonce_taken_by_a_foreign_transaction_is_resolved_not_skipped(
+    anvil, ping, signer, tmp_path
+):
     txm = manager(anvil.url, signer, tmp_path / "a.db", stuck_blocks=1000, stuck_seconds=3600)
     anvil.rpc("evm_setAutomine", False)
     ours = txm.send(ping.address, ping.calldata("ping", 1, b""), kind="ping")
@@ -173,10 +175,12 @@ def test_stuck_transaction_is_replaced_with_a_fee_bump_up_to_the_cap(anvil, ping
 def test_fee_bump_arithmetic(signer, tmp_path):
     txm = TxManager(connect("http://127.0.0.1:1"), signer, Store(tmp_path / "a.db"),
                     TxConfig(max_fee_gwei=100, priority_fee_gwei=2, fee_bump_percent=10))
-    last = Broadcast(b"", max_fee=10 * GWEI, priority_fee=2 * GWEI, raw=b"", head_block=0, sent_at=0)
+    last = Broadcast(b"", max_fee=10 * GWEI, priority_fee=2 * GWEI, raw=b"", head_block=0,
+                     sent_at=0)
     assert txm._bumped_fees(last, base_fee=GWEI) == (11 * GWEI, int(2.2 * GWEI))
     assert txm._bumped_fees(last, base_fee=20 * GWEI) == (42 * GWEI + GWEI // 5, int(2.2 * GWEI))
-    at_cap = Broadcast(b"", max_fee=95 * GWEI, priority_fee=2 * GWEI, raw=b"", head_block=0, sent_at=0)
+    at_cap = Broadcast(b"", max_fee=95 * GWEI, priority_fee=2 * GWEI, raw=b"", head_block=0,
+                       sent_at=0)
     assert txm._bumped_fees(at_cap, base_fee=GWEI) is None  # +10% would pass the cap
     assert txm._initial_fees(base_fee=80 * GWEI) == (100 * GWEI, 2 * GWEI)  # capped
 

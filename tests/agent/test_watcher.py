@@ -82,8 +82,8 @@ def test_reorg_is_detected_rewound_to_the_fork_and_replayed(anvil, ping, other, 
 
     # The last 3 blocks (pings 2, 3, 4) are replaced by blocks holding pings 100 and 101.
     replacement = [
-        [{"from": other.address, "to": ping.address, "data": "0x" + ping.calldata("ping", n, b"").hex(),
-          "gas": hex(200_000)}, offset]
+        [{"from": other.address, "to": ping.address, "gas": hex(200_000),
+          "data": "0x" + ping.calldata("ping", n, b"").hex()}, offset]
         for offset, n in enumerate([100, 101])
     ]
     anvil.rpc("anvil_reorg", 3, replacement)

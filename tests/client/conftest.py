@@ -1,69 +1,25 @@
 """SDK fixtures: the real marketplace deployed by scripts/deploy.py on ape's embedded
 chain, funded clients and staked providers, all driven through the SDK itself.
 
-Providers act through the agent-facing layer (``Marketplace.build_*`` + ``Signer``),
-clients through ``Client``. Session-scoped setup + ape's per-test snapshots keep it fast.
+Session-scoped setup + ape's per-test snapshots keep it fast.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from pathlib import Path
 
-import numpy as np
-import pytest
-from eth_utils import keccak
+# ape test puts tests/ on sys.path but not the repository root, and this folder would then
+# shadow the `client` package (and `scripts` would not import): put the root first.
+# Redundant once pyproject's pytest options say `pythonpath = ["."]`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from client import Client
-from client.encoding import encode_embedding
-from client.marketplace import Call, Marketplace, Token
-from client.protocol import new_salt, seal_result
-from client.records import Deadlines
-from client.transport import Signer, ape_local_account
-from scripts.deploy import ModelEntry, deploy
+import pytest  # noqa: E402
+from sdk_helpers import FUNDS, MODEL, PRICE, STAKE, ProviderBot  # noqa: E402
 
-MODEL = ModelEntry(keccak(text="verinfer-sdk-test-model"), "sdk-test-model", keccak(text="sdk-weights"), 1)
-REWARD = 10**15
-PRICE = 2 * 10**15  # providers' asking price
-STAKE = 10**21
-FUNDS = 10**21
-WINDOWS = Deadlines(claim=600, commit=600, reveal=600)
-
-
-def embedding_bytes(seed: int) -> bytes:
-    """A valid version-1 embedding result (what an honest engine would emit for `seed`)."""
-    v = np.random.default_rng(seed).integers(-127, 128, 384).astype(np.int8)
-    v[0] = 127
-    return encode_embedding(v)
-
-
-@dataclass
-class ProviderBot:
-    """A provider acting through the SDK's agent-facing layer."""
-
-    signer: Signer
-    market: Marketplace
-
-    @property
-    def address(self) -> str:
-        return self.signer.address
-
-    def send(self, call: Call):
-        return self.signer.send(call.tx)
-
-    def run(self, job_id: int, result: bytes) -> bytes:
-        """Claim and commit `result`; the salt for the reveal."""
-        salt = new_salt()
-        self.send(self.market.build_claim(job_id))
-        self.send(self.market.build_commit(job_id, seal_result(job_id, self.address, result, salt)))
-        return salt
-
-    def reveal(self, job_id: int, result: bytes, salt: bytes):
-        return self.send(self.market.build_reveal(job_id, result, salt))
-
-
-def advance(chain, seconds: int) -> None:
-    """Move chain time forward (the next block is `seconds` later)."""
-    chain.pending_timestamp += seconds
-    chain.mine()
+from client import Client  # noqa: E402
+from client.marketplace import Marketplace, Token  # noqa: E402
+from client.transport import Signer, ape_local_account  # noqa: E402
+from scripts.deploy import deploy  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +38,13 @@ def web3(deployed, networks):
 
 
 @pytest.fixture(scope="session")
+def signer_for(web3):
+    """signer_for(ape_account) -> Signer with the fixed gas limit the Client uses on this chain."""
+    gas_limit = web3.eth.get_block("latest")["gasLimit"]
+    return lambda account: Signer(web3, ape_local_account(account), gas_limit=gas_limit)
+
+
+@pytest.fixture(scope="session")
 def sdk_market(web3, market_address) -> Marketplace:
     return Marketplace(web3, market_address)
 
@@ -92,11 +55,11 @@ def token(web3, sdk_market) -> Token:
 
 
 @pytest.fixture(scope="session")
-def bots(web3, sdk_market, token, providers) -> list[ProviderBot]:
+def bots(signer_for, sdk_market, token, providers) -> list[ProviderBot]:
     """Four registered providers serving MODEL, each with STAKE staked."""
     out = []
     for account in providers[:4]:
-        bot = ProviderBot(Signer(web3, ape_local_account(account)), sdk_market)
+        bot = ProviderBot(signer_for(account), sdk_market)
         bot.send(token.build_mint(bot.address, STAKE))
         bot.send(token.build_approve(sdk_market.address, STAKE))
         bot.send(sdk_market.build_register([MODEL.model_id], PRICE))
@@ -106,10 +69,10 @@ def bots(web3, sdk_market, token, providers) -> list[ProviderBot]:
 
 
 @pytest.fixture(scope="session")
-def funded_clients(web3, token, clients, bots) -> list[str]:
+def funded_clients(signer_for, token, clients, bots) -> list[str]:
     """Both client accounts hold FUNDS payment tokens (not approved: the SDK approves)."""
     for account in clients:
-        Signer(web3, ape_local_account(account)).send(token.build_mint(account.address, FUNDS).tx)
+        signer_for(account).send(token.build_mint(account.address, FUNDS).tx)
     return [a.address for a in clients]
 
 

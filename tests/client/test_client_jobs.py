@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import MODEL, REWARD, WINDOWS, advance, embedding_bytes
+from sdk_helpers import MODEL, REWARD, WINDOWS, advance, embedding_bytes
 from rich.console import Console
 
 from client.encoding import decode_embedding
@@ -83,8 +83,8 @@ def test_batch_post_spans_transactions_and_delivers(client, bots, chain):
     assert [fetched[i].result for i in ids] == results
 
     advance(chain, client.params().challenge_window + 1)
-    client.wait(ids, timeout=30, until="settled", settle=True)
-    assert all(client.result(i).final for i in ids)
+    client.wait(ids, timeout=30, until="settled")  # r = 1 deliveries settle lazily
+    assert all(r.final for r in client.results(ids).values())
 
 
 def test_wait_times_out_with_last_views(client):
@@ -132,3 +132,29 @@ def test_client_side_input_errors(client):
         client.post_texts([""], reward=REWARD)
     with pytest.raises(InsufficientFunds):
         client.post(b"too expensive", reward=10**30, r=1)
+
+
+def test_successful_challenge_replaces_a_wrong_delivery(client, bots, sdk_market):
+    job = client.post(b"challenged sentence", reward=REWARD, r=1, deadlines=WINDOWS)
+    wrong, right = embedding_bytes(20), embedding_bytes(21)
+    bots[0].send(sdk_market.build_deliver(job, wrong))
+    assert client.result(job).result == wrong  # provisional, still challengeable
+
+    challenged = client.challenge(job)
+    assert challenged.bond == sdk_market.challenge_bond(job) == 4 * REWARD
+    assert client.job(job).status == JobStatus.CHALLENGED
+    with pytest.raises(ResultUnavailable):
+        client.result(job)
+    salts = [bot.run(job, right) for bot in bots[1:4]]
+    for bot, salt in zip(bots[1:4], salts):
+        bot.reveal(job, right, salt)
+
+    infos = client.wait([job], timeout=30, until="settled", settle=True)
+    assert infos[job].status == JobStatus.FINALIZED and infos[job].result_digest == result_digest(right)
+    verified = client.result(job)
+    assert verified.result == right and verified.providers == tuple(b.address for b in bots[1:4])
+    with pytest.raises(ResultMismatch):
+        client.verify(job, wrong)
+    [slash] = [e for e in client.history(job) if isinstance(e, ProviderSlashed)]
+    assert (slash.provider, slash.reason) == (bots[0].address, Fault.LOST_CHALLENGE)
+    assert client.balances().stake_credits > 0  # the challenger's honest share of the slash

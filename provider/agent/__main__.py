@@ -1,0 +1,5 @@
+"""`python -m provider.agent --config agent.toml`"""
+
+from provider.agent.main import cli
+
+cli()

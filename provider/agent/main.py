@@ -1,0 +1,155 @@
+"""Assemble and run a provider agent: `python -m provider.agent --config agent.toml`.
+
+`build_agent` wires the parts for any Web3 (an RPC endpoint, or ape's provider, e.g.
+the embedded test chain of the demo); `cli` adds config loading, logging, the network
+connection, the signing account and the engine, then runs the services until
+SIGINT/SIGTERM (exit 0) or a crash (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from client.marketplace import Marketplace
+from provider.agent.accounts import load_signer
+from provider.agent.config import AgentConfig, load_config
+from provider.agent.dashboard import Dashboard, snapshot_from_store
+from provider.agent.errors import AgentError, ConfigError
+from provider.agent.jobs import Engine, JobBook, JobWorker, MarketplaceLogs
+from provider.agent.logs import configure_logging
+from provider.agent.metrics import Metrics, MetricsServer, watch_store
+from provider.agent.rpc import connect
+from provider.agent.service import Runner, Service
+from provider.agent.store import Store
+from provider.agent.txmanager import TxManager
+from provider.agent.watcher import Watcher
+
+log = logging.getLogger("verinfer.agent")
+
+
+@dataclass
+class Agent:
+    """The parts of one running agent; `runner.run()` runs them (blocking)."""
+
+    store: Store
+    txm: TxManager
+    worker: JobWorker
+    watcher: Watcher
+    metrics: Metrics
+    services: list[Service]
+
+    def runner(self) -> Runner:
+        return Runner(self.services)
+
+
+def build_agent(
+    config: AgentConfig,
+    w3: Web3,
+    signer: LocalAccount,
+    *,
+    marketplace: str,
+    start_block: int,
+    engines: Mapping[bytes, Engine],
+    result_hook: Callable[[int, bytes], bytes] | None = None,
+) -> Agent:
+    """Wire store, tx manager, job worker, watcher, metrics endpoint and dashboard."""
+    missing = [m.hex() for m in config.model_ids if m not in engines]
+    if missing:
+        raise ConfigError(f"no engine reproduces model(s) {missing}; served: "
+                          f"{[m.hex() for m in engines]}")
+    engines = {m: engines[m] for m in config.model_ids}
+    store = Store(config.db_path)
+    metrics = Metrics()
+    watch_store(metrics, store)
+    market = Marketplace(w3, marketplace)
+    txm = TxManager(w3, signer, store, config.tx, metrics=metrics)
+    worker = JobWorker(
+        store=store, txm=txm, market=market, engines=engines, policy=config.policy,
+        claim_batch=config.claim_batch, engine_batch=config.engine_batch,
+        poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
+        result_hook=result_hook,
+    )
+    watcher = Watcher(
+        w3, store, MarketplaceLogs(market), JobBook(store, signer.address, engines),
+        config.watcher, addresses=[market.address], start_block=start_block, metrics=metrics,
+    )
+    # Set up in this order (the worker registers through the tx manager), stopped in reverse.
+    services: list[Service] = [txm, worker, watcher]
+    if config.metrics.enabled:
+        services.append(MetricsServer(metrics, config.metrics.host, config.metrics.port))
+    if config.dashboard:
+        services.append(Dashboard(lambda: snapshot_from_store(
+            store, address=signer.address, network=config.network,
+            head_block=watcher.head_block, stake_free=worker.stake_free)))
+    return Agent(store, txm, worker, watcher, metrics, services)
+
+
+@contextlib.contextmanager
+def _web3(config: AgentConfig) -> Iterator[Web3]:
+    """The configured RPC endpoint, or the ape network's provider while connected."""
+    if config.rpc_url is not None:
+        yield connect(config.rpc_url)
+        return
+    import ape
+
+    with ape.networks.parse_network_choice(config.network) as provider:
+        yield provider.web3
+
+
+def _locate(config: AgentConfig, chain_id: int) -> tuple[str, int]:
+    """Marketplace address and the block to start watching from."""
+    from client.deployments import load_deployment
+    from client.errors import DeploymentNotFound
+
+    try:
+        deployment = load_deployment(chain_id)
+    except DeploymentNotFound:
+        deployment = None
+    address = config.marketplace_address
+    if address is None:
+        if deployment is None:
+            raise ConfigError(f"no marketplace recorded for chain {chain_id}: deploy first "
+                              "(ape run deploy) or set `marketplace` in the config")
+        address = deployment.marketplace
+    start = config.watcher.start_block
+    if start is None:
+        start = deployment.block if deployment and deployment.marketplace == address else 0
+    return address, start
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="VERINFER_CONFIG", help="TOML config (see provider/agent/sample-config.toml)")
+@click.option("--no-dashboard", is_flag=True, help="Log to the terminal instead of the dashboard")
+def cli(config_path: Path | None, no_dashboard: bool) -> None:
+    """Run a Verinfer provider agent until SIGINT / SIGTERM."""
+    try:
+        config = load_config(config_path)
+        if no_dashboard:
+            config = config.model_copy(update={"dashboard": False})
+        configure_logging(config.log.level, config.log.format)
+        signer = load_signer(config.account)
+        from provider.engine import Engine as InferenceEngine
+
+        engine = InferenceEngine.load()
+        with _web3(config) as w3:
+            marketplace, start_block = _locate(config, w3.eth.chain_id)
+            agent = build_agent(config, w3, signer, marketplace=marketplace,
+                                start_block=start_block, engines={engine.model_id: engine})
+            log.info("agent starting", extra={
+                "address": signer.address, "network": config.network,
+                "marketplace": marketplace, "start_block": start_block})
+            code = agent.runner().run()
+    except AgentError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    sys.exit(code)

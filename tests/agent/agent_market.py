@@ -1,0 +1,90 @@
+"""A deployed marketplace on anvil with funded providers and a client, and a driver
+that runs in-process agents step by step (for the job-logic tests)."""
+
+import time
+
+from agent_chain import deploy, funded_account, transact
+from eth_utils import keccak
+
+from client.events import JobPosted
+from client.marketplace import Marketplace, Token
+from client.protocol import JobStatus
+from provider.agent.config import AgentConfig
+from provider.agent.main import build_agent
+from provider.agent.store import TxStatus
+
+REWARD = 10**18
+STAKE = 10**21
+# Generous windows (chain time runs with the wall clock): a slow, loaded machine must
+# not see a deadline pass before the test moves time on itself.
+WINDOW = 1800
+CHALLENGE_WINDOW = 900
+SENTENCES = [b"The cat sits on the mat.", b"Stock markets fell sharply today.",
+             b"A quick brown fox jumps over the lazy dog."]
+SINGLE = [b"Integer inference is reproducible.", b"Verifiable compute on a blockchain."]
+
+
+class Env:
+    def __init__(self, anvil, engine):
+        self.anvil, self.engine, self.w3 = anvil, engine, anvil.w3()
+        self.owner, self.client = funded_account(8), funded_account(9)
+        token = deploy(self.w3, self.owner, "TestToken", "Verinfer Test", "VIT")
+        address = deploy(self.w3, self.owner, "Marketplace", token, token, self.owner.address)
+        self.start_block = self.w3.eth.block_number
+        self.market, self.token = Marketplace(self.w3, address), Token(self.w3, token)
+        transact(self.w3, self.owner, self.market.build(
+            "register_model", engine.model_id, "all-MiniLM-L6-v2", keccak(b"weights"), 1))
+        transact(self.w3, self.owner, self.market.build("set_challenge_window", CHALLENGE_WINDOW))
+        for who in (funded_account(1), funded_account(2), funded_account(3), self.client):
+            # Minted by the owner: the providers' nonces belong to their agents alone.
+            transact(self.w3, self.owner, self.token.build_mint(who.address, 10**24))
+        transact(self.w3, self.client, self.token.build_approve(address, 10**24))
+
+    def agent(self, index: int, tmp_path, result_hook=None):
+        config = AgentConfig(
+            models=["0x" + self.engine.model_id.hex()], db_path=tmp_path / f"agent{index}.db",
+            dashboard=False, metrics={"enabled": False},
+            policy={"stake": STAKE, "price": REWARD},
+            claim_batch={"max_wait": 0.01}, engine_batch={"max_wait": 0.01},
+            watcher={"confirmations": 0, "poll_interval": 0.05}, tx={"confirmations": 1},
+        )
+        agent = build_agent(config, self.w3, funded_account(index),
+                            marketplace=self.market.address, start_block=self.start_block,
+                            engines={self.engine.model_id: self.engine}, result_hook=result_hook)
+        agent.txm.setup()
+        agent.worker.setup()  # registers and stakes on first start
+        return agent
+
+    def post(self, inputs, r) -> list[int]:
+        receipt = transact(self.w3, self.client, self.market.build_post_jobs(
+            self.engine.model_id, inputs, r, REWARD, WINDOW, WINDOW, WINDOW))
+        return [e.job_id for e in self.market.decode_receipt(receipt) if isinstance(e, JobPosted)]
+
+    def status(self, job_id) -> JobStatus:
+        return self.market.job(job_id).status
+
+    def advance(self, seconds: int) -> None:
+        self.anvil.rpc("evm_increaseTime", seconds)
+        self.anvil.rpc("evm_mine")
+
+
+def drive(agents, done, rounds=200):
+    """Run every agent's watcher, worker and tx manager in turn until done()."""
+    for _ in range(rounds):
+        for agent in agents:
+            while not agent.watcher.step():
+                pass
+            agent.worker.tick()
+            agent.txm.poll()
+        if done():
+            return
+        time.sleep(0.02)  # lets the batchers' max_wait pass
+    raise AssertionError("agents did not get there")
+
+
+def assert_clean_transactions(env, store, address) -> None:
+    """Every intent confirmed once, nonces contiguous: no duplicate, nothing skipped."""
+    intents = store.txs()
+    assert all(t.status is TxStatus.CONFIRMED for t in intents)
+    assert [t.nonce for t in intents] == list(range(len(intents)))
+    assert env.w3.eth.get_transaction_count(address) == len(intents)

@@ -1,0 +1,67 @@
+"""The job logic end to end on anvil, with the real Marketplace, the real integer engine
+and three agents (one dishonest): claim, compute, commit, reveal, deliver, finalize,
+and refusal of malformed jobs."""
+
+import pytest
+from agent_chain import transact
+from agent_market import (
+    CHALLENGE_WINDOW,
+    REWARD,
+    SENTENCES,
+    SINGLE,
+    WINDOW,
+    Env,
+    assert_clean_transactions,
+    drive,
+)
+from eth_utils import keccak
+
+from client.protocol import JobStatus
+from provider.agent.store import JobState
+
+pytestmark = pytest.mark.anvil
+
+
+def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    majority = env.post(SENTENCES, r=3)
+    singles = env.post(SINGLE, r=1)
+    malformed = env.post([b"\xff\xfe not utf-8", b"   "], r=3)
+
+    def corrupt(job_id, result):  # agent 3 lies on the r = 3 jobs
+        return result[:-1] + bytes([result[-1] ^ 1]) if job_id in majority else result
+
+    agents = [env.agent(1, tmp_path), env.agent(2, tmp_path), env.agent(3, tmp_path, corrupt)]
+    drive(agents, lambda: all(env.status(j) is JobStatus.FINALIZED for j in majority)
+          and all(env.status(j) is JobStatus.DELIVERED for j in singles))
+
+    expected = dict(zip(majority + singles, engine.embed(SENTENCES + SINGLE)))
+    for job_id in majority:
+        assert env.market.job(job_id).result_digest == keccak(expected[job_id])
+    drive(agents, lambda: all(a.store.job(j).state.final for a in agents for j in majority))
+    for job_id in majority:
+        assert [a.store.job(job_id).state for a in agents] == [
+            JobState.PAID, JobState.PAID, JobState.SLASHED]
+        assert agents[0].store.result(job_id).result == expected[job_id]
+
+    env.advance(CHALLENGE_WINDOW + 1)  # the r = 1 deliveries stand, their provider is paid
+    drive(agents, lambda: all(env.status(j) is JobStatus.FINALIZED for j in singles)
+          and all(a.store.job(j).state.final for a in agents for j in singles))
+    for job_id in singles:
+        states = sorted(a.store.job(job_id).state.value for a in agents)
+        assert states == ["lost", "lost", "paid"]
+        assert env.market.job(job_id).result_digest == keccak(expected[job_id])
+
+    # Malformed inputs are refused by every agent and never claimed; the client is
+    # refunded once the claim deadline passes.
+    for job_id in malformed:
+        assert {a.store.job(job_id).state for a in agents} == {JobState.REFUSED}
+        assert env.market.job(job_id).nclaimed == 0
+    env.advance(WINDOW + 1)
+    transact(env.w3, env.client, env.market.build_finalize_many(malformed))
+    assert {env.status(j) for j in malformed} == {JobStatus.CANCELLED}
+
+    for agent in agents:
+        assert_clean_transactions(env, agent.store, agent.txm.address)
+    assert agents[0].store.earnings() == REWARD * (len(majority) + sum(
+        agents[0].store.job(j).state is JobState.PAID for j in singles))

@@ -1,0 +1,114 @@
+"""The agent as its own process (`python -m provider.agent`) on anvil: kill -9 between
+commit and reveal, restart, reveal in time with the stored salt, no duplicate
+transaction; its metrics endpoint; SIGTERM exits 0."""
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from agent_chain import REPO, free_port, funded_account, subprocess_env
+from agent_market import SENTENCES, Env, assert_clean_transactions, drive
+
+from provider.agent.store import JobState, Store
+
+pytestmark = pytest.mark.anvil
+
+
+def write_config(env, path, db, metrics_port) -> None:
+    path.write_text(f"""
+network = "ethereum:local:test"
+rpc_url = "{env.anvil.url}"
+account = "TEST::1"
+marketplace = "{env.market.address}"
+db_path = "{db}"
+models = ["0x{env.engine.model_id.hex()}"]
+dashboard = false
+[policy]
+stake = "{10**21}"
+[claim_batch]
+max_wait = 0.05
+[engine_batch]
+max_wait = 0.05
+[watcher]
+start_block = {env.start_block}
+poll_interval = 0.1
+[tx]
+poll_interval = 0.1
+[metrics]
+port = {metrics_port}
+[log]
+format = "json"
+""")
+
+
+def start_agent(config) -> subprocess.Popen:
+    env = subprocess_env() | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([sys.executable, "-m", "provider.agent", "--config", str(config)],
+                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc, timeout=120.0):
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited {proc.returncode}: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > give_up:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def job_in(db, job_id):
+    store = Store(db)
+    try:
+        return store.job(job_id)
+    finally:
+        store.close()
+
+
+def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    others = [env.agent(2, tmp_path), env.agent(3, tmp_path)]
+    db, config, port = tmp_path / "agent1.db", tmp_path / "agent1.toml", free_port()
+    write_config(env, config, db, port)
+    [job_id] = env.post(SENTENCES[:1], r=3)
+
+    agent = start_agent(config)
+    try:
+        # Reveals open only once all three seats committed: while the others hold
+        # back, the agent process sits between its commit and its reveal.
+        wait_for(lambda: (job := job_in(db, job_id)) is not None
+                 and job.state is JobState.COMMITTED, agent)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            metrics = answer.read().decode()
+        assert 'verinfer_jobs{state="committed"} 1' in metrics
+        assert 'verinfer_tx_confirmed_total{kind="commit",result="success"} 1' in metrics
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        sealed = job_in(db, job_id)
+
+        drive(others, lambda: all(a.store.job(job_id).state is JobState.REVEALED for a in others))
+        assert env.market.job(job_id).nrevealed == 2
+
+        agent = start_agent(config)  # same database: it reconciles and reveals
+        wait_for(lambda: job_in(db, job_id).state is JobState.REVEALED, agent)
+        drive(others, lambda: all(a.store.job(job_id).state is JobState.PAID for a in others))
+        wait_for(lambda: job_in(db, job_id).state is JobState.PAID, agent)
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err[-3000:]
+        assert '"msg": "agent stopped"' in err
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+    store = Store(db)
+    assert store.result(job_id) is not None and sealed is not None
+    assert env.market.job(job_id).result_digest == store.result(job_id).digest
+    kinds = [t.kind for t in store.txs()]
+    assert kinds.count("claim") == 1 and kinds.count("commit") == 1 and kinds.count("reveal") == 1
+
+    assert_clean_transactions(env, store, funded_account(1).address)

@@ -1,0 +1,99 @@
+"""The SDK's mirror of the contracts can't drift: ABI, constants, states, seals, records."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import operator
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client.abi import load_abi
+from client.abi.__main__ import stale_abis
+from client.events import EVENT_TYPES
+from client.marketplace import Marketplace
+from client.protocol import (BPS, MAX_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_RESULT, MAX_REWARD, MAX_WINDOW,
+                             R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
+from client.records import Assignment, JobInfo, ModelInfo, PendingPayouts, ProviderInfo, Seat
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+# Owner administration: deliberately no SDK builders (the deploy script / ape handle it).
+OWNER_FUNCTIONS = {"register_model", "set_model_active", "set_fee_bps", "set_collateral_bps", "set_slash_split",
+                   "set_challenge_window", "set_unbond_delay", "set_treasury", "set_paused", "transfer_ownership"}
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
+
+
+def _arith(node: ast.AST) -> int:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.BinOp):
+        return _OPS[type(node.op)](_arith(node.left), _arith(node.right))
+    raise ValueError(ast.dump(node))
+
+
+def vyper_constants(*files: str) -> dict[str, int]:
+    """NAME -> value of every `NAME: constant(uint256) = <arithmetic>` in the given modules."""
+    out = {}
+    for name in files:
+        for m in re.finditer(r"^(\w+): constant\(uint256\) = (.+)$", (CONTRACTS / name).read_text(), re.M):
+            try:
+                out[m.group(1)] = _arith(ast.parse(m.group(2).replace("max_value(uint256)", "0"), mode="eval").body)
+            except ValueError:
+                continue
+    return out
+
+
+def test_shipped_abi_matches_a_fresh_compile():
+    assert stale_abis() == {}, "contracts changed: run `python -m client.abi --refresh`"
+
+
+def test_constants_states_and_faults_mirror_the_contracts():
+    c = vyper_constants("modules/jobs.vy", "modules/settlement.vy")
+    assert (c["MAX_REDUNDANCY"], c["R_CHALLENGE"], c["MAX_BATCH"], c["MAX_INPUT"], c["MAX_RESULT"],
+            c["MAX_WINDOW"], c["MAX_REWARD"], c["BPS"]) == (
+        MAX_REDUNDANCY, R_CHALLENGE, MAX_BATCH, MAX_INPUT, MAX_RESULT, MAX_WINDOW, MAX_REWARD, BPS)
+    assert {k.removeprefix("STATUS_"): v for k, v in c.items() if k.startswith("STATUS_")} == \
+        {s.name: s.value for s in JobStatus}
+    assert {k.removeprefix("FAULT_"): v for k, v in c.items() if k.startswith("FAULT_")} == \
+        {f.name: f.value for f in Fault}
+
+
+def test_every_event_has_a_matching_dataclass():
+    for item in load_abi("Marketplace"):
+        if item["type"] != "event":
+            continue
+        cls = EVENT_TYPES[item["name"]]
+        assert [f.name for f in dataclasses.fields(cls)] == ["meta", *(p["name"] for p in item["inputs"])], cls
+
+
+def test_every_non_owner_entry_point_has_a_builder():
+    entry_points = {i["name"] for i in load_abi("Marketplace")
+                    if i["type"] == "function" and i["stateMutability"] == "nonpayable"}
+    builders = {name.removeprefix("build_") for name in dir(Marketplace) if name.startswith("build_")}
+    assert builders == entry_points - OWNER_FUNCTIONS
+
+
+def test_view_records_match_the_view_structs():
+    outputs = {i["name"]: i["outputs"] for i in load_abi("Marketplace") if i["type"] == "function"}
+
+    def names(view: str) -> list[str]:
+        (struct,) = outputs[view]
+        return [c["name"] for c in struct["components"]]
+
+    assert [f.name for f in dataclasses.fields(JobInfo)] == ["job_id", *names("job")]
+    assert [f.name for f in dataclasses.fields(ModelInfo)] == names("model_info")
+    assert [f.name for f in dataclasses.fields(Seat)] == names("seat")
+    assert [f.name for f in dataclasses.fields(PendingPayouts)] == names("pending_payouts")
+    assert [f.name for f in dataclasses.fields(ProviderInfo)] == ["address", *names("provider_info"), "model_ids"]
+    assert len(dataclasses.fields(Assignment)) == len(outputs["assignment"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(job_id=st.integers(0, 2**64), provider=st.binary(min_size=20, max_size=20),
+       result=st.binary(min_size=1, max_size=MAX_RESULT), salt=st.binary(min_size=32, max_size=32))
+def test_seal_equals_the_contracts(sdk_market, job_id, provider, result, salt):
+    address = "0x" + provider.hex()
+    assert seal_result(job_id, address, result, salt) == sdk_market.seal_of(job_id, address, result, salt)
+    assert seal(job_id, address, result_digest(result), salt) == sdk_market.seal_of(job_id, address, result, salt)

@@ -1,0 +1,77 @@
+"""The agent-facing layer: call builders for every provider entry point, typed views,
+event decoding from receipts and from bounded log scans."""
+from __future__ import annotations
+
+from sdk_helpers import MODEL, PRICE, REWARD, STAKE, WINDOWS, advance, embedding_bytes
+
+from client.events import (ItemSkipped, JobClaimed, JobFinalized, PayoutsReleased, ProviderUpdated,
+                           ResultRevealed, SealCommitted, StakeWithdrawn, UnbondRequested)
+from client.protocol import JobStatus, new_salt, result_digest, seal_result
+
+
+def test_registration_and_stake_lifecycle(bots, sdk_market, chain):
+    bot, m = bots[3], sdk_market
+    info = m.provider(bot.address)
+    assert (info.registered, info.price, info.free, info.locked) == (True, PRICE, STAKE, 0)
+    assert info.model_ids == (MODEL.model_id,)
+
+    [updated] = m.decode_receipt(bot.send(m.build_update_provider([], 7)))
+    assert isinstance(updated, ProviderUpdated) and updated.model_ids == () and updated.price == 7
+    [unbond] = m.decode_receipt(bot.send(m.build_request_unbond(STAKE // 2)))
+    assert isinstance(unbond, UnbondRequested) and unbond.amount == STAKE // 2
+    assert m.provider(bot.address).unbonding == STAKE // 2
+    advance(chain, m.params().unbond_delay + 1)
+    [withdrawn] = m.decode_receipt(bot.send(m.build_withdraw_stake()))
+    assert isinstance(withdrawn, StakeWithdrawn) and withdrawn.amount == STAKE // 2
+    assert m.provider(bot.address).total_stake == STAKE // 2
+
+
+def test_batch_claim_commit_reveal_finalize(client, bots, sdk_market):
+    m = sdk_market
+    ids = client.post_many([b"one", b"two"], reward=REWARD, r=3, deadlines=WINDOWS)
+    for bot in bots[:3]:
+        events = m.decode_receipt(bot.send(m.build_claim_many(ids)))
+        assert [type(e) for e in events] == [JobClaimed, JobClaimed]
+    # The fourth provider loses the race for both jobs: skipped, not reverted.
+    lost = m.decode_receipt(bots[3].send(m.build_claim_many(ids)))
+    assert [(type(e), e.reason) for e in lost] == [(ItemSkipped, "jobs: no free seat")] * 2
+    assert m.assignment(ids[0], bots[3].address).assigned is False
+
+    results = [embedding_bytes(10), embedding_bytes(11)]
+    salts = {bot.address: [new_salt(), new_salt()] for bot in bots[:3]}
+    for bot in bots[:3]:
+        seals = [seal_result(j, bot.address, r, s) for j, r, s in zip(ids, results, salts[bot.address])]
+        events = m.decode_receipt(bot.send(m.build_commit_many(ids, seals)))
+        assert [e.seal for e in events if isinstance(e, SealCommitted)] == seals
+    assignment = m.assignment(ids[1], bots[2].address)
+    assert (assignment.assigned, assignment.seat, assignment.committed, assignment.revealed) == (True, 2, True, False)
+    assert m.seat(ids[1], 2).word == seal_result(ids[1], bots[2].address, results[1], salts[bots[2].address][1])
+    for bot in bots[:3]:
+        bot.send(m.build_reveal_many(ids, results, salts[bot.address]))
+    assert m.seat(ids[0], 0).word == result_digest(results[0])
+
+    settled = m.decode_receipt(client.signer.send(m.build_finalize_many(ids).tx))
+    finals = [e for e in settled if isinstance(e, JobFinalized)]
+    assert [(e.job_id, e.status, e.result_digest) for e in finals] == [
+        (j, JobStatus.FINALIZED, result_digest(r)) for j, r in zip(ids, results)]
+    assert m.escrow_of(ids[0]) == 0 and m.balance_of(bots[0].address) == 2 * REWARD
+
+    # Bounded log scans (one block per request here) find the same events, in order.
+    scanned = m.get_events(client.start_block, events=["ResultRevealed"], job_ids=ids, chunk=1)
+    assert [(e.job_id, e.provider) for e in scanned] == [(j, b.address) for b in bots[:3] for j in ids]
+    assert all(isinstance(e, ResultRevealed) for e in scanned)
+
+
+def test_single_provider_payouts_release_lazily(client, bots, sdk_market, chain):
+    m, bot = sdk_market, bots[0]
+    job = client.post(b"lazy", reward=REWARD, r=1, deadlines=WINDOWS)
+    bot.send(m.build_deliver(job, embedding_bytes(5)))
+    pending = m.pending_payouts(bot.address)
+    assert (pending.pay, pending.collateral) == (REWARD, m.job(job).collateral_per_seat)
+    assert pending.matures_at == m.job(job).challenge_end
+
+    advance(chain, m.params().challenge_window + 1)
+    assert m.job(job).status == JobStatus.FINALIZED  # no settlement transaction needed
+    [released] = m.decode_receipt(client.signer.send(m.build_release_payouts(bot.address).tx))
+    assert isinstance(released, PayoutsReleased) and released.pay == REWARD
+    assert m.balance_of(bot.address) == REWARD and m.pending_payouts(bot.address).pay == 0

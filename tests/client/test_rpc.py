@@ -1,0 +1,56 @@
+"""The plain-RPC way in (URL + private key), SDK and CLI, against a real anvil node."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from eth_utils import keccak
+
+from client import Client
+from client.cli import main
+from client.errors import InvalidArgument
+from client.marketplace import Marketplace, Token
+from client.protocol import JobStatus
+
+# The anvil process and raw deploy helpers are shared with the agent tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+from agent_chain import ANVIL_KEYS, deploy, funded_account, start_anvil, transact  # noqa: E402
+
+pytestmark = pytest.mark.anvil
+
+MODEL_ID = keccak(text="verinfer-rpc-test-model")
+
+
+@pytest.fixture(scope="module")
+def node():
+    anvil = start_anvil()
+    yield anvil
+    anvil.stop()
+
+
+@pytest.fixture(scope="module")
+def market(node) -> str:
+    w3, owner = node.w3(), funded_account(8)
+    token = deploy(w3, owner, "TestToken", "Verinfer Test", "VIT")
+    address = deploy(w3, owner, "Marketplace", token, token, owner.address)
+    transact(w3, owner, Marketplace(w3, address).build("register_model", MODEL_ID, "rpc-model", bytes(32), 1))
+    transact(w3, owner, Token(w3, token).build_mint(funded_account(1).address, 10**21))
+    return address
+
+
+def test_client_over_rpc(node, market):
+    with Client.connect(rpc=node.url, private_key=ANVIL_KEYS[1], marketplace=market) as client:
+        assert client.model().name == "rpc-model"
+        [job] = client.post_texts(["over http"], reward=10**15, r=2)
+        assert client.job(job).status == JobStatus.OPEN
+        assert client.cancel(job).client_refund == client.estimate(reward=10**15, r=2).total
+        with pytest.raises(InvalidArgument, match="jobs: bad window"):  # a node's revert data, mapped
+            client.send(client.marketplace.build_post_job(MODEL_ID, b"x", 1, 1, 0, 1, 1))
+
+
+def test_cli_over_rpc(node, market):
+    result = CliRunner().invoke(main, ["--rpc", node.url, "--marketplace", market, "models"],
+                                env={"VERINFER_PRIVATE_KEY": ANVIL_KEYS[1]})
+    assert result.exit_code == 0 and "rpc-model" in result.output, result.output

@@ -1,0 +1,674 @@
+"""Property tests of the marketplace: clients, providers, keepers and the owner act at random
+on ape's embedded chain while a Python model (stateful_model.py) predicts every outcome.
+
+Every rule either succeeds with exactly the events the model predicts, or reverts with exactly
+the reason it predicts (and then nothing changes). After every step the whole contract state is
+read in one call (stateful_lens.py) and every invariant of ARCHITECTURE.md / contracts/README.md
+is checked: the model matches, solvency, conservation, settle-once, allowed transitions, seal
+binding, slash bounds, collateral cover, r = 1 payouts never released early, and that finalize
+succeeds for every job that is due (recovery never reverts). Reentrancy: test_reentrancy.py.
+
+Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (default 30).
+"""
+
+import copy
+import os
+import time
+from types import SimpleNamespace
+
+import ape
+import pytest
+from eth_utils import keccak
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+import stateful_model as M
+from stateful_lens import read_state
+
+EXAMPLES = int(os.environ.get("VERINFER_PROPERTY_EXAMPLES", "200"))
+STEPS = int(os.environ.get("VERINFER_PROPERTY_STEPS", "30"))
+
+TEST_MODEL_ID = keccak(text="verinfer-test-model")
+OTHER_MODEL_ID = keccak(text="verinfer-other-model")
+UNKNOWN_MODEL_ID = keccak(text="verinfer-unknown-model")
+STAKE = 25 * 10**18
+# Odd small rewards exercise the rounding of fees, collateral and slash splits.
+REWARDS = [1, 3, 999, 10**18, 10**18 + 7]
+WINDOWS = [1, 40, 600]
+MAX_JOBS = 60  # the lens reads at most 96
+BATCH = 4
+
+PARAM_VALUES = {
+    "fee_bps": [0, 250, 1_000, 1_001],
+    "collateral_bps": [10_000, 50_000, 100_000, 9_999, 100_001],
+    "slash_split": [(3_000, 6_000), (10_000, 0), (0, 10_000), (2_500, 2_500), (5_000, 5_001)],
+    "challenge_window": [60, 3_600, 59, 7 * 86_400 + 1],
+    "unbond_delay": [60, 3 * 86_400, 59, 30 * 86_400 + 1],
+    "paused": [True, False],
+}
+
+
+def truth(job_id: int) -> bytes:
+    """What an honest provider computes for a job."""
+    return b"embedding of job %d" % job_id
+
+
+def forgery(job_id: int) -> bytes:
+    return b"forged result %d" % job_id
+
+
+def salt_of(job_id: int, provider: str) -> bytes:
+    return keccak(b"%d" % job_id + provider.encode())
+
+
+@pytest.fixture(scope="module")
+def world(project, owner, treasury, clients, providers, outsider, chain):
+    """A fresh marketplace: providers[0..3] serve the test model, providers[4] only another
+    model, providers[5] is unregistered; every client, provider and the outsider hold tokens
+    and approved the market. The clock is moved far ahead of the wall clock so that every
+    block is exactly one second after the previous one (the model relies on it)."""
+    token = owner.deploy(project.TestToken, "Verinfer Test", "VIT")
+    market = owner.deploy(project.Marketplace, token, token, treasury)
+    lens = owner.deploy(project.MarketLens)
+    for model_id in (TEST_MODEL_ID, OTHER_MODEL_ID):
+        market.register_model(model_id, "model", keccak(model_id), 1, sender=owner)
+    for acct in [*clients, *providers, outsider]:
+        token.mint(acct, 10**30, sender=acct)
+        token.approve(market, 2**256 - 1, sender=acct)
+    serving = {p: [TEST_MODEL_ID] for p in providers[:4]}
+    serving[providers[4]] = [OTHER_MODEL_ID]
+    for p, models in serving.items():
+        market.register(models, 1, sender=p)
+        market.stake(STAKE, sender=p)
+    chain.mine(timestamp=int(time.time()) + 10**7)
+    return SimpleNamespace(
+        token=token,
+        market=market,
+        lens=lens,
+        owner=str(owner),
+        treasury=str(treasury),
+        clients=[str(c) for c in clients],
+        providers=[str(p) for p in providers],
+        outsider=str(outsider),
+        # Everyone who may stake: the outsider can register too.
+        stakers=[str(p) for p in [*providers, outsider]],
+        accounts={str(a): a for a in [owner, treasury, *clients, *providers, outsider]},
+        serving={str(p): frozenset(m) for p, m in serving.items()},
+        start=chain.blocks.head.timestamp,
+    )
+
+
+class MarketMachine(RuleBasedStateMachine):
+    """One example: a fresh snapshot of `world`, random actions, checks after every step."""
+
+    world = None  # set by the test
+    chain = None
+
+    def __init__(self):
+        super().__init__()
+        w = self.world
+        self.snapshot = self.chain.snapshot()
+        self.market = w.market
+        self.everyone = list(w.accounts)
+        self.model = M.Market(
+            owner=w.owner,
+            treasury=w.treasury,
+            models={TEST_MODEL_ID: True, OTHER_MODEL_ID: True},
+            accounts=self.everyone,
+            funded=[*w.clients, *w.providers, w.outsider],
+        )
+        for p, models in w.serving.items():
+            self.model.register(p, list(models), 1, update=False)
+            self.model.stake(p, STAKE)
+        self.now = w.start
+        # What each provider committed: (job, provider) -> (result, salt, seal).
+        self.memory = {}
+        # Independent records for the invariants.
+        self.sent_seals = {}  # (job, seat) -> (provider, seal, result or None)
+        self.finalized_seen = {}  # job -> JobFinalized events seen on chain
+        self.slashes_seen = []  # ProviderSlashed events seen on chain
+        self.last_status = {}
+        self.terminal_state = {}
+
+    def teardown(self):
+        self.chain.restore(self.snapshot)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _acct(self, address: str):
+        return self.world.accounts[address]
+
+    def _act(self, action, send, releases=()):
+        """Run `action(model_copy, t)` and the transaction `send()` at the next block time t.
+        The model raises Revert: the chain must revert with that reason. Otherwise the
+        transaction must succeed with the events the model returns. `releases`: providers
+        whose payout buckets this transaction may release."""
+        t = self.now + 1
+        trial = copy.deepcopy(self.model)
+        try:
+            fx = action(trial, t)
+        except M.Revert as err:
+            self.now = t  # a reverted transaction still takes a block here
+            with ape.reverts(err.reason):
+                send()
+            return None
+        self.now = t
+        receipt = send()
+        self._apply_releases(receipt, trial, releases)
+        self.model = trial
+        self._check_events(receipt, fx)
+        return receipt
+
+    def _logs(self, receipt, event):
+        return receipt.decode_logs(getattr(self.market, event).abi)
+
+    def _apply_releases(self, receipt, model, allowed):
+        for log in self._logs(receipt, "PayoutsReleased"):
+            assert log.provider in allowed, f"unexpected payout release for {log.provider}"
+            model.apply_release(log.provider, log.pay, log.fees, log.collateral)
+
+    def _check_events(self, receipt, fx: M.Effects):
+        finalized = sorted(
+            (e.job_id, e.status, bytes(e.result_digest), e.provider_pay, e.client_refund, e.slashed)
+            for e in self._logs(receipt, "JobFinalized")
+        )
+        assert finalized == sorted(fx.finalized)
+        for job_id, *_ in finalized:
+            self.finalized_seen[job_id] = self.finalized_seen.get(job_id, 0) + 1
+        slashed = sorted((e.job_id, e.provider, e.seat, e.amount, e.reason) for e in self._logs(receipt, "ProviderSlashed"))
+        assert slashed == sorted(fx.slashed)
+        self.slashes_seen += slashed
+        skipped = [(e.job_id, e.reason) for e in self._logs(receipt, "ItemSkipped")]
+        assert skipped == fx.skipped
+        if fx.job_ids:
+            assert [e.job_id for e in self._logs(receipt, "JobPosted")] == fx.job_ids
+
+    def _choose(self, data, valid, anything, label):
+        """Mostly a valid target; one time in four anything at all (exercising the reverts)."""
+        pool = valid if valid and data.draw(st.integers(0, 3), label=f"{label} chaos") else anything
+        return data.draw(st.sampled_from(pool), label=label)
+
+    def _all_jobs(self):
+        """Every job id plus two unknown ones (a future batch, an index past a batch's end)."""
+        return [*self.model.jobs, self.model.next_batch_id << 8, (1 << 8) | 200]
+
+    def _try(self, check, *args) -> bool:
+        try:
+            check(*args)
+            return True
+        except M.Revert:
+            return False
+
+    # ------------------------------------------------------------ clients
+
+    @precondition(lambda self: len(self.model.jobs) + BATCH <= MAX_JOBS)
+    @rule(data=st.data())
+    def post(self, data):
+        client = data.draw(st.sampled_from(self.world.clients), label="client")
+        r = data.draw(st.sampled_from([1, 1, 2, 3, 3, 5]), label="r")
+        n = data.draw(st.integers(1, BATCH), label="n")
+        batch = n > 1 or data.draw(st.booleans(), label="post_jobs")
+        reward = data.draw(st.sampled_from(REWARDS), label="reward")
+        windows = data.draw(st.tuples(*[st.sampled_from(WINDOWS)] * 3), label="windows")
+        self._post(client, TEST_MODEL_ID, [b"input %d" % i for i in range(n)], r, reward, windows, batch)
+
+    @precondition(lambda self: len(self.model.jobs) + BATCH <= MAX_JOBS)
+    @rule(data=st.data())
+    def post_invalid(self, data):
+        client = data.draw(st.sampled_from(self.world.clients), label="client")
+        args = {"model_id": TEST_MODEL_ID, "inputs": [b"in"], "r": 2, "reward": 10**18, "windows": (600, 600, 600), "batch": True}
+        defect = data.draw(
+            st.sampled_from(
+                [("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)),
+                 ("windows", (600, 600, 30 * 86_400 + 1)), ("inputs", [b"ok", b""]), ("inputs", []),
+                 ("model_id", UNKNOWN_MODEL_ID), ("model_id", OTHER_MODEL_ID)]
+            ),
+            label="defect",
+        )
+        args[defect[0]] = defect[1]
+        self._post(client, **args)
+
+    def _post(self, client, model_id, inputs, r, reward, windows, batch):
+        sender = self._acct(client)
+        if batch:
+            send = lambda: self.market.post_jobs(model_id, inputs, r, reward, *windows, sender=sender)  # noqa: E731
+        else:
+            send = lambda: self.market.post_job(model_id, inputs[0], r, reward, *windows, sender=sender)  # noqa: E731
+        self._act(lambda m, t: m.post(client, model_id, inputs, r, reward, windows, t), send)
+
+    @rule(data=st.data())
+    def deposit(self, data):
+        account = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="account")
+        amount = data.draw(st.sampled_from([0, 1, 10**18, 4 * 10**18]), label="amount")
+        self._act(lambda m, t: m.deposit(account, amount), lambda: self.market.deposit(amount, sender=self._acct(account)))
+
+    @rule(data=st.data())
+    def cancel(self, data):
+        caller = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="caller")
+        valid = [j for j, job in self.model.jobs.items() if job.client == caller and job.status == M.OPEN and job.nclaimed == 0]
+        job_id = self._choose(data, valid, self._all_jobs(), "job")
+        self._act(lambda m, t: m.cancel(caller, job_id, t), lambda: self.market.cancel(job_id, sender=self._acct(caller)))
+
+    # ------------------------------------------------------------ providers
+
+    def _provider(self, data):
+        return data.draw(st.sampled_from(self.world.stakers), label="provider")
+
+    @rule(data=st.data())
+    def claim(self, data):
+        t = self.now + 1
+        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_claim, p, j, t)]
+        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
+        provider, job_id = self._choose(data, pairs, anything, "claim")
+        self._act(lambda m, t: m.claim(provider, job_id, t), lambda: self.market.claim(job_id, sender=self._acct(provider)))
+
+    @rule(data=st.data())
+    def claim_many(self, data):
+        provider = self._provider(data)
+        t = self.now + 1
+        valid = [j for j in self.model.jobs if self._try(self.model.check_claim, provider, j, t)]
+        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()) | st.sampled_from(self._all_jobs()), min_size=0, max_size=4), label="jobs")
+        self._act(lambda m, t: m.claim_many(provider, job_ids, t), lambda: self.market.claim_many(job_ids, sender=self._acct(provider)))
+
+    def _result(self, data, job_id):
+        kind = data.draw(st.sampled_from(["honest", "honest", "forged", "empty"]), label="result")
+        return {"honest": truth(job_id), "forged": forgery(job_id), "empty": b""}[kind]
+
+    @rule(data=st.data())
+    def deliver(self, data):
+        t = self.now + 1
+        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_deliver, p, j, b"x", t)]
+        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
+        provider, job_id = self._choose(data, pairs, anything, "deliver")
+        result = self._result(data, job_id)
+        self._act(
+            lambda m, t: m.deliver(provider, job_id, result, t),
+            lambda: self.market.deliver(job_id, result, sender=self._acct(provider)),
+            releases=(provider,),
+        )
+
+    @rule(data=st.data())
+    def deliver_many(self, data):
+        provider = self._provider(data)
+        t = self.now + 1
+        valid = [j for j in self.model.jobs if self._try(self.model.check_deliver, provider, j, b"x", t)]
+        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()) | st.sampled_from(self._all_jobs()), min_size=0, max_size=4), label="jobs")
+        results = [self._result(data, j) for j in job_ids]
+        if data.draw(st.integers(0, 7), label="mismatch") == 0:
+            results.append(b"extra")
+        self._act(
+            lambda m, t: m.deliver_many(provider, job_ids, results, t),
+            lambda: self.market.deliver_many(job_ids, results, sender=self._acct(provider)),
+            releases=(provider,),
+        )
+
+    def _seal_for(self, data, provider, job_id):
+        """(seal, result, salt) by behaviour: honest, wrong result, a copy of another seat's seal
+        (useless: the seal binds its provider), or empty."""
+        salt = salt_of(job_id, provider)
+        kind = data.draw(st.sampled_from(["honest", "honest", "honest", "wrong", "copy", "empty"]), label="behaviour")
+        if kind == "copy":
+            job = self.model.jobs.get(job_id)
+            others = [s.word for s in (job.seats.values() if job else []) if s.committed and not s.revealed and s.provider != provider]
+            if others:
+                return data.draw(st.sampled_from(others), label="copied"), None, None
+            kind = "honest"
+        if kind == "empty":
+            return M.ZERO_WORD, None, None
+        result = truth(job_id) if kind == "honest" else forgery(job_id)
+        return M.seal_of(job_id, provider, result, salt), result, salt
+
+    def _commit(self, provider, job_ids, sealed):
+        seals = [s for s, _, _ in sealed]
+        send = (
+            (lambda: self.market.commit(job_ids[0], seals[0], sender=self._acct(provider)))
+            if len(job_ids) == 1
+            else (lambda: self.market.commit_many(job_ids, seals, sender=self._acct(provider)))
+        )
+        if self._act(lambda m, t: m.commit(provider, job_ids, seals, t), send) is not None:
+            for job_id, (seal, result, salt) in zip(job_ids, sealed):
+                self.memory[(job_id, provider)] = (result, salt)
+                self.sent_seals[(job_id, self.model.jobs[job_id].seat_of(provider))] = (provider, seal)
+
+    @rule(data=st.data())
+    def commit(self, data):
+        t = self.now + 1
+        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_commit, p, j, b"s" * 32, t)]
+        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
+        provider, job_id = self._choose(data, pairs, anything, "commit")
+        self._commit(provider, [job_id], [self._seal_for(data, provider, job_id)])
+
+    @rule(data=st.data())
+    def commit_many(self, data):
+        provider = self._provider(data)
+        t = self.now + 1
+        valid = [j for j in self.model.jobs if self._try(self.model.check_commit, provider, j, b"s" * 32, t)]
+        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()), min_size=0, max_size=4, unique=bool(valid)), label="jobs")
+        self._commit(provider, job_ids, [self._seal_for(data, provider, j) for j in job_ids])
+
+    def _opening(self, data, provider, job_id):
+        """(result, salt) to reveal: what was committed, a wrong salt, or another provider's opening."""
+        result, salt = self.memory.get((job_id, provider)) or (truth(job_id), salt_of(job_id, provider))
+        kind = data.draw(st.sampled_from(["own", "own", "own", "wrong salt", "stolen"]), label="opening")
+        if kind == "wrong salt":
+            return result or truth(job_id), keccak(b"wrong")
+        if kind == "stolen":
+            others = [v for (j, p), v in self.memory.items() if j == job_id and p != provider and v[0] is not None]
+            if others:
+                return data.draw(st.sampled_from(others), label="stolen")
+        return result or truth(job_id), salt or salt_of(job_id, provider)
+
+    def _reveal(self, provider, job_ids, openings):
+        results = [r for r, _ in openings]
+        salts = [s for _, s in openings]
+        send = (
+            (lambda: self.market.reveal(job_ids[0], results[0], salts[0], sender=self._acct(provider)))
+            if len(job_ids) == 1
+            else (lambda: self.market.reveal_many(job_ids, results, salts, sender=self._acct(provider)))
+        )
+        self._act(lambda m, t: m.reveal(provider, job_ids, results, salts, t), send)
+
+    def _revealable(self, provider, job_id, t):
+        result, salt = self.memory.get((job_id, provider), (None, None))
+        return result is not None and self._try(self.model.check_reveal, provider, job_id, result, salt, t)
+
+    @rule(data=st.data())
+    def reveal(self, data):
+        t = self.now + 1
+        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._revealable(p, j, t)]
+        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
+        provider, job_id = self._choose(data, pairs, anything, "reveal")
+        self._reveal(provider, [job_id], [self._opening(data, provider, job_id)])
+
+    @rule(data=st.data())
+    def reveal_many(self, data):
+        provider = self._provider(data)
+        t = self.now + 1
+        valid = [j for j in self.model.jobs if self._revealable(provider, j, t)]
+        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()), min_size=0, max_size=4, unique=bool(valid)), label="jobs")
+        self._reveal(provider, job_ids, [self._opening(data, provider, j) for j in job_ids])
+
+    @rule(data=st.data())
+    def stake(self, data):
+        provider = self._provider(data)
+        amount = data.draw(st.sampled_from([0, 10**18, STAKE, 2**128]), label="amount")
+        self._act(lambda m, t: m.stake(provider, amount), lambda: self.market.stake(amount, sender=self._acct(provider)))
+
+    @rule(data=st.data())
+    def request_unbond(self, data):
+        provider = self._provider(data)
+        free = self.model.peek(provider).free
+        amount = data.draw(st.sampled_from([0, 1, free // 2, free, free + 1]), label="amount")
+        self._act(lambda m, t: m.request_unbond(provider, amount, t), lambda: self.market.request_unbond(amount, sender=self._acct(provider)))
+
+    @rule(data=st.data())
+    def withdraw_stake(self, data):
+        provider = self._provider(data)
+        self._act(lambda m, t: m.withdraw_stake(provider, t), lambda: self.market.withdraw_stake(sender=self._acct(provider)))
+
+    @rule(data=st.data())
+    def register(self, data):
+        account = data.draw(st.sampled_from([self.world.providers[5], self.world.providers[0], self.world.outsider]), label="account")
+        models = data.draw(st.sampled_from([[TEST_MODEL_ID], [OTHER_MODEL_ID], [TEST_MODEL_ID, OTHER_MODEL_ID], [], [UNKNOWN_MODEL_ID]]), label="models")
+        price = data.draw(st.sampled_from([1, 2**128]), label="price")
+        update = data.draw(st.booleans(), label="update")
+        method = self.market.update_provider if update else self.market.register
+        self._act(lambda m, t: m.register(account, models, price, update), lambda: method(models, price, sender=self._acct(account)))
+
+    # ------------------------------------------------------------ anyone
+
+    @rule(data=st.data())
+    def finalize(self, data):
+        caller = data.draw(st.sampled_from(self.everyone), label="caller")
+        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
+        job_id = self._choose(data, due, self._all_jobs(), "job")
+        self._act(lambda m, t: m.finalize([job_id], t, strict=True), lambda: self.market.finalize(job_id, sender=self._acct(caller)))
+
+    @rule(data=st.data())
+    def finalize_many(self, data):
+        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
+        job_ids = data.draw(st.lists(st.sampled_from(due or self._all_jobs()) | st.sampled_from(self._all_jobs()), max_size=5), label="jobs")
+        outsider = self._acct(self.world.outsider)
+        self._act(lambda m, t: m.finalize(job_ids, t, strict=False), lambda: self.market.finalize_many(job_ids, sender=outsider))
+
+    @rule(data=st.data())
+    def challenge(self, data):
+        w = self.world
+        challenger = data.draw(st.sampled_from([w.outsider, *w.clients, w.treasury, w.providers[1]]), label="challenger")
+        valid = [j for j in self.model.jobs if self._try(self.model.check_challenge, j, self.now + 1)]
+        job_id = self._choose(data, valid, self._all_jobs(), "job")
+        self._act(lambda m, t: m.challenge(challenger, job_id, t), lambda: self.market.challenge(job_id, sender=self._acct(challenger)))
+
+    @rule(data=st.data())
+    def withdraw(self, data):
+        account = data.draw(st.sampled_from(self.everyone), label="account")
+        sender = self._acct(account)
+        outcome = self.model.withdraw_outcome(account, self.now + 1)
+        if outcome == "revert":
+            self._act(lambda m, t: m.withdraw(account), lambda: self.market.withdraw(sender=sender))
+            return
+        self.now += 1
+        try:
+            receipt = self.market.withdraw(sender=sender)
+        except ape.exceptions.ContractLogicError as err:
+            assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
+            return
+        self._apply_releases(receipt, self.model, (account,))
+        pay, stake = self.model.withdraw(account)
+        (log,) = self._logs(receipt, "Withdrawn")
+        assert (log.account, log.pay_amount, log.stake_amount) == (account, pay, stake)
+        self._check_events(receipt, M.Effects())
+
+    @rule(data=st.data())
+    def release_payouts(self, data):
+        caller = data.draw(st.sampled_from(self.everyone), label="caller")
+        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+        certain = self.model.release_certain(provider, self.now + 1)
+        self._act(lambda m, t: M.Effects(), lambda: self.market.release_payouts(provider, sender=self._acct(caller)), releases=(provider,))
+        if certain:
+            p = self.model.peek(provider)
+            assert p.pending_pay == p.pending_fees == p.pending_collateral == 0, "matured payouts not released"
+
+    # ------------------------------------------------------------ owner
+
+    @rule(data=st.data())
+    def set_parameter(self, data):
+        w = self.world
+        name = data.draw(st.sampled_from([*PARAM_VALUES, "treasury", "model_active"]), label="name")
+        if name == "treasury":
+            value = data.draw(st.sampled_from([w.treasury, w.owner, M.ZERO_ADDRESS]), label="value")
+        elif name == "model_active":
+            value = data.draw(st.tuples(st.sampled_from([TEST_MODEL_ID, UNKNOWN_MODEL_ID]), st.booleans()), label="value")
+        else:
+            value = data.draw(st.sampled_from(PARAM_VALUES[name]), label="value")
+        caller = w.owner if data.draw(st.integers(0, 4), label="by owner") else w.outsider
+        sender = self._acct(caller)
+        m = self.market
+        send = {
+            "fee_bps": lambda: m.set_fee_bps(value, sender=sender),
+            "collateral_bps": lambda: m.set_collateral_bps(value, sender=sender),
+            "slash_split": lambda: m.set_slash_split(*value, sender=sender),
+            "challenge_window": lambda: m.set_challenge_window(value, sender=sender),
+            "unbond_delay": lambda: m.set_unbond_delay(value, sender=sender),
+            "paused": lambda: m.set_paused(value, sender=sender),
+            "treasury": lambda: m.set_treasury(value, sender=sender),
+            "model_active": lambda: m.set_model_active(*value, sender=sender),
+        }[name]
+        self._act(lambda model, t: model.set_param(caller, name, value), send)
+
+    # ------------------------------------------------------------ time
+
+    @rule(data=st.data())
+    def warp(self, data):
+        """Jump so that the next transaction lands exactly on a deadline or just past it."""
+        marks = []
+        for job in self.model.jobs.values():
+            if job.status in (M.OPEN, M.CHALLENGED):
+                marks += job.deadlines()
+            elif job.status == M.DELIVERED:
+                marks.append(job.until)
+        marks += [p.ready_at for p in self.model.providers.values() if p.unbonding]
+        marks = [m for m in marks if m > self.now]
+        if marks and data.draw(st.integers(0, 3), label="to a deadline"):
+            target = data.draw(st.sampled_from(sorted(set(marks))), label="deadline") - data.draw(st.sampled_from([1, 0]), label="past")
+        else:
+            target = self.now + data.draw(st.sampled_from([1, 30, 600, 3_601, 3 * 86_400]), label="jump")
+        if target == self.now + 1:
+            self.chain.mine()
+        elif target > self.now:
+            self.chain.mine(timestamp=target)
+        self.now = max(self.now, target)
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def invariants(self):
+        jobs = sorted(self.model.jobs.items())
+        state = read_state(
+            self.world.lens,
+            self.market,
+            self.world.token,
+            self.everyone,
+            self.world.stakers,
+            [(j, job.seat_count) for j, job in jobs],
+        )
+        assert state.time == self.now, "the model's clock drifted from the chain's"
+        self._check_model(state)
+        self._check_solvency(state)
+        self._check_conservation(state)
+        self._check_settle_once(state)
+        self._check_state_machine(state)
+        self._check_seal_binding(state)
+        self._check_slash_bounds()
+        self._check_collateral_cover(state)
+        self._check_payouts(state)
+        self._check_recovery()
+
+    def _check_model(self, state):
+        """Every ledger, stake and job equals the model's."""
+        m = self.model
+        for a in self.everyone:
+            assert state.balances[a] == m.balances[a], f"balances({a})"
+            assert state.credits[a] == m.credits[a], f"stake_credits({a})"
+        for a in self.world.stakers:
+            p, s = m.peek(a), state.providers[a]
+            assert (s.free, s.locked, s.unbonding, s.ready_at) == (p.free, p.locked, p.unbonding, p.ready_at), f"stake of {a}"
+            assert (s.pending_pay, s.pending_fees, s.pending_collateral) == (p.pending_pay, p.pending_fees, p.pending_collateral), f"payouts of {a}"
+        for job_id, job in m.jobs.items():
+            s = state.jobs[job_id]
+            status = job.view_status(self.now)
+            assert s.status == status, f"job {job_id} status"
+            assert (s.nclaimed, s.ncommitted, s.nrevealed) == (job.nclaimed, job.ncommitted, job.nrevealed), f"job {job_id} counters"
+            digest = job.result_digest if status in (M.DELIVERED, M.CHALLENGED, M.FINALIZED) else M.ZERO_WORD
+            assert s.result_digest == digest, f"job {job_id} result_digest"
+            assert s.challenger == int(job.challenger, 16), f"job {job_id} challenger"
+            assert s.escrow == job.escrow(), f"job {job_id} escrow_of"
+            if status not in M.TERMINAL:
+                assert s.deadlines == job.deadlines(), f"job {job_id} deadlines"
+            until = job.until if job.r == 1 and status not in (M.OPEN, M.CANCELLED) else 0
+            assert s.challenge_end == until, f"job {job_id} challenge_end"
+            for i, seat in enumerate(s.seats):
+                want = job.seats[i]
+                assert (seat.provider, seat.committed, seat.revealed) == (int(want.provider, 16), want.committed, want.revealed), f"job {job_id} seat {i}"
+                assert seat.word == want.word, f"job {job_id} seat {i} word"
+
+    def _check_solvency(self, state):
+        """The token balance equals everything the contract owes (nobody sends tokens directly)."""
+        assert state.token_balance == state.internal_total()
+
+    def _check_conservation(self, state):
+        """deposits + pulls - withdrawals == internal balances (payouts and slashes only move
+        value between internal ledgers)."""
+        assert self.model.token_in - self.model.token_out == self.model.internal_total() == state.token_balance
+
+    def _check_settle_once(self, state):
+        """A terminal job never changes again, holds no escrow and has at most one JobFinalized
+        (exactly one, except an unchallenged r = 1 delivery, which settles lazily)."""
+        for job_id, s in state.jobs.items():
+            seen = self.finalized_seen.get(job_id, 0)
+            assert seen <= 1, f"job {job_id} finalized {seen} times"
+            if s.status in M.TERMINAL:
+                assert s.escrow == 0
+                assert self.terminal_state.setdefault(job_id, s) == s, f"terminal job {job_id} changed"
+                job = self.model.jobs[job_id]
+                lazy = job.r == 1 and job.challenger == M.ZERO_ADDRESS and s.status == M.FINALIZED
+                assert seen == (0 if lazy else 1), f"job {job_id}: {seen} JobFinalized events"
+
+    def _check_state_machine(self, state):
+        for job_id, s in state.jobs.items():
+            before = self.last_status.get(job_id, M.OPEN)
+            assert s.status in M.ALLOWED[before], f"job {job_id}: {before} -> {s.status}"
+            self.last_status[job_id] = s.status
+
+    def _check_seal_binding(self, state):
+        """A committed seal stays in its seat, bound to the provider that sent it, until that
+        provider reveals; then the seat holds the digest the seal committed to."""
+        for (job_id, seat), (provider, seal) in self.sent_seals.items():
+            s = state.jobs[job_id].seats[seat]
+            assert s.provider == int(provider, 16) and s.committed, f"job {job_id} seat {seat} lost its commit"
+            if not s.revealed:
+                assert s.word == seal, f"job {job_id} seat {seat}: seal changed"
+            else:
+                result, salt = self.memory[(job_id, provider)]
+                assert result is not None and M.seal_of(job_id, provider, result, salt) == seal
+                assert s.word == keccak(result), f"job {job_id} seat {seat}: revealed digest changed"
+
+    def _check_slash_bounds(self):
+        """Each slash is exactly its seat's collateral, once per seat and fault, and a job's
+        slashes never exceed the collateral that was locked for it."""
+        per_job = {}
+        assert len({(j, seat, reason) for j, _, seat, _, reason in self.slashes_seen}) == len(self.slashes_seen)
+        for job_id, _, seat, amount, _ in self.slashes_seen:
+            job = self.model.jobs[job_id]
+            assert amount == job.collateral
+            per_job[job_id] = per_job.get(job_id, 0) + amount
+        for job_id, total in per_job.items():
+            assert total <= self.model.jobs[job_id].collateral_locked
+
+    def _check_collateral_cover(self, state):
+        """Locked stake == collateral of every open seat + unreleased r = 1 deliveries."""
+        open_seats = {p: 0 for p in self.world.stakers}
+        for job in self.model.jobs.values():
+            if job.status == M.OPEN:
+                seats = range(job.nclaimed) if job.r > 1 else []
+            elif job.status == M.CHALLENGED:
+                seats = range(1 + job.nclaimed)
+            else:
+                continue
+            for i in seats:
+                open_seats[job.seats[i].provider] = open_seats.get(job.seats[i].provider, 0) + job.collateral
+        for p in self.world.stakers:
+            s = state.providers[p]
+            assert s.locked == open_seats[p] + s.pending_collateral, f"collateral cover of {p}"
+
+    def _check_payouts(self, state):
+        """r = 1 pay is never released before its job's challenge window ends."""
+        for p in self.world.stakers:
+            s = state.providers[p]
+            pay, fees, collateral = self.model.unmatured(p, self.now)
+            assert s.pending_pay >= pay and s.pending_fees >= fees and s.pending_collateral >= collateral, f"early release for {p}"
+            untils = [j.until for j in self.model.jobs.values() if j.status == M.DELIVERED and j.seats[0].provider == p and self.now <= j.until]
+            assert s.matures_at >= max(untils, default=0)
+
+    def _check_recovery(self):
+        """finalize succeeds for every job that is due (simulated, nothing is sent)."""
+        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now)]
+        for i in range(0, len(due), 32):
+            chunk = due[i : i + 32]
+            assert self.market.finalize_many.call(chunk, sender=self._acct(self.world.outsider)) == len(chunk), f"finalize reverts for a due job among {chunk}"
+
+
+@pytest.mark.slow
+def test_marketplace_invariants(world, chain):
+    MarketMachine.world = world
+    MarketMachine.chain = chain
+    run_state_machine_as_test(
+        MarketMachine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+        ),
+    )

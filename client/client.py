@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from eth_utils import is_address, to_checksum_address
 from rich.console import Console
 
 from client.deployments import load_deployment
@@ -87,6 +88,9 @@ class Client:
             if marketplace is None:
                 deployment = load_deployment(chain_id)
                 marketplace, start_block = deployment.marketplace, deployment.block
+            elif not is_address(marketplace):
+                raise ConfigError(f"not an address: {marketplace!r}")
+            marketplace = to_checksum_address(marketplace)
             with translate_errors():
                 code = connection.w3.eth.get_code(marketplace)
             if not code:

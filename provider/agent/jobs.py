@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from client.errors import ContractError
-from client.events import JobFinalized, JobPosted, ProviderSlashed
+from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace, Token
 from client.protocol import MAX_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest, seal
 from provider.agent.batching import Batcher
@@ -42,7 +42,7 @@ from provider.agent.txmanager import TxManager
 log = logging.getLogger("verinfer.agent.jobs")
 
 # The marketplace events the agent reacts to (the rest it learns from its own receipts).
-WATCHED_EVENTS = ("JobPosted", "ProviderSlashed", "JobFinalized")
+WATCHED_EVENTS = ("JobPosted", "JobChallenged", "ProviderSlashed", "JobFinalized")
 MAX_FAILURES = 3  # a job whose transaction keeps failing is given up (FAILED)
 CLAIM_MARGIN = 2  # seconds of chain time left before a deadline to still try
 
@@ -78,6 +78,9 @@ class JobBook:
                 self._posted(event)
                 continue
             job = self.store.job(event.job_id)
+            if isinstance(event, JobChallenged) and job is not None:
+                self._challenged(job, event)
+                continue
             if job is None or job.state.final:
                 continue
             if isinstance(event, ProviderSlashed) and event.provider == self.provider:
@@ -98,6 +101,18 @@ class JobBook:
         ):
             log.info("job seen", extra={"job_id": event.job_id, "r": event.r,
                                         "reward": event.reward})
+
+    def _challenged(self, job: JobRecord, event: JobChallenged) -> None:
+        """A disputed r = 1 delivery re-opens as a round of R_CHALLENGE fresh seats:
+        a job we did not deliver becomes claimable again (the deliverer may not)."""
+        if job.state in (JobState.REVEALED, JobState.CLAIMING, JobState.REFUSED):
+            return
+        self.store.update_job(
+            job.job_id, state=JobState.SEEN, challenge=True, pending=None, failures=0,
+            claim_deadline=event.claim_deadline, commit_deadline=event.commit_deadline,
+            reveal_deadline=event.reveal_deadline,
+        )
+        log.info("job challenged; re-execution round open", extra={"job_id": job.job_id})
 
     def _finalized(self, job: JobRecord, event: JobFinalized) -> None:
         settled = {"status": int(event.status), "digest": event.result_digest.hex()}
@@ -237,18 +252,17 @@ class JobWorker(Service):
         self._reveal(now)
         self._finalize(now)
 
-    def _fail(self, job: JobRecord, reason: str, *, retry_as: JobState | None = None) -> None:
-        """Count a failed step; retry it (from `retry_as`, default the same state) or give up."""
+    def _fail(self, job: JobRecord, reason: str) -> None:
+        """Count a failed step; retry it later, or give up after MAX_FAILURES."""
         failures = job.data.get("failures", 0) + 1
-        if retry_as is None and job.state is JobState.CLAIMING:
-            retry_as = JobState.SEEN  # a failed claim / delivery: the job is still open to us
+        # A failed claim / delivery leaves the job open to us: back to SEEN.
+        retry_as = JobState.SEEN if job.state is JobState.CLAIMING else job.state
         if failures >= MAX_FAILURES:
             self.store.update_job(job.job_id, state=JobState.FAILED, reason=reason,
                                   failures=failures, pending=None)
             log.error("job given up", extra={"job_id": job.job_id, "reason": reason})
         else:
-            self.store.update_job(job.job_id, state=retry_as or job.state, failures=failures,
-                                  pending=None)
+            self.store.update_job(job.job_id, state=retry_as, failures=failures, pending=None)
             log.warning("job step failed; will retry",
                         extra={"job_id": job.job_id, "reason": reason, "failures": failures})
 
@@ -327,7 +341,9 @@ class JobWorker(Service):
             if held >= self.policy.capacity:
                 return
             info = self.market.job(job.job_id)
-            if info.status is not JobStatus.OPEN or info.nclaimed >= info.r:
+            if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
+                info.nclaimed >= _seats(info)
+            ):
                 self.store.update_job(job.job_id, state=JobState.LOST, reason="taken")
                 continue
             collateral = info.collateral_per_seat
@@ -340,7 +356,8 @@ class JobWorker(Service):
             held += 1
             self.store.update_job(job.job_id, collateral=collateral)
             self._queued.add(job.job_id)
-            if job.data["r"] == 1:  # deliver = claim + result: compute first
+            if job.data["r"] == 1 and not job.data.get("challenge"):
+                # deliver = claim + result in one call: compute first
                 self._compute.put(job.model_id, job.job_id)
             else:
                 self._claims.put(None, job.job_id)
@@ -462,14 +479,14 @@ class JobWorker(Service):
             if job.data.get("pending") or not self._due_for_check(job.job_id):
                 continue
             info = self.market.job(job.job_id)
-            if info.status is not JobStatus.OPEN:
+            if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
                 continue  # settled meanwhile; the JobFinalized event says how
             if now > info.reveal_deadline:
                 self.store.update_job(job.job_id, state=JobState.FAILED,
                                       reason="reveal deadline passed")
                 log.error("reveal deadline missed", extra={"job_id": job.job_id})
                 continue
-            if info.ncommitted == info.r or now > info.commit_deadline:
+            if info.ncommitted == _seats(info) or now > info.commit_deadline:
                 ready.append(job.job_id)
         stored = {i: self.store.result(i) for i in ready}
         for chunk in _chunks(ready):
@@ -508,10 +525,14 @@ def _finalize_due(info, now: int) -> bool:
         return now > info.challenge_end
     if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
         return False
-    size = R_CHALLENGE if info.status is JobStatus.CHALLENGED else info.r
-    return (info.nrevealed == size
+    return (info.nrevealed == _seats(info)
             or (now > info.commit_deadline and info.nrevealed == info.ncommitted)
             or now > info.reveal_deadline)
+
+
+def _seats(info) -> int:
+    """Seats of the job's current round (a challenge round has R_CHALLENGE)."""
+    return R_CHALLENGE if info.status is JobStatus.CHALLENGED else info.r
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:

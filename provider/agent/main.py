@@ -93,6 +93,13 @@ def build_agent(
     return Agent(store, txm, worker, watcher, metrics, services)
 
 
+def _check_reachable(config: AgentConfig) -> None:
+    if config.rpc_url is None and config.network.split(":")[2:] == ["test"]:
+        raise ConfigError("ape's embedded test chain lives inside one process: run agents "
+                          "there with build_agent (as the demo does), or use anvil "
+                          "(ethereum:local:foundry) or an rpc_url")
+
+
 @contextlib.contextmanager
 def _web3(config: AgentConfig) -> Iterator[Web3]:
     """The configured RPC endpoint, or the ape network's provider while connected."""
@@ -137,6 +144,7 @@ def cli(config_path: Path | None, no_dashboard: bool) -> None:
         if no_dashboard:
             config = config.model_copy(update={"dashboard": False})
         configure_logging(config.log.level, config.log.format)
+        _check_reachable(config)
         signer = load_signer(config.account)
         from provider.engine import Engine as InferenceEngine
 

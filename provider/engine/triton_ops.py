@@ -44,8 +44,11 @@ NO_SCORE = tl.constexpr(-(1 << 62))  # below every real score; as intops' masked
 MAX_ROW = 16384
 # Elements per tile of the row-wise kernels: rows per program = TILE // row block.
 TILE = 4096
-# GEMM tile: int8 tensor-core friendly (every dim >= 16; 72 KB of shared memory at 3
-# stages), one config (no autotune).
+# int8 tl.dot on NVIDIA needs every block dim >= 16 and the reduction dim >= 32 (the
+# interpreter does not check it; tests/engine/test_triton_compile.py does).
+DOT_MIN = 32
+# GEMM tile: int8 tensor-core friendly (72 KB of shared memory at 3 stages), one
+# config (no autotune).
 GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_BLOCK_K = 64, 128, 128
 # Attention query/key tile: a few [64, 64] int64 score tiles live at once, hence 8 warps.
 ATTN_BLOCK = 64
@@ -332,7 +335,7 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
         raise ValueError("mask: every sequence needs at least one real token")
     qkv = qkv.contiguous()
     mask = mask.contiguous()
-    block = min(ATTN_BLOCK, max(16, triton.next_power_of_2(length)))
+    block = min(ATTN_BLOCK, max(DOT_MIN, triton.next_power_of_2(length)))
     grid = (batch * h, triton.cdiv(length, block))
     _attention_kernel[grid](
         qkv, mask, p.exp_lut, out, length,
@@ -340,7 +343,7 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
         p.score_mult, p.score_shift, p.out_mult, p.out_shift,
         H=h, D=d, EXP_BITS=p.exp_frac_bits, EXP_CAP=p.exp_cap,
         FRAC_MASK=(1 << p.exp_frac_bits) - 1, BLOCK_Q=block, BLOCK_K=block,
-        BLOCK_D=max(16, triton.next_power_of_2(d)), num_warps=8)
+        BLOCK_D=max(DOT_MIN, triton.next_power_of_2(d)), num_warps=8)
     return out
 
 

@@ -40,7 +40,7 @@ class Env:
             transact(self.w3, self.owner, self.token.build_mint(who.address, 10**24))
         transact(self.w3, self.client, self.token.build_approve(address, 10**24))
 
-    def agent(self, index: int, tmp_path, result_hook=None):
+    def agent(self, index: int, tmp_path, result_hook=None, tx_confirmations: int = 1):
         config = AgentConfig(
             models=["0x" + self.engine.model_id.hex()], db_path=tmp_path / f"agent{index}.db",
             dashboard=False, metrics={"enabled": False},
@@ -53,6 +53,8 @@ class Env:
                             engines={self.engine.model_id: self.engine}, result_hook=result_hook)
         agent.txm.setup()
         agent.worker.setup()  # registers and stakes on first start
+        # Deeper confirmations only after setup: on automine, blocks come only from txs.
+        agent.txm.config = agent.txm.config.model_copy(update={"confirmations": tx_confirmations})
         return agent
 
     def post(self, inputs, r) -> list[int]:
@@ -68,16 +70,24 @@ class Env:
         self.anvil.rpc("evm_mine")
 
 
-def drive(agents, done, rounds=200):
-    """Run every agent's watcher, worker and tx manager in turn until done()."""
+def step(agent) -> None:
+    """One turn of an in-process agent: catch up on events, move jobs, track txs."""
+    while not agent.watcher.step():
+        pass
+    agent.worker.tick()
+    agent.txm.poll()
+
+
+def drive(agents, done, rounds=200, anvil=None):
+    """Step every agent in turn until done(); with `anvil`, mine a block per round
+    (confirmations need blocks, and on automine only transactions make them)."""
     for _ in range(rounds):
         for agent in agents:
-            while not agent.watcher.step():
-                pass
-            agent.worker.tick()
-            agent.txm.poll()
+            step(agent)
         if done():
             return
+        if anvil is not None:
+            anvil.rpc("evm_mine")
         time.sleep(0.02)  # lets the batchers' max_wait pass
     raise AssertionError("agents did not get there")
 

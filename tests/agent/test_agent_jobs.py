@@ -1,6 +1,8 @@
 """The job logic end to end on anvil, with the real Marketplace, the real integer engine
 and three agents (one dishonest): claim, compute, commit, reveal, deliver, finalize,
-and refusal of malformed jobs."""
+refusal of malformed jobs, and a reorg under running agents."""
+
+import time
 
 import pytest
 from agent_chain import transact
@@ -13,6 +15,7 @@ from agent_market import (
     Env,
     assert_clean_transactions,
     drive,
+    step,
 )
 from eth_utils import keccak
 
@@ -65,3 +68,59 @@ def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine,
         assert_clean_transactions(env, agent.store, agent.txm.address)
     assert agents[0].store.earnings() == REWARD * (len(majority) + sum(
         agents[0].store.job(j).state is JobState.PAID for j in singles))
+
+
+def test_a_reorg_under_running_agents_is_survived(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    agents = [env.agent(i, tmp_path, tx_confirmations=3) for i in (1, 2, 3)]
+    [job_id] = env.post(SENTENCES[:1], r=3)
+    anvil.rpc("anvil_mine", 2)  # the post stays below the coming reorg
+
+    # Automine: each claim lands in its own block. Stop as soon as all three landed.
+    for _ in range(200):
+        for agent in agents:
+            step(agent)
+            if env.market.job(job_id).nclaimed == 3:
+                break
+        else:
+            time.sleep(0.02)
+            continue
+        break
+    anvil.rpc("anvil_reorg", 2, [])  # the last two claims vanish with their blocks
+    assert env.market.job(job_id).nclaimed == 1
+
+    drive(agents, lambda: all(a.store.job(job_id).state is JobState.PAID for a in agents),
+          anvil=anvil)
+    assert sum(a.metrics.counter("verinfer_reorgs_total", "").get() for a in agents) >= 1
+    anvil.rpc("anvil_mine", 3)  # the last transactions reach their confirmations
+    for agent in agents:
+        agent.txm.poll()
+        kinds = [t.kind for t in agent.store.txs()]
+        assert kinds.count("claim") == 1  # the dropped claims were re-sent, not re-intended
+        assert_clean_transactions(env, agent.store, agent.txm.address)
+
+
+def test_a_challenged_delivery_is_re_executed_and_the_liar_slashed(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    liar = env.agent(3, tmp_path, lambda job_id, result: result[:-1] + bytes([result[-1] ^ 1]))
+    [job_id] = env.post(SINGLE[:1], r=1)
+    drive([liar], lambda: liar.store.job(job_id).state is JobState.REVEALED)  # it delivers
+    honest = [env.agent(1, tmp_path), env.agent(2, tmp_path)]
+    drive(honest, lambda: all(a.store.job(job_id).state is JobState.LOST for a in honest))
+
+    transact(env.w3, env.client, env.market.build_challenge(job_id))
+    agents = honest + [liar]
+    # Two fresh seats of three: reveals open once the round's commit deadline passed.
+    drive(agents, lambda: all(a.store.job(job_id).state is JobState.COMMITTED for a in honest))
+    info = env.market.job(job_id)
+    assert info.status is JobStatus.CHALLENGED and info.ncommitted == 2
+    env.advance(info.commit_deadline - env.w3.eth.get_block("latest")["timestamp"] + 1)
+    drive(agents, lambda: all(a.store.job(job_id).state.final for a in agents))
+
+    honest_digest = keccak(engine.embed(SINGLE[:1])[0])
+    assert env.market.job(job_id).status is JobStatus.FINALIZED
+    assert env.market.job(job_id).result_digest == honest_digest
+    assert [a.store.job(job_id).state for a in agents] == [
+        JobState.PAID, JobState.PAID, JobState.SLASHED]
+    for agent in agents:
+        assert_clean_transactions(env, agent.store, agent.txm.address)

@@ -112,3 +112,12 @@ def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
     assert kinds.count("claim") == 1 and kinds.count("commit") == 1 and kinds.count("reveal") == 1
 
     assert_clean_transactions(env, store, funded_account(1).address)
+
+
+def test_command_line_refuses_a_config_it_cannot_run_with_exit_2(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(f'models = ["0x{"11" * 32}"]\nnetwork = "ethereum:local:test"\n')
+    done = subprocess.run([sys.executable, "-m", "provider.agent", "--config", str(config)],
+                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "embedded test chain" in done.stderr

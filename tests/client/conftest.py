@@ -8,10 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# ape test puts tests/ on sys.path but not the repository root, and this folder would then
-# shadow the `client` package (and `scripts` would not import): put the root first.
-# Redundant once pyproject's pytest options say `pythonpath = ["."]`.
+# ape test puts tests/ on sys.path but not the repository root, so `import client` can
+# resolve to this folder as a namespace package (and `scripts` does not import): put the
+# root first and drop such a namespace. Redundant once pyproject's pytest options say
+# `pythonpath = ["."]`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+if getattr(sys.modules.get("client"), "__file__", "") is None:
+    del sys.modules["client"]
 
 import pytest  # noqa: E402
 from sdk_helpers import FUNDS, MODEL, PRICE, STAKE, ProviderBot  # noqa: E402

@@ -130,9 +130,10 @@ class MarketMachine(RuleBasedStateMachine):
         self.slashes_seen = []  # ProviderSlashed events seen on chain
         self.last_status = {}
         self.terminal_state = {}
-
-    def teardown(self):
-        self.chain.restore(self.snapshot)
+        self.known_due = set()
+        # What the current step changed in the model: (accounts, providers, jobs).
+        self.touched = (set(), set(), set())
+        self._clean = True
 
     # ------------------------------------------------------------ plumbing
 
@@ -144,6 +145,7 @@ class MarketMachine(RuleBasedStateMachine):
         The model raises Revert: the chain must revert with that reason. Otherwise the
         transaction must succeed with the events the model returns. `releases`: providers
         whose payout buckets this transaction may release."""
+        self._clean = False
         t = self.now + 1
         trial = copy.deepcopy(self.model)
         try:
@@ -156,9 +158,18 @@ class MarketMachine(RuleBasedStateMachine):
         self.now = t
         receipt = send()
         self._apply_releases(receipt, trial, releases)
-        self.model = trial
+        self._commit_model(trial)
         self._check_events(receipt, fx)
         return receipt
+
+    def _commit_model(self, new: M.Market):
+        """Adopt the model's new state and remember what changed, for the step's checks."""
+        old = self.model
+        accounts, providers, jobs = self.touched
+        accounts |= {a for a in new.balances if (old.balances[a], old.credits[a]) != (new.balances[a], new.credits[a])}
+        providers |= {a for a, p in new.providers.items() if old.providers.get(a) != p}
+        jobs |= {j for j, job in new.jobs.items() if old.jobs.get(j) != job}
+        self.model = new
 
     def _logs(self, receipt, event):
         return receipt.decode_logs(getattr(self.market, event).abi)
@@ -448,14 +459,17 @@ class MarketMachine(RuleBasedStateMachine):
         if outcome == "revert":
             self._act(lambda m, t: m.withdraw(account), lambda: self.market.withdraw(sender=sender))
             return
+        self._clean = False
         self.now += 1
         try:
             receipt = self.market.withdraw(sender=sender)
         except ape.exceptions.ContractLogicError as err:
             assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
             return
-        self._apply_releases(receipt, self.model, (account,))
-        pay, stake = self.model.withdraw(account)
+        trial = copy.deepcopy(self.model)
+        self._apply_releases(receipt, trial, (account,))
+        pay, stake = trial.withdraw(account)
+        self._commit_model(trial)
         (log,) = self._logs(receipt, "Withdrawn")
         assert (log.account, log.pay_amount, log.stake_amount) == (account, pay, stake)
         self._check_events(receipt, M.Effects())
@@ -514,28 +528,43 @@ class MarketMachine(RuleBasedStateMachine):
             target = data.draw(st.sampled_from(sorted(set(marks))), label="deadline") - data.draw(st.sampled_from([1, 0]), label="past")
         else:
             target = self.now + data.draw(st.sampled_from([1, 30, 600, 3_601, 3 * 86_400]), label="jump")
+        self._clean = False
         if target == self.now + 1:
             self.chain.mine()
         elif target > self.now:
             self.chain.mine(timestamp=target)
+        # Unchallenged deliveries whose window just ended now read FINALIZED.
+        self.touched[2].update(
+            j for j, job in self.model.jobs.items() if job.status == M.DELIVERED and self.now <= job.until < target
+        )
         self.now = max(self.now, target)
 
     # ------------------------------------------------------------ invariants
 
     @invariant()
     def invariants(self):
-        jobs = sorted(self.model.jobs.items())
-        state = read_state(
-            self.world.lens,
-            self.market,
-            self.world.token,
-            self.everyone,
-            self.world.stakers,
-            [(j, job.seat_count) for j, job in jobs],
-        )
+        """After every step: read what the step changed (the model's diff: py-evm runs the
+        reads, so reading everything every step would cost more than the step itself) and
+        check every invariant on it. The whole state is read at the end of each example."""
+        accounts, providers, jobs = self.touched
+        self.touched = (set(), set(), set())
+        self._verify(sorted(accounts), [p for p in self.world.stakers if p in providers], sorted(jobs), full=False)
+        self._clean = True
+
+    def teardown(self):
+        try:
+            if self._clean:
+                self._verify(self.everyone, self.world.stakers, sorted(self.model.jobs), full=True)
+        finally:
+            self.chain.restore(self.snapshot)
+
+    def _verify(self, accounts, providers, job_ids, full):
+        w = self.world
+        state = read_state(w.lens, self.market, w.token, accounts, providers, [(j, self.model.jobs[j].seat_count) for j in job_ids])
         assert state.time == self.now, "the model's clock drifted from the chain's"
         self._check_model(state)
-        self._check_solvency(state)
+        if full:
+            self._check_solvency(state)
         self._check_conservation(state)
         self._check_settle_once(state)
         self._check_state_machine(state)
@@ -543,20 +572,22 @@ class MarketMachine(RuleBasedStateMachine):
         self._check_slash_bounds()
         self._check_collateral_cover(state)
         self._check_payouts(state)
-        self._check_recovery()
+        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now) and (full or j not in self.known_due)]
+        self._check_recovery(due)
+        self.known_due = {j for j, job in self.model.jobs.items() if job.is_due(self.now)}
 
     def _check_model(self, state):
-        """Every ledger, stake and job equals the model's."""
+        """Every ledger, stake and job read equals the model's."""
         m = self.model
-        for a in self.everyone:
+        for a in state.balances:
             assert state.balances[a] == m.balances[a], f"balances({a})"
             assert state.credits[a] == m.credits[a], f"stake_credits({a})"
-        for a in self.world.stakers:
-            p, s = m.peek(a), state.providers[a]
+        for a, s in state.providers.items():
+            p = m.peek(a)
             assert (s.free, s.locked, s.unbonding, s.ready_at) == (p.free, p.locked, p.unbonding, p.ready_at), f"stake of {a}"
             assert (s.pending_pay, s.pending_fees, s.pending_collateral) == (p.pending_pay, p.pending_fees, p.pending_collateral), f"payouts of {a}"
-        for job_id, job in m.jobs.items():
-            s = state.jobs[job_id]
+        for job_id, s in state.jobs.items():
+            job = m.jobs[job_id]
             status = job.view_status(self.now)
             assert s.status == status, f"job {job_id} status"
             assert (s.nclaimed, s.ncommitted, s.nrevealed) == (job.nclaimed, job.ncommitted, job.nrevealed), f"job {job_id} counters"
@@ -574,12 +605,13 @@ class MarketMachine(RuleBasedStateMachine):
                 assert seat.word == want.word, f"job {job_id} seat {i} word"
 
     def _check_solvency(self, state):
-        """The token balance equals everything the contract owes (nobody sends tokens directly)."""
+        """The token balance equals everything the contract's books owe (nobody sends tokens
+        directly), read from the chain alone."""
         assert state.token_balance == state.internal_total()
 
     def _check_conservation(self, state):
         """deposits + pulls - withdrawals == internal balances (payouts and slashes only move
-        value between internal ledgers)."""
+        value between internal ledgers) == the token balance."""
         assert self.model.token_in - self.model.token_out == self.model.internal_total() == state.token_balance
 
     def _check_settle_once(self, state):
@@ -605,6 +637,8 @@ class MarketMachine(RuleBasedStateMachine):
         """A committed seal stays in its seat, bound to the provider that sent it, until that
         provider reveals; then the seat holds the digest the seal committed to."""
         for (job_id, seat), (provider, seal) in self.sent_seals.items():
+            if job_id not in state.jobs:
+                continue
             s = state.jobs[job_id].seats[seat]
             assert s.provider == int(provider, 16) and s.committed, f"job {job_id} seat {seat} lost its commit"
             if not s.revealed:
@@ -628,7 +662,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _check_collateral_cover(self, state):
         """Locked stake == collateral of every open seat + unreleased r = 1 deliveries."""
-        open_seats = {p: 0 for p in self.world.stakers}
+        open_seats = {}
         for job in self.model.jobs.values():
             if job.status == M.OPEN:
                 seats = range(job.nclaimed) if job.r > 1 else []
@@ -638,22 +672,19 @@ class MarketMachine(RuleBasedStateMachine):
                 continue
             for i in seats:
                 open_seats[job.seats[i].provider] = open_seats.get(job.seats[i].provider, 0) + job.collateral
-        for p in self.world.stakers:
-            s = state.providers[p]
-            assert s.locked == open_seats[p] + s.pending_collateral, f"collateral cover of {p}"
+        for p, s in state.providers.items():
+            assert s.locked == open_seats.get(p, 0) + s.pending_collateral, f"collateral cover of {p}"
 
     def _check_payouts(self, state):
         """r = 1 pay is never released before its job's challenge window ends."""
-        for p in self.world.stakers:
-            s = state.providers[p]
+        for p, s in state.providers.items():
             pay, fees, collateral = self.model.unmatured(p, self.now)
             assert s.pending_pay >= pay and s.pending_fees >= fees and s.pending_collateral >= collateral, f"early release for {p}"
             untils = [j.until for j in self.model.jobs.values() if j.status == M.DELIVERED and j.seats[0].provider == p and self.now <= j.until]
             assert s.matures_at >= max(untils, default=0)
 
-    def _check_recovery(self):
+    def _check_recovery(self, due):
         """finalize succeeds for every job that is due (simulated, nothing is sent)."""
-        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now)]
         for i in range(0, len(due), 32):
             chunk = due[i : i + 32]
             assert self.market.finalize_many.call(chunk, sender=self._acct(self.world.outsider)) == len(chunk), f"finalize reverts for a due job among {chunk}"

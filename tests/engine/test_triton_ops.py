@@ -206,12 +206,12 @@ def test_attention_rejects_bad_input():
 
 # ---------------------------------------------------------------------- add_layernorm
 
-def layernorm_params(seed: int, n: int, gamma_bits: int = 15, beta_bits: int = 28) -> LayerNormParams:
+def layernorm_params(seed: int, n: int, gamma_bits: int = 15, beta_bits: int = 28):
     """Random parameters; the default magnitudes keep most outputs inside int16 (as the
     model's do), the documented bounds are |gamma| < 2**20 and |beta| < 2**40."""
-    return LayerNormParams(rand_int(seed, 1 - 2**gamma_bits, 2**gamma_bits - 1, (n,), torch.int64),
-                           rand_int(seed + 1, 1 - 2**beta_bits, 2**beta_bits - 1, (n,), torch.int64),
-                           int(quantize.round_fixed(1.0 / n, intops.LN_MEAN_SHIFT)))
+    gamma = rand_int(seed, 1 - 2**gamma_bits, 2**gamma_bits - 1, (n,), torch.int64)
+    beta = rand_int(seed + 1, 1 - 2**beta_bits, 2**beta_bits - 1, (n,), torch.int64)
+    return LayerNormParams(gamma, beta, int(quantize.round_fixed(1.0 / n, intops.LN_MEAN_SHIFT)))
 
 
 @pytest.mark.parametrize("x_shape, r_shape, n, bound, out_max", [
@@ -227,8 +227,8 @@ def test_add_layernorm_random(x_shape, r_shape, n, bound, out_max):
     want = intops.add_layernorm(x, r, p, out_max)
     assert want.abs().lt(out_max).float().mean() > 0.5
     assert_same(OPS.add_layernorm(dev(x), dev(r), dev(p), out_max), want)
-    assert_same(OPS.add_layernorm(dev(x.clamp(-INT16_MAX, INT16_MAX).to(torch.int16)), dev(r), dev(p)),
-                intops.add_layernorm(x.clamp(-INT16_MAX, INT16_MAX).to(torch.int16), r, p))
+    x16 = x.clamp(-INT16_MAX, INT16_MAX).to(torch.int16)  # the int16 + int32 mix of the model
+    assert_same(OPS.add_layernorm(dev(x16), dev(r), dev(p)), intops.add_layernorm(x16, r, p))
 
 
 def test_add_layernorm_adversarial():
@@ -238,7 +238,7 @@ def test_add_layernorm_adversarial():
     x[1] = 12345                                     # constant row: var = 0
     x[2, ::2], x[2, 1::2] = RESIDUAL_MAX, -RESIDUAL_MAX
     x[3, 0] = RESIDUAL_MAX                           # one spike: |d| close to std
-    x[4] = torch.arange(n) - n // 2                  # mean of a half-integer tie
+    x[4] = torch.arange(n) - n // 2                  # a mean within a hair of .5
     x[5] = -RESIDUAL_MAX
     r = x.flip(0).clone()
     r[5] = -RESIDUAL_MAX                             # |s| = 2**22, the documented maximum
@@ -253,7 +253,8 @@ def test_add_layernorm_perfect_square_variance():
     r = torch.zeros_like(x)
     r[:, 3] = 1                                      # and var = 4 a**2 - 2 a + 1, just off
     for res in (torch.zeros_like(x), r):
-        assert_same(OPS.add_layernorm(dev(x), dev(res), dev(p)), intops.add_layernorm(x, res, p))
+        want = intops.add_layernorm(x, res, p)
+        assert_same(OPS.add_layernorm(dev(x), dev(res), dev(p)), want)
 
 
 # ------------------------------------------------------------------ mean_pool_normalize
@@ -261,7 +262,7 @@ def test_add_layernorm_perfect_square_variance():
 @pytest.mark.parametrize("batch, length, n, bound", [
     (4, 70, 384, INT16_MAX),     # several L chunks; includes a fully masked row
     (2, 1, 5, 1000),             # one token, odd width
-    (1, 512, 16, INT16_MAX),     # the longest sequence: |sum| near 2**24
+    (1, 512, 16, INT16_MAX),     # 512 tokens: many L chunks
 ])
 def test_mean_pool_normalize(batch, length, n, bound):
     h = rand_int(70 + length, -bound, bound, (batch, length, n), torch.int16)
@@ -274,6 +275,7 @@ def test_mean_pool_normalize(batch, length, n, bound):
 
 
 def test_mean_pool_extremes():
+    """512 tokens at +-32767: |sum| near 2**24, the documented maximum."""
     h = torch.full((3, 512, 24), INT16_MAX, dtype=torch.int16)
     h[1] = -INT16_MAX
     h[2, :, ::2] = 0
@@ -283,7 +285,8 @@ def test_mean_pool_extremes():
 
 # ------------------------------------------------------------------------ whole model
 
-SENTENCES = ["A man is playing a guitar.", "Hello!", "Verifiable inference on many GPUs, bit for bit."]
+SENTENCES = ["A man is playing a guitar.", "Hello!",
+             "Verifiable inference on many GPUs, bit for bit."]
 
 
 def test_model_triton_equals_cpu_bit_for_bit():

@@ -34,7 +34,7 @@ from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import JobRecord, JobState, Store, TxStatus
 from provider.agent.txmanager import TxManager
@@ -188,7 +188,8 @@ class JobWorker(Service):
     # ---- lifecycle -------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.ensure_registered()
+        # Waits out an unreachable endpoint (ensure_registered is idempotent).
+        retry(self.ensure_registered, what="provider registration", stop=self.stop_event)
 
     def run_forever(self) -> None:
         delays = Backoff().delays()
@@ -209,8 +210,17 @@ class JobWorker(Service):
                 log.exception("job step failed")
             self.stop_event.wait(delay)
 
-    def _send(self, call, kind: str, job_ids: list[int]) -> int:
-        tx_id = self.txm.send(call.to, call.data, kind=kind, meta={"jobs": job_ids})
+    def _send(self, call, kind: str, job_ids: list[int],
+              state: JobState | None = None) -> int:
+        """Send a step for `job_ids`; each job records the pending transaction (and its
+        new `state`) atomically with the intent, so a crash can't leave either alone."""
+
+        def mark(tx_id: int) -> None:
+            for job_id in job_ids:
+                self.store.update_job(job_id, state=state, pending={"kind": kind, "tx": tx_id})
+
+        tx_id = self.txm.send(call.to, call.data, kind=kind, meta={"jobs": job_ids},
+                              on_record=mark)
         self._steps.inc(len(job_ids), kind=kind)
         return tx_id
 
@@ -222,6 +232,9 @@ class JobWorker(Service):
     def ensure_registered(self) -> None:
         """Register, declare models and top up stake to `policy.stake` when needed."""
         models = sorted(self.engines)
+        for tx in self.store.open_txs():  # a restart mid-bootstrap: let those land first
+            if tx.kind in ("register", "update_provider", "approve", "stake"):
+                self.txm.wait(tx.id, timeout=300)
         info = self.market.provider(self.me)
         if not info.registered:
             log.info("registering provider", extra={"models": len(models),
@@ -372,11 +385,7 @@ class JobWorker(Service):
             self._queued.difference_update(ids)
             ids = [i for i in ids if self._is_seen(i)]
             for chunk in _chunks(ids):
-                tx_id = self._send(self.market.build_claim_many(chunk), "claim", chunk)
-                with self.store.atomic():
-                    for job_id in chunk:
-                        self.store.update_job(job_id, state=JobState.CLAIMING,
-                                              pending={"kind": "claim", "tx": tx_id})
+                self._send(self.market.build_claim_many(chunk), "claim", chunk, JobState.CLAIMING)
 
     # ---- computing and sealing -------------------------------------------------------
 
@@ -431,11 +440,7 @@ class JobWorker(Service):
         commit = [j.job_id for j in jobs if j.state is JobState.CLAIMED]
         for chunk in _chunks(deliver):
             call = self.market.build_deliver_many(chunk, [results[i] for i in chunk])
-            tx_id = self._send(call, "deliver", chunk)
-            with self.store.atomic():
-                for job_id in chunk:
-                    self.store.update_job(job_id, state=JobState.CLAIMING,
-                                          pending={"kind": "deliver", "tx": tx_id})
+            self._send(call, "deliver", chunk, JobState.CLAIMING)
         seals = {}
         for job_id in commit:
             stored = self.store.result(job_id)
@@ -449,20 +454,15 @@ class JobWorker(Service):
         """All-or-nothing batches: if the batch would revert, send each job alone so
         one bad job does not hold back the others."""
         try:
-            sent = [(ids, self._send(build(ids), kind, ids))]
+            self._send(build(ids), kind, ids)
         except TxWouldRevert:
-            sent = []
-            for group in ([i] for i in ids):
+            for job_id in ids:
                 try:
-                    sent.append((group, self._send(build(group), kind, group)))
+                    self._send(build([job_id]), kind, [job_id])
                 except TxWouldRevert as err:
-                    job = self.store.job(group[0])
+                    job = self.store.job(job_id)
                     assert job is not None
                     self._fail(job, f"{kind} would revert: {err}")
-        with self.store.atomic():
-            for group, tx_id in sent:
-                for job_id in group:
-                    self.store.update_job(job_id, pending={"kind": kind, "tx": tx_id})
 
     # ---- revealing and settling ------------------------------------------------------
 
@@ -513,10 +513,7 @@ class JobWorker(Service):
             elif _finalize_due(info, now):
                 due.append(job.job_id)
         for chunk in _chunks(due):
-            tx_id = self._send(self.market.build_finalize_many(chunk), "finalize", chunk)
-            with self.store.atomic():
-                for job_id in chunk:
-                    self.store.update_job(job_id, pending={"kind": "finalize", "tx": tx_id})
+            self._send(self.market.build_finalize_many(chunk), "finalize", chunk)
 
 
 def _finalize_due(info, now: int) -> bool:

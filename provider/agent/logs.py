@@ -60,11 +60,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=lambda v: "0x" + v.hex() if isinstance(v, bytes) else str(v))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is *now*, so rich's Live dashboard, which redirects
+    stderr while it runs, shows log lines above itself instead of being torn by them."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["kv", "json"] = "kv", stream: TextIO | None = None
 ) -> logging.Handler:
     """Send the `verinfer` loggers to `stream` (default stderr) in the chosen format."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger("verinfer")
     for old in list(root.handlers):

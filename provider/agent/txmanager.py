@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -122,12 +123,16 @@ class TxManager(Service):
         value: int = 0,
         gas: int | None = None,
         meta: dict[str, Any] | None = None,
+        on_record: Callable[[int], None] | None = None,
     ) -> int:
         """Record and broadcast a transaction; returns its intent id.
 
         Without `gas`, it is estimated first: a call that would revert raises
         TxWouldRevert and nothing is recorded. Once recorded, the intent is always
         carried through (re-sent, replaced) even if this broadcast fails.
+        `on_record(tx_id)` runs inside the store transaction that records the intent,
+        so the caller's own bookkeeping (e.g. "job 7 waits for tx 12") can never be
+        lost while the transaction goes out, nor exist without it.
         """
         if self._next_nonce is None:
             raise TxError("tx manager is not set up (call setup / reconcile first)")
@@ -144,6 +149,8 @@ class TxManager(Service):
                 tx_id = self.store.add_tx(
                     kind=kind, to=to, data=bytes(data), value=value, gas=gas, nonce=nonce, meta=meta
                 )
+                if on_record is not None:
+                    on_record(tx_id)
                 self._next_nonce = nonce + 1
             tx = self.store.tx(tx_id)
             assert tx is not None

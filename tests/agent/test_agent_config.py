@@ -33,7 +33,12 @@ def test_sample_config_loads_and_validates():
     assert config.engine_batch.max_size == 32 and config.claim_batch.max_wait == 1.0
     assert config.watcher.confirmations == 2 and config.tx.fee_bump_percent == 15
     assert config.tx.max_fee_wei == 200 * 10**9
-    assert config.model_ids == [b"\x00" * 31 + b"\x01"]
+    assert len(config.model_ids) == 1
+
+
+def test_sample_config_serves_the_engines_model(engine):
+    # The committed sample must name the model this engine reproduces (update both together).
+    assert load_config(SAMPLE_CONFIG).model_ids == [engine.model_id]
 
 
 def test_environment_overrides_file_keeping_other_nested_keys(tmp_path, monkeypatch):

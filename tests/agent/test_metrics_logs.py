@@ -112,6 +112,15 @@ def test_key_value_logs(logged):
     assert line.endswith('msg="tx sent" tx_id=3 hash=0xabcd note="two words"')
 
 
+def test_default_handler_follows_stderr_redirection(logged, monkeypatch):
+    # rich's Live dashboard swaps sys.stderr while it runs; log lines must go there.
+    configure_logging("INFO", "kv")
+    swapped = io.StringIO()
+    monkeypatch.setattr("sys.stderr", swapped)
+    logging.getLogger("verinfer.agent.jobs").info("job seen", extra={"job_id": 1})
+    assert 'msg="job seen" job_id=1' in swapped.getvalue()
+
+
 def test_json_logs_with_exception(logged):
     stream = logged("json")
     try:

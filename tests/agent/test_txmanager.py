@@ -69,6 +69,14 @@ def test_sends_with_contiguous_nonces_and_refuses_reverting_calls(anvil, ping, s
     with pytest.raises(TxWouldRevert, match="ping: always fails"):
         txm.send(ping.address, ping.calldata("fail"), kind="bad")
     assert len(txm.store.txs()) == 3 and txm.next_nonce == 3  # nothing recorded
+
+    def bookkeeping_fails(tx_id):
+        raise RuntimeError("caller's bookkeeping failed")
+
+    with pytest.raises(RuntimeError):  # intent and bookkeeping are one transaction
+        txm.send(ping.address, ping.calldata("ping", 9, b""), kind="ping",
+                 on_record=bookkeeping_fails)
+    assert len(txm.store.txs()) == 3 and txm.next_nonce == 3
     assert_one_mined_tx_per_intent(anvil.w3(), txm, ping)
 
 

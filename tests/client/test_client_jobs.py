@@ -18,6 +18,7 @@ from client.protocol import MAX_BATCH, Fault, JobStatus, result_digest
 def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
     honest, wrong = embedding_bytes(1), embedding_bytes(2)
     before = client.balances()
+    assert client.model(MODEL.model_id) == client.model() == client.models(active_only=True)[0]
     job = client.post("a sentence to embed", reward=REWARD, r=3, deadlines=WINDOWS)
     info = client.job(job)
     assert (info.status, info.r, info.client, info.model_id) == (JobStatus.OPEN, 3, client.address, MODEL.model_id)

@@ -14,8 +14,8 @@ from client import Client
 from client.abi import CONTRACTS as CONTRACT_NAMES
 from client.deployments import Deployment, record_deployment
 from client.errors import (REVERTS, ConfigError, DeadlinePassed, DeploymentNotFound, InsufficientFunds,
-                           InvalidArgument, InvalidJobState, JobNotFound, MarketplacePaused, RpcUnavailable,
-                           SealMismatch, TooEarly, TransactionTimeout, Unauthorized, UnknownRevert,
+                           InvalidArgument, InvalidJobState, JobNotFound, MarketplacePaused, ModelNotFound,
+                           RpcUnavailable, SealMismatch, TooEarly, TransactionTimeout, Unauthorized, UnknownRevert,
                            VerinferError, error_for_revert, revert_reason)
 from client.protocol import new_salt
 from client.transport import Signer
@@ -95,6 +95,8 @@ def test_real_reverts_raise_named_errors(client, bots, chain, owner, sdk_market,
     m = client.marketplace
     with pytest.raises(JobNotFound, match="jobs: unknown job"):
         client.job(2**40)
+    with pytest.raises(ModelNotFound, match="models: unknown model"):
+        client.model(bytes(32))
     with pytest.raises(InvalidArgument, match="jobs: bad window"):
         client.send(m.build_post_job(MODEL.model_id, b"x", 1, REWARD, 0, 1, 1))
     with pytest.raises(InsufficientFunds, match="erc20: insufficient allowance"):  # bubbled up from the token

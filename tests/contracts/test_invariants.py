@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import ape
 import pytest
 from eth_utils import keccak
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
@@ -140,23 +140,26 @@ class MarketMachine(RuleBasedStateMachine):
     def _acct(self, address: str):
         return self.world.accounts[address]
 
-    def _act(self, action, send, releases=()):
-        """Run `action(model_copy, t)` and the transaction `send()` at the next block time t.
-        The model raises Revert: the chain must revert with that reason. Otherwise the
-        transaction must succeed with the events the model returns. `releases`: providers
-        whose payout buckets this transaction may release."""
+    def _act(self, action, method, args, sender, releases=()):
+        """Run `action(model_copy, t)` and the transaction `method(*args)` from `sender` at the
+        next block time t. The model raises Revert: the chain must revert with that reason.
+        Otherwise the transaction must succeed with the events the model returns.
+        `releases`: providers whose payout buckets this transaction may release."""
         self._clean = False
         t = self.now + 1
         trial = copy.deepcopy(self.model)
+        name = method.abis[0].name
         try:
             fx = action(trial, t)
         except M.Revert as err:
+            event(f"{name}: {err.reason}")
             self.now = t  # a reverted transaction still takes a block here
             with ape.reverts(err.reason):
-                send()
+                method(*args, sender=self._acct(sender))
             return None
+        event(f"{name}: ok")
         self.now = t
-        receipt = send()
+        receipt = method(*args, sender=self._acct(sender))
         self._apply_releases(receipt, trial, releases)
         self._commit_model(trial)
         self._check_events(receipt, fx)
@@ -241,25 +244,21 @@ class MarketMachine(RuleBasedStateMachine):
         self._post(client, **args)
 
     def _post(self, client, model_id, inputs, r, reward, windows, batch):
-        sender = self._acct(client)
-        if batch:
-            send = lambda: self.market.post_jobs(model_id, inputs, r, reward, *windows, sender=sender)  # noqa: E731
-        else:
-            send = lambda: self.market.post_job(model_id, inputs[0], r, reward, *windows, sender=sender)  # noqa: E731
-        self._act(lambda m, t: m.post(client, model_id, inputs, r, reward, windows, t), send)
+        method, first = (self.market.post_jobs, inputs) if batch else (self.market.post_job, inputs[0])
+        self._act(lambda m, t: m.post(client, model_id, inputs, r, reward, windows, t), method, (model_id, first, r, reward, *windows), client)
 
     @rule(data=st.data())
     def deposit(self, data):
         account = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="account")
         amount = data.draw(st.sampled_from([0, 1, 10**18, 4 * 10**18]), label="amount")
-        self._act(lambda m, t: m.deposit(account, amount), lambda: self.market.deposit(amount, sender=self._acct(account)))
+        self._act(lambda m, t: m.deposit(account, amount), self.market.deposit, (amount,), account)
 
     @rule(data=st.data())
     def cancel(self, data):
         caller = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="caller")
         valid = [j for j, job in self.model.jobs.items() if job.client == caller and job.status == M.OPEN and job.nclaimed == 0]
         job_id = self._choose(data, valid, self._all_jobs(), "job")
-        self._act(lambda m, t: m.cancel(caller, job_id, t), lambda: self.market.cancel(job_id, sender=self._acct(caller)))
+        self._act(lambda m, t: m.cancel(caller, job_id, t), self.market.cancel, (job_id,), caller)
 
     # ------------------------------------------------------------ providers
 
@@ -272,7 +271,7 @@ class MarketMachine(RuleBasedStateMachine):
         pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_claim, p, j, t)]
         anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
         provider, job_id = self._choose(data, pairs, anything, "claim")
-        self._act(lambda m, t: m.claim(provider, job_id, t), lambda: self.market.claim(job_id, sender=self._acct(provider)))
+        self._act(lambda m, t: m.claim(provider, job_id, t), self.market.claim, (job_id,), provider)
 
     @rule(data=st.data())
     def claim_many(self, data):
@@ -280,7 +279,7 @@ class MarketMachine(RuleBasedStateMachine):
         t = self.now + 1
         valid = [j for j in self.model.jobs if self._try(self.model.check_claim, provider, j, t)]
         job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()) | st.sampled_from(self._all_jobs()), min_size=0, max_size=4), label="jobs")
-        self._act(lambda m, t: m.claim_many(provider, job_ids, t), lambda: self.market.claim_many(job_ids, sender=self._acct(provider)))
+        self._act(lambda m, t: m.claim_many(provider, job_ids, t), self.market.claim_many, (job_ids,), provider)
 
     def _result(self, data, job_id):
         kind = data.draw(st.sampled_from(["honest", "honest", "forged", "empty"]), label="result")
@@ -295,7 +294,7 @@ class MarketMachine(RuleBasedStateMachine):
         result = self._result(data, job_id)
         self._act(
             lambda m, t: m.deliver(provider, job_id, result, t),
-            lambda: self.market.deliver(job_id, result, sender=self._acct(provider)),
+            self.market.deliver, (job_id, result), provider,
             releases=(provider,),
         )
 
@@ -310,7 +309,7 @@ class MarketMachine(RuleBasedStateMachine):
             results.append(b"extra")
         self._act(
             lambda m, t: m.deliver_many(provider, job_ids, results, t),
-            lambda: self.market.deliver_many(job_ids, results, sender=self._acct(provider)),
+            self.market.deliver_many, (job_ids, results), provider,
             releases=(provider,),
         )
 
@@ -332,12 +331,8 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _commit(self, provider, job_ids, sealed):
         seals = [s for s, _, _ in sealed]
-        send = (
-            (lambda: self.market.commit(job_ids[0], seals[0], sender=self._acct(provider)))
-            if len(job_ids) == 1
-            else (lambda: self.market.commit_many(job_ids, seals, sender=self._acct(provider)))
-        )
-        if self._act(lambda m, t: m.commit(provider, job_ids, seals, t), send) is not None:
+        method, args = (self.market.commit, (job_ids[0], seals[0])) if len(job_ids) == 1 else (self.market.commit_many, (job_ids, seals))
+        if self._act(lambda m, t: m.commit(provider, job_ids, seals, t), method, args, provider) is not None:
             for job_id, (seal, result, salt) in zip(job_ids, sealed):
                 self.memory[(job_id, provider)] = (result, salt)
                 self.sent_seals[(job_id, self.model.jobs[job_id].seat_of(provider))] = (provider, seal)
@@ -373,12 +368,11 @@ class MarketMachine(RuleBasedStateMachine):
     def _reveal(self, provider, job_ids, openings):
         results = [r for r, _ in openings]
         salts = [s for _, s in openings]
-        send = (
-            (lambda: self.market.reveal(job_ids[0], results[0], salts[0], sender=self._acct(provider)))
-            if len(job_ids) == 1
-            else (lambda: self.market.reveal_many(job_ids, results, salts, sender=self._acct(provider)))
-        )
-        self._act(lambda m, t: m.reveal(provider, job_ids, results, salts, t), send)
+        if len(job_ids) == 1:
+            method, args = self.market.reveal, (job_ids[0], results[0], salts[0])
+        else:
+            method, args = self.market.reveal_many, (job_ids, results, salts)
+        self._act(lambda m, t: m.reveal(provider, job_ids, results, salts, t), method, args, provider)
 
     def _revealable(self, provider, job_id, t):
         result, salt = self.memory.get((job_id, provider), (None, None))
@@ -404,19 +398,19 @@ class MarketMachine(RuleBasedStateMachine):
     def stake(self, data):
         provider = self._provider(data)
         amount = data.draw(st.sampled_from([0, 10**18, STAKE, 2**128]), label="amount")
-        self._act(lambda m, t: m.stake(provider, amount), lambda: self.market.stake(amount, sender=self._acct(provider)))
+        self._act(lambda m, t: m.stake(provider, amount), self.market.stake, (amount,), provider)
 
     @rule(data=st.data())
     def request_unbond(self, data):
         provider = self._provider(data)
         free = self.model.peek(provider).free
         amount = data.draw(st.sampled_from([0, 1, free // 2, free, free + 1]), label="amount")
-        self._act(lambda m, t: m.request_unbond(provider, amount, t), lambda: self.market.request_unbond(amount, sender=self._acct(provider)))
+        self._act(lambda m, t: m.request_unbond(provider, amount, t), self.market.request_unbond, (amount,), provider)
 
     @rule(data=st.data())
     def withdraw_stake(self, data):
         provider = self._provider(data)
-        self._act(lambda m, t: m.withdraw_stake(provider, t), lambda: self.market.withdraw_stake(sender=self._acct(provider)))
+        self._act(lambda m, t: m.withdraw_stake(provider, t), self.market.withdraw_stake, (), provider)
 
     @rule(data=st.data())
     def register(self, data):
@@ -425,7 +419,7 @@ class MarketMachine(RuleBasedStateMachine):
         price = data.draw(st.sampled_from([1, 2**128]), label="price")
         update = data.draw(st.booleans(), label="update")
         method = self.market.update_provider if update else self.market.register
-        self._act(lambda m, t: m.register(account, models, price, update), lambda: method(models, price, sender=self._acct(account)))
+        self._act(lambda m, t: m.register(account, models, price, update), method, (models, price), account)
 
     # ------------------------------------------------------------ anyone
 
@@ -434,14 +428,13 @@ class MarketMachine(RuleBasedStateMachine):
         caller = data.draw(st.sampled_from(self.everyone), label="caller")
         due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
         job_id = self._choose(data, due, self._all_jobs(), "job")
-        self._act(lambda m, t: m.finalize([job_id], t, strict=True), lambda: self.market.finalize(job_id, sender=self._acct(caller)))
+        self._act(lambda m, t: m.finalize([job_id], t, strict=True), self.market.finalize, (job_id,), caller)
 
     @rule(data=st.data())
     def finalize_many(self, data):
         due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
         job_ids = data.draw(st.lists(st.sampled_from(due or self._all_jobs()) | st.sampled_from(self._all_jobs()), max_size=5), label="jobs")
-        outsider = self._acct(self.world.outsider)
-        self._act(lambda m, t: m.finalize(job_ids, t, strict=False), lambda: self.market.finalize_many(job_ids, sender=outsider))
+        self._act(lambda m, t: m.finalize(job_ids, t, strict=False), self.market.finalize_many, (job_ids,), self.world.outsider)
 
     @rule(data=st.data())
     def challenge(self, data):
@@ -449,7 +442,7 @@ class MarketMachine(RuleBasedStateMachine):
         challenger = data.draw(st.sampled_from([w.outsider, *w.clients, w.treasury, w.providers[1]]), label="challenger")
         valid = [j for j in self.model.jobs if self._try(self.model.check_challenge, j, self.now + 1)]
         job_id = self._choose(data, valid, self._all_jobs(), "job")
-        self._act(lambda m, t: m.challenge(challenger, job_id, t), lambda: self.market.challenge(job_id, sender=self._acct(challenger)))
+        self._act(lambda m, t: m.challenge(challenger, job_id, t), self.market.challenge, (job_id,), challenger)
 
     @rule(data=st.data())
     def withdraw(self, data):
@@ -457,7 +450,7 @@ class MarketMachine(RuleBasedStateMachine):
         sender = self._acct(account)
         outcome = self.model.withdraw_outcome(account, self.now + 1)
         if outcome == "revert":
-            self._act(lambda m, t: m.withdraw(account), lambda: self.market.withdraw(sender=sender))
+            self._act(lambda m, t: m.withdraw(account), self.market.withdraw, (), account)
             return
         self._clean = False
         self.now += 1
@@ -465,7 +458,9 @@ class MarketMachine(RuleBasedStateMachine):
             receipt = self.market.withdraw(sender=sender)
         except ape.exceptions.ContractLogicError as err:
             assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
+            event("withdraw: nothing released yet")
             return
+        event("withdraw: ok")
         trial = copy.deepcopy(self.model)
         self._apply_releases(receipt, trial, (account,))
         pay, stake = trial.withdraw(account)
@@ -479,7 +474,7 @@ class MarketMachine(RuleBasedStateMachine):
         caller = data.draw(st.sampled_from(self.everyone), label="caller")
         provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
         certain = self.model.release_certain(provider, self.now + 1)
-        self._act(lambda m, t: M.Effects(), lambda: self.market.release_payouts(provider, sender=self._acct(caller)), releases=(provider,))
+        self._act(lambda m, t: M.Effects(), self.market.release_payouts, (provider,), caller, releases=(provider,))
         if certain:
             p = self.model.peek(provider)
             assert p.pending_pay == p.pending_fees == p.pending_collateral == 0, "matured payouts not released"
@@ -497,19 +492,9 @@ class MarketMachine(RuleBasedStateMachine):
         else:
             value = data.draw(st.sampled_from(PARAM_VALUES[name]), label="value")
         caller = w.owner if data.draw(st.integers(0, 4), label="by owner") else w.outsider
-        sender = self._acct(caller)
-        m = self.market
-        send = {
-            "fee_bps": lambda: m.set_fee_bps(value, sender=sender),
-            "collateral_bps": lambda: m.set_collateral_bps(value, sender=sender),
-            "slash_split": lambda: m.set_slash_split(*value, sender=sender),
-            "challenge_window": lambda: m.set_challenge_window(value, sender=sender),
-            "unbond_delay": lambda: m.set_unbond_delay(value, sender=sender),
-            "paused": lambda: m.set_paused(value, sender=sender),
-            "treasury": lambda: m.set_treasury(value, sender=sender),
-            "model_active": lambda: m.set_model_active(*value, sender=sender),
-        }[name]
-        self._act(lambda model, t: model.set_param(caller, name, value), send)
+        method = getattr(self.market, "set_" + name)
+        args = value if isinstance(value, tuple) else (value,)
+        self._act(lambda m, t: m.set_param(caller, name, value), method, args, caller)
 
     # ------------------------------------------------------------ time
 

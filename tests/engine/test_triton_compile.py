@@ -41,8 +41,9 @@ for n, out_max, lut in [(1536, intops.INT16_MAX, quantize.gelu_lut(quantize.F_FF
                                            torch.ones(n, dtype=torch.int64),
                                            torch.ones(n, dtype=torch.int64), 20, out_max, lut))
 mask = torch.ones(3, 12, dtype=torch.bool)
-ops.attention(torch.ones(3, 12, 3 * hidden, dtype=torch.int16), mask,
-              quantize.attention_params(heads, dim))
+for length in (12, 70):  # one 32-wide tile; several 64-wide tiles
+    ops.attention(torch.ones(3, length, 3 * hidden, dtype=torch.int16),
+                  torch.ones(3, length, dtype=torch.bool), quantize.attention_params(heads, dim))
 ln = intops.LayerNormParams(torch.ones(hidden, dtype=torch.int64),
                             torch.ones(hidden, dtype=torch.int64), 1)
 ops.add_layernorm(x16.int(), x16, ln)
@@ -73,5 +74,5 @@ def test_every_kernel_compiles_for_cuda(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     compiled = done.stdout.split("\n")
-    assert sum(line.startswith("compiled") for line in compiled) == 2 * 8, done.stdout
+    assert sum(line.startswith("compiled") for line in compiled) == 2 * 9, done.stdout
     assert any("_attention_kernel" in line for line in compiled)

@@ -1,0 +1,96 @@
+"""Provider registry and stake: register, update, stake, unbond, withdraw; free vs locked."""
+
+import ape
+from eth_utils import keccak
+
+from market_helpers import COLLATERAL, advance, post
+
+DAY = 86_400
+
+
+def test_register_and_update(funded, providers, model_id, owner):
+    p = providers[0]
+    tx = funded.register([model_id], 123, sender=p)
+    (log,) = tx.events.filter(funded.ProviderRegistered)
+    assert (log.price, list(log.model_ids)) == (123, [model_id])
+    info = funded.provider_info(p)
+    assert info.registered and info.price == 123 and info.free == 0
+    assert list(funded.provider_models(p)) == [model_id]
+    other = keccak(text="other-model")
+    funded.register_model(other, "other", keccak(text="w2"), 2, sender=owner)
+    tx = funded.update_provider([other, model_id], 7, sender=p)
+    assert tx.events.filter(funded.ProviderUpdated)[0].price == 7
+    assert list(funded.provider_models(p)) == [model_id, other]  # registry order
+    funded.update_provider([], 7, sender=p)
+    assert list(funded.provider_models(p)) == []
+
+
+def test_register_rejections(funded, providers, model_id, owner):
+    p, q = providers[:2]
+    with ape.reverts("models: unknown model"):
+        funded.register([keccak(text="nope")], 1, sender=p)
+    with ape.reverts("staking: price too large"):
+        funded.register([model_id], 2**128, sender=p)
+    funded.set_model_active(model_id, False, sender=owner)
+    with ape.reverts("models: inactive"):
+        funded.register([model_id], 1, sender=p)
+    funded.set_model_active(model_id, True, sender=owner)
+    funded.register([model_id], 1, sender=p)
+    with ape.reverts("staking: already registered"):
+        funded.register([model_id], 1, sender=p)
+    with ape.reverts("staking: not registered"):
+        funded.update_provider([model_id], 1, sender=q)
+    with ape.reverts("staking: not registered"):
+        funded.stake(1, sender=q)
+
+
+def test_stake_and_unbond_lifecycle(funded, providers, model_id, token, chain):
+    p = providers[0]
+    funded.register([model_id], 0, sender=p)
+    before = token.balanceOf(p)
+    tx = funded.stake(1000, sender=p)
+    assert tx.events.filter(funded.Staked)[0].amount == 1000
+    assert token.balanceOf(p) == before - 1000 and funded.provider_info(p).free == 1000
+    tx = funded.request_unbond(400, sender=p)
+    (log,) = tx.events.filter(funded.UnbondRequested)
+    ready = log.ready_at
+    assert log.amount == 400 and ready == chain.blocks.head.timestamp + 3 * DAY
+    funded.request_unbond(100, sender=p)  # adds up; the delay restarts
+    info = funded.provider_info(p)
+    assert (info.free, info.unbonding) == (500, 500) and info.unbond_ready_at >= ready
+    with ape.reverts("staking: unbond delay not passed"):
+        funded.withdraw_stake(sender=p)
+    advance(chain, 3 * DAY + 1)
+    tx = funded.withdraw_stake(sender=p)
+    assert tx.events.filter(funded.StakeWithdrawn)[0].amount == 500
+    assert token.balanceOf(p) == before - 500
+    info = funded.provider_info(p)
+    assert (info.free, info.unbonding, info.unbond_ready_at) == (500, 0, 0)
+    with ape.reverts("staking: nothing unbonding"):
+        funded.withdraw_stake(sender=p)
+
+
+def test_stake_rejections(funded, providers, model_id, token):
+    p = providers[0]
+    funded.register([model_id], 0, sender=p)
+    with ape.reverts("staking: zero amount"):
+        funded.stake(0, sender=p)
+    with ape.reverts("staking: zero amount"):
+        funded.request_unbond(0, sender=p)
+    with ape.reverts("staking: insufficient free stake"):
+        funded.request_unbond(1, sender=p)
+    token.mint(p, 2**128, sender=p)
+    with ape.reverts("staking: amount too large"):
+        funded.stake(2**128, sender=p)
+
+
+def test_open_jobs_block_stake_withdrawal(staked, client, providers, chain):
+    p = providers[0]
+    (job_id,) = post(staked, client, r=2)
+    staked.claim(job_id, sender=p)
+    staked.request_unbond(10**24 - COLLATERAL, sender=p)  # all free stake
+    advance(chain, 3 * 86_400 + 1)
+    with ape.reverts("staking: open jobs"):
+        staked.withdraw_stake(sender=p)
+    info = staked.provider_info(p)
+    assert (info.free, info.locked, info.unbonding) == (0, COLLATERAL, 10**24 - COLLATERAL)

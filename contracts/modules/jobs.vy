@@ -249,6 +249,7 @@ def post_jobs(
 
 
 @external
+@nonreentrant
 def claim(job_id: uint256):
     """
     @notice Take the next free seat of a job (r >= 2, or a challenged job's
@@ -259,6 +260,7 @@ def claim(job_id: uint256):
 
 
 @external
+@nonreentrant
 def claim_many(job_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
     """
     @notice Claim many jobs. An item that fails (job full, deadline passed, stake
@@ -275,6 +277,7 @@ def claim_many(job_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
 
 
 @external
+@nonreentrant
 def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
     """
     @notice Single-provider fast path (r == 1): claim the job and deliver its
@@ -288,6 +291,7 @@ def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
 
 
 @external
+@nonreentrant
 def deliver_many(job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_BATCH]) -> uint256:
     """
     @notice Deliver many r == 1 jobs; failing items are skipped with ItemSkipped.
@@ -415,6 +419,7 @@ def seat(job_id: uint256, index: uint256) -> SeatView:
     @param job_id The job.
     @param index 0..r-1, or 1..R_CHALLENGE for a re-execution round.
     """
+    assert index < MAX_REDUNDANCY, "jobs: bad seat"
     j: Job = self._load(job_id)
     return SeatView(
         provider=self._seat_provider(job_id, j, index),

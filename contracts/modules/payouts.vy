@@ -85,6 +85,7 @@ def withdraw():
 
 
 @external
+@nonreentrant
 def release_payouts(provider: address):
     """
     @notice Release `provider`'s matured payout buckets into its balance and free

@@ -83,6 +83,7 @@ def __init__(pay_token: IERC20, stake_token: IERC20, treasury: address):
 
 
 @external
+@nonreentrant
 def finalize(job_id: uint256):
     """
     @notice Settle a job that is due (see the module notice); callable by anyone.
@@ -92,6 +93,7 @@ def finalize(job_id: uint256):
 
 
 @external
+@nonreentrant
 def finalize_many(job_ids: DynArray[uint256, jobs.MAX_BATCH]) -> uint256:
     """
     @notice Settle many jobs; items not yet due or already settled are skipped
@@ -107,6 +109,7 @@ def finalize_many(job_ids: DynArray[uint256, jobs.MAX_BATCH]) -> uint256:
 
 
 @external
+@nonreentrant
 def cancel(job_id: uint256):
     """
     @notice The client withdraws a job nobody has claimed yet; full refund to

@@ -25,6 +25,7 @@ from provider.agent.store import JobState
 pytestmark = pytest.mark.anvil
 
 
+@pytest.mark.slow
 def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine, tmp_path):
     env = Env(anvil, engine)
     majority = env.post(SENTENCES, r=3)

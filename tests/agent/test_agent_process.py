@@ -68,6 +68,7 @@ def job_in(db, job_id):
         store.close()
 
 
+@pytest.mark.slow
 def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
     env = Env(anvil, engine)
     others = [env.agent(2, tmp_path), env.agent(3, tmp_path)]

@@ -19,7 +19,11 @@ from types import SimpleNamespace
 import ape
 import pytest
 from eth_utils import keccak
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
+import collections
+OUTCOMES = collections.Counter()
+def event(x):
+    OUTCOMES[x] += 1
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
@@ -688,3 +692,5 @@ def test_marketplace_invariants(world, chain):
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
         ),
     )
+    for k, v in sorted(OUTCOMES.items()):
+        print(f"{v:6d} {k}")

@@ -166,7 +166,7 @@ def lengths_mask(length: int, lengths: list[int]) -> torch.Tensor:
     (2, 32, 70, [70, 41, 1], 3000, 1.0),      # two query/key tiles, a single real token
     (1, 32, 64, [64, 17], INT16_MAX, 1.0),    # exact tile; saturated scores hit the cap
     (3, 16, 5, [5, 3], 2000, 0.02),           # flat softmax, short sequences
-    (2, 8, 19, [19, 12], 500, 30.0),          # head_dim below the 16-wide dot block
+    (2, 8, 19, [19, 12], 500, 30.0),          # head_dim below the 32-wide dot block
     (2, 32, 1, [1], 1000, 1.0),               # a sequence of one token
 ])
 def test_attention_random(heads, head_dim, length, lengths, bound, scale):

@@ -228,3 +228,10 @@ def test_batch_commit_and_reveal_are_all_or_nothing(staked, client, providers):
         staked.reveal_many(ids, results, [b"\x01" * 32] * 3, sender=a)
     staked.reveal_many(ids[:2], results[:2], [b"\x01" * 32] * 2, sender=a)
     assert all(staked.assignment(j, a)[3] for j in ids[:2])
+
+
+def test_seat_view_bounds(staked, client):
+    (job_id,) = post(staked, client, r=2)
+    assert staked.seat(job_id, 6).provider == "0x" + "00" * 20
+    with ape.reverts("jobs: bad seat"):
+        staked.seat(job_id, 7)

@@ -1,0 +1,430 @@
+"""The whole marketplace in one process: `ape run demo` (the README's main command).
+
+    ape run demo                                   # ape's embedded test chain, nothing to start
+    ape run demo --network ethereum:local:foundry  # the same story on anvil
+
+Deploys the marketplace, starts three provider agents in this process (alice and bob
+honest, mallory answering every job with one cached embedding), and a client posts
+real sentences with r = 3 and r = 1. The agents claim, compute with the integer
+engine, commit, reveal and finalize; mallory is slashed on every r = 3 job and the
+client compensated. The client spot-checks r = 1 deliveries by re-running the engine
+(results are bit-exact, so anyone can) and challenges mallory's; alice and bob
+re-execute it and mallory loses that stake too. Every result is verified through the
+SDK, then rich tables show nearest neighbours, each job's path, gas per step and
+balances before and after.
+
+The in-process pieces (`start_agents`, `drive`, `advance_time`, `gas_by_step`,
+`job_path`) are reused by the end-to-end tests and the e2e benchmark.
+"""
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+from ape import accounts, chain
+from ape.cli import ConnectedProviderCommand
+from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from rich.console import Console
+from rich.table import Table
+
+from client import Client
+from client.abi import load_abi
+from client.events import (Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
+                           ProviderSlashed, ResultRevealed, SealCommitted)
+from client.marketplace import Marketplace
+from client.protocol import Fault, JobStatus
+from client.records import Deadlines
+from client.transport import ape_local_account
+from provider.agent.config import AgentConfig
+from provider.agent.main import Agent, build_agent
+from provider.agent.store import JobState
+
+REWARD = 10**16  # 0.01 token per seat
+STAKE = 10**20  # each provider bonds 100 tokens
+FUNDS = 10**21  # minted to the client and to each provider
+WINDOWS = Deadlines(claim=600, commit=600, reveal=600)
+
+# Pairs of paraphrases, so that nearest neighbours are meaningful.
+SENTENCES_R3 = [
+    "A man is playing a guitar on stage.",
+    "Someone performs music with a guitar in front of an audience.",
+    "The stock market fell sharply after the announcement.",
+    "Share prices dropped as investors reacted to the news.",
+    "A cat is sleeping on the warm windowsill.",
+    "The kitten naps in the sun by the window.",
+]
+SENTENCES_R1 = [
+    "How do I reset my email password?",
+    "I forgot the password for my mail account.",
+    "Heavy rain is expected across the region tomorrow.",
+]
+CHALLENGED_SENTENCE = "The forecast says it will pour all day tomorrow."
+CACHED_ANSWER = "I did not really compute this."  # what mallory returns for every job
+
+# Which event counts as one item of each batched entry point (for gas per job).
+ITEM_EVENTS: dict[str, type[Event]] = {
+    "post_job": JobPosted, "post_jobs": JobPosted, "claim": JobClaimed, "claim_many": JobClaimed,
+    "commit": SealCommitted, "commit_many": SealCommitted, "reveal": ResultRevealed,
+    "reveal_many": ResultRevealed, "deliver": ResultRevealed, "deliver_many": ResultRevealed,
+    "finalize": JobFinalized, "finalize_many": JobFinalized, "challenge": JobChallenged,
+}
+
+
+class DemoError(RuntimeError):
+    """The marketplace did not reach the state the demo waits for."""
+
+
+# ---------------------------------------------------------------- in-process agents
+
+
+@dataclass
+class InProcessAgent:
+    """A provider agent whose services are stepped by `drive` instead of threads (the
+    embedded chain lives in this process, and only moves when someone acts on it)."""
+
+    name: str
+    agent: Agent
+
+    @property
+    def address(self) -> str:
+        return self.agent.txm.address
+
+    @property
+    def store(self):
+        return self.agent.store
+
+    def step(self) -> None:
+        """One turn: catch up on events, move jobs forward, track transactions."""
+        while not self.agent.watcher.step():
+            pass
+        self.agent.worker.tick()
+        self.agent.txm.poll()
+
+    def send(self, call) -> None:
+        """A transaction of the provider's own (e.g. withdraw) through its tx manager,
+        which owns the account's nonce."""
+        record = self.agent.txm.wait(self.agent.txm.send(call.to, call.data, kind=call.function),
+                                     timeout=120)
+        if not record.succeeded:
+            raise DemoError(f"{self.name}: {call.function} failed")
+
+
+def start_agents(w3, market: str, start_block: int, engine, signers: dict, workdir: Path, *,
+                 network: str, result_hooks: dict | None = None,
+                 stake: int = STAKE) -> list[InProcessAgent]:
+    """Build, register and stake one agent per named signer (all serving `engine`)."""
+    agents = []
+    for name, signer in signers.items():
+        config = AgentConfig(
+            network=network, models=["0x" + engine.model_id.hex()], db_path=workdir / f"{name}.db",
+            dashboard=False, metrics={"enabled": False}, policy={"stake": stake, "price": REWARD},
+            claim_batch={"max_wait": 0.01}, engine_batch={"max_wait": 0.01},
+            watcher={"confirmations": 0, "poll_interval": 0.05}, tx={"confirmations": 1},
+        )
+        agent = build_agent(config, w3, signer, marketplace=market, start_block=start_block,
+                            engines={engine.model_id: engine},
+                            result_hook=(result_hooks or {}).get(name))
+        agent.txm.setup()
+        agent.worker.setup()  # registers, declares the model and stakes on first start
+        agents.append(InProcessAgent(name, agent))
+    return agents
+
+
+def drive(agents: Sequence[InProcessAgent], done: Callable[[], bool], *, what: str,
+          timeout: float = 300.0) -> None:
+    """Step the agents in turn (in the given order: the first to act wins races) until
+    `done()`; DemoError after `timeout` seconds."""
+    give_up = time.monotonic() + timeout
+    while True:
+        for agent in agents:
+            agent.step()
+        if done():
+            return
+        if time.monotonic() > give_up:
+            raise DemoError(f"timed out waiting for {what}")
+        time.sleep(0.02)  # lets the batchers' max_wait pass
+
+
+def advance_time(seconds: int) -> None:
+    """Move chain time forward: the next block is `seconds` later (any ape provider)."""
+    chain.pending_timestamp += seconds
+    chain.mine()
+
+
+# ---------------------------------------------------------------- reading the chain
+
+
+@dataclass
+class StepGas:
+    """Gas of one contract function over a run."""
+
+    function: str
+    txs: int = 0
+    items: int = 0  # jobs moved (events of ITEM_EVENTS); 0 for non-job steps
+    gas: int = 0
+
+
+def _selectors(contract: str) -> dict[bytes, str]:
+    return {function_abi_to_4byte_selector(item): item["name"]
+            for item in load_abi(contract) if item["type"] == "function"}
+
+
+def gas_by_step(w3, market: Marketplace, from_block: int, to_block: int | None = None,
+                senders: Iterable[str] | None = None) -> dict[str, StepGas]:
+    """Gas per marketplace / token function over blocks [from_block, to_block], from the
+    receipts of every transaction to them (optionally only those of `senders`)."""
+    names = {market.address: _selectors("Marketplace"),
+             to_checksum_address(market.pay_token()): _selectors("TestToken")}
+    wanted = None if senders is None else {to_checksum_address(s) for s in senders}
+    steps: dict[str, StepGas] = {}
+    last = w3.eth.block_number if to_block is None else to_block
+    for number in range(from_block, last + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            to = tx.get("to") and to_checksum_address(tx["to"])
+            if to not in names or (wanted is not None and to_checksum_address(tx["from"]) not in wanted):
+                continue
+            function = names[to].get(bytes(tx["input"])[:4], "unknown")
+            receipt = w3.eth.get_transaction_receipt(tx["hash"])
+            step = steps.setdefault(function, StepGas(function))
+            step.txs += 1
+            step.gas += receipt["gasUsed"]
+            kind = ITEM_EVENTS.get(function)
+            if kind is not None and to == market.address:
+                step.items += sum(isinstance(e, kind) for e in market.decode_receipt(receipt))
+    return steps
+
+
+FAULTS = {Fault.NO_COMMIT: "no commit", Fault.NO_REVEAL: "no reveal",
+          Fault.LOSING_DIGEST: "losing digest", Fault.LOST_CHALLENGE: "lost challenge"}
+
+
+def job_path(events: Sequence[Event], names: dict[str, str]) -> str:
+    """A job's events in order, consecutive ones of a kind merged:
+    `posted > claimed a,b,m > sealed a,b,m > revealed a,b,m > slashed m (losing digest) > finalized`."""
+
+    def who(address: str) -> str:
+        return names.get(address, address[:8])
+
+    parts: list[tuple[str, list[str]]] = []
+    single = False  # an r = 1 job's first result is a delivery (claim + result in one call)
+    for e in events:
+        if isinstance(e, JobPosted):
+            label, detail, single = "posted", f"r={e.r}", e.r == 1
+        elif isinstance(e, JobClaimed):
+            label, detail = "claimed", who(e.provider)
+        elif isinstance(e, SealCommitted):
+            label, detail = "sealed", who(e.provider)
+        elif isinstance(e, ResultRevealed):
+            label, detail, single = "delivered" if single else "revealed", who(e.provider), False
+        elif isinstance(e, ProviderSlashed):
+            label, detail = "slashed", f"{who(e.provider)} ({FAULTS.get(e.reason, e.reason)})"
+        elif isinstance(e, JobChallenged):
+            label, detail = "challenged", who(e.challenger)
+        elif isinstance(e, JobFinalized):
+            label, detail = e.status.name.lower(), ""
+        elif isinstance(e, ItemSkipped):
+            label, detail = "skipped", who(e.caller)
+        else:
+            label, detail = type(e).__name__, ""
+        if parts and parts[-1][0] == label and label != "slashed":
+            parts[-1][1].append(detail)
+        else:
+            parts.append((label, [detail] if detail else []))
+    return " > ".join(f"{label} {','.join(d)}".strip() for label, d in parts)
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What one account owns, in payment-token units (the demo uses one token)."""
+
+    wallet: int
+    in_market: int  # withdrawable balance + stake credits + pending r = 1 pay
+    stake: int  # bonded: free + locked + unbonding
+
+    @property
+    def total(self) -> int:
+        return self.wallet + self.in_market + self.stake
+
+
+def holdings(market: Marketplace, token, address: str) -> Holdings:
+    provider = market.provider(address)
+    pending = market.pending_payouts(address)
+    return Holdings(
+        wallet=token.balance_of(address),
+        in_market=market.balance_of(address) + market.stake_credits_of(address) + pending.pay,
+        stake=provider.total_stake,
+    )
+
+
+# ---------------------------------------------------------------- the story
+
+
+def fmt(amount: int) -> str:
+    return f"{amount / 10**18:,.4f}"
+
+
+def signed(amount: int) -> str:
+    text = f"{amount / 10**18:+,.4f}"
+    return f"[green]{text}[/]" if amount > 0 else f"[red]{text}[/]" if amount < 0 else text
+
+
+def run_demo(console: Console, network: str, workdir: Path) -> None:
+    from provider.engine import Engine
+    from scripts.deploy import ModelEntry, deploy
+
+    t0 = time.monotonic()
+    logging.getLogger("verinfer").setLevel(logging.WARNING)
+    console.rule("[bold]Verinfer demo")
+    with console.status("loading the integer MiniLM engine"):
+        engine = Engine.load()
+    console.print(f"engine: {engine.model_info.name}, backend [bold]{engine.backend}[/], "
+                  f"model_id 0x{engine.model_id.hex()[:16]}...")
+
+    owner, treasury, client_account = (accounts.test_accounts[i] for i in (0, 5, 4))
+    info = engine.model_info
+    deployed = deploy(owner, [ModelEntry(info.model_id, info.name, info.weights_digest, info.format_version)],
+                      treasury=treasury, record=False)
+    market_address = deployed.marketplace.address
+    start_block = chain.blocks.head.number
+    provider_accounts = {"alice": accounts.test_accounts[1], "bob": accounts.test_accounts[2],
+                         "mallory": accounts.test_accounts[3]}
+    for account in [*provider_accounts.values(), client_account]:
+        deployed.pay_token.mint(account, FUNDS, sender=owner)
+    console.print(f"marketplace {market_address} on {network}, owner {owner.address}")
+
+    client = Client.connect(account=client_account, marketplace=market_address, poll_interval=0.05)
+    w3, market, token = client.w3, client.marketplace, client.pay_token()
+    names = {a.address: n for n, a in provider_accounts.items()}
+    names |= {client.address: "client", treasury.address: "treasury"}
+    before = {a: holdings(market, token, a) for a in names}
+
+    cached = engine.embed([CACHED_ANSWER])[0]
+    with console.status("starting three provider agents (register + stake)"):
+        signers = {n: ape_local_account(a) for n, a in provider_accounts.items()}
+        agents = start_agents(w3, market_address, start_block, engine, signers, workdir,
+                              network=network, result_hooks={"mallory": lambda job_id, result: cached})
+    alice, bob, mallory = agents
+    console.print("providers registered and staked: alice, bob, [red]mallory (dishonest)[/]")
+
+    def status(job_id: int) -> JobStatus:
+        return market.job(job_id).status
+
+    # 1. r = 3: three providers each, majority decides.
+    console.rule("r = 3 jobs: claim, commit, reveal, finalize by majority")
+    majority = client.post_texts(SENTENCES_R3, reward=REWARD, r=3, deadlines=WINDOWS)
+    with console.status(f"agents working on {len(majority)} r = 3 jobs"):
+        drive(agents, lambda: all(status(j).settled for j in majority), what="r = 3 jobs")
+    slashed = [j for j in majority if mallory.store.job(j).state is JobState.SLASHED]
+    console.print(f"{len(majority)} jobs finalized; mallory slashed on {len(slashed)} of them")
+
+    # 2. r = 1: one provider delivers; the client spot-checks and challenges.
+    console.rule("r = 1 jobs: deliver, spot-check, challenge")
+    singles = client.post_texts(SENTENCES_R1, reward=REWARD, r=1, deadlines=WINDOWS)
+    with console.status("alice and bob race for the r = 1 jobs"):
+        drive([alice, bob, mallory], lambda: all(status(j) is JobStatus.DELIVERED for j in singles),
+              what="r = 1 deliveries")
+    [disputed] = client.post_texts([CHALLENGED_SENTENCE], reward=REWARD, r=1, deadlines=WINDOWS)
+    with console.status("mallory is quickest to the next one"):
+        drive([mallory, alice, bob], lambda: status(disputed) is JobStatus.DELIVERED, what="a delivery")
+
+    expected = dict(zip(singles + [disputed], engine.embed(SENTENCES_R1 + [CHALLENGED_SENTENCE])))
+    delivered = client.results(singles + [disputed])  # checked against the delivered digests
+    wrong = [j for j, r in delivered.items() if r.result != expected[j]]
+    console.print(f"client re-ran {len(delivered)} deliveries locally: "
+                  f"{len(wrong)} differ (by {', '.join(names[delivered[j].providers[0]] for j in wrong)})")
+    for job_id in wrong:
+        bond = client.challenge(job_id).bond
+        console.print(f"challenged job {job_id}, bond {fmt(bond)}: re-executed by fresh providers")
+    with console.status("alice and bob re-execute the challenged job"):
+        drive(agents, lambda: all(market.job(j).ncommitted == 2 for j in wrong), what="re-execution seals")
+        # Two fresh seats of three: their reveals open once the round's commit window ends.
+        advance_time(WINDOWS.commit + 1)
+        drive(agents, lambda: all(status(j).settled for j in wrong), what="the challenge settling")
+
+    # 3. Settlement: r = 1 pay matures after its challenge window; everyone collects.
+    console.rule("settlement")
+    advance_time(client.params().challenge_window + 1)
+    drive(agents, lambda: all(a.store.job(j).state.final for a in agents for j in majority + singles),
+          what="agents settling")
+    for agent in agents:
+        agent.send(market.build_withdraw())
+    client.withdraw()
+
+    texts = dict(zip(majority + singles + [disputed], SENTENCES_R3 + SENTENCES_R1 + [CHALLENGED_SENTENCE]))
+    all_jobs = list(texts)
+    results = client.results(all_jobs)  # each checked against the settled digest
+    own = dict(zip(all_jobs, engine.embed(list(texts.values()))))
+    wrong = [j for j in all_jobs if not results[j].final or results[j].result != own[j]]
+    if wrong:
+        raise DemoError(f"settled results differ from the engine's bytes for jobs {wrong}")
+    console.print(f"client verified all {len(results)} results against the settled digests "
+                  "(and they equal its own engine's bytes)")
+
+    console.print(neighbours_table(texts, {j: r.embedding for j, r in results.items()}))
+    console.print(paths_table(client, all_jobs, names))
+    console.print(gas_table(gas_by_step(w3, market, start_block)))
+    after = {a: holdings(market, token, a) for a in names}
+    console.print(balances_table(names, before, after))
+    console.rule(f"done in {time.monotonic() - t0:.0f}s")
+
+
+def neighbours_table(texts: dict[int, str], vectors: dict[int, np.ndarray]) -> Table:
+    ids = list(texts)
+    matrix = np.stack([vectors[j] for j in ids])
+    cosine = matrix @ matrix.T
+    np.fill_diagonal(cosine, -2)
+    table = Table(title="Nearest neighbours of the verified embeddings")
+    for column in ("job", "sentence", "nearest", "cosine"):
+        table.add_column(column)
+    for row, job_id in enumerate(ids):
+        best = int(cosine[row].argmax())
+        table.add_row(str(job_id), texts[job_id], texts[ids[best]], f"{cosine[row, best]:.3f}")
+    return table
+
+
+def paths_table(client: Client, job_ids: Sequence[int], names: dict[str, str]) -> Table:
+    table = Table(title="Each job's path (its events in order)")
+    table.add_column("job")
+    table.add_column("status")
+    table.add_column("path")
+    for job_id in job_ids:
+        table.add_row(str(job_id), client.job(job_id).status.name.lower(),
+                      job_path(client.history(job_id), names))
+    return table
+
+
+def gas_table(steps: dict[str, StepGas]) -> Table:
+    table = Table(title="Gas per step (all transactions to the marketplace and token)")
+    for column in ("step", "txs", "jobs", "gas", "gas / tx", "gas / job"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for s in sorted(steps.values(), key=lambda s: -s.gas):
+        table.add_row(s.function, str(s.txs), str(s.items or ""), f"{s.gas:,}", f"{s.gas // s.txs:,}",
+                      f"{s.gas // s.items:,}" if s.items else "")
+    return table
+
+
+def balances_table(names: dict[str, str], before: dict[str, Holdings], after: dict[str, Holdings]) -> Table:
+    table = Table(title="Balances (tokens): wallet, in the marketplace, bonded stake")
+    for column in ("account", "wallet", "in market", "stake", "total before", "total after", "change"):
+        table.add_column(column, justify="left" if column == "account" else "right")
+    for address, name in names.items():
+        a, b = after[address], before[address]
+        table.add_row(name, fmt(a.wallet), fmt(a.in_market), fmt(a.stake), fmt(b.total), fmt(a.total),
+                      signed(a.total - b.total))
+    return table
+
+
+@click.command(cls=ConnectedProviderCommand)
+def cli(provider) -> None:
+    """Run the marketplace demo (default: ape's embedded test chain)."""
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="verinfer-demo-") as workdir:
+        try:
+            run_demo(console, provider.network_choice, Path(workdir))
+        except DemoError as err:
+            raise click.ClickException(str(err)) from None

@@ -278,6 +278,10 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     from scripts.deploy import ModelEntry, deploy
 
     t0 = time.monotonic()
+
+    def elapsed() -> str:
+        return f"{time.monotonic() - t0:.0f}s"
+
     logging.getLogger("verinfer").setLevel(logging.WARNING)
     console.rule("[bold]Verinfer demo")
     with console.status("loading the integer MiniLM engine"):
@@ -309,7 +313,7 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
         agents = start_agents(w3, market_address, start_block, engine, signers, workdir,
                               network=network, result_hooks={"mallory": lambda job_id, result: cached})
     alice, bob, mallory = agents
-    console.print("providers registered and staked: alice, bob, [red]mallory (dishonest)[/]")
+    console.print(f"providers registered and staked: alice, bob, [red]mallory (dishonest)[/] ({elapsed()})")
 
     def status(job_id: int) -> JobStatus:
         return market.job(job_id).status
@@ -320,7 +324,7 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     with console.status(f"agents working on {len(majority)} r = 3 jobs"):
         drive(agents, lambda: all(status(j).settled for j in majority), what="r = 3 jobs")
     slashed = [j for j in majority if mallory.store.job(j).state is JobState.SLASHED]
-    console.print(f"{len(majority)} jobs finalized; mallory slashed on {len(slashed)} of them")
+    console.print(f"{len(majority)} jobs finalized; mallory slashed on {len(slashed)} of them ({elapsed()})")
 
     # 2. r = 1: one provider delivers; the client spot-checks and challenges.
     console.rule("r = 1 jobs: deliver, spot-check, challenge")
@@ -328,9 +332,13 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     with console.status("alice and bob race for the r = 1 jobs"):
         drive([alice, bob, mallory], lambda: all(status(j) is JobStatus.DELIVERED for j in singles),
               what="r = 1 deliveries")
+    console.print(f"{len(singles)} delivered ({elapsed()})")
     [disputed] = client.post_texts([CHALLENGED_SENTENCE], reward=REWARD, r=1, deadlines=WINDOWS)
     with console.status("mallory is quickest to the next one"):
-        drive([mallory, alice, bob], lambda: status(disputed) is JobStatus.DELIVERED, what="a delivery")
+        # Until every agent knows who delivered (the losers' deliveries were skipped).
+        drive([mallory, alice, bob], lambda: all(
+            a.store.job(j).state in (JobState.LOST, JobState.REVEALED)
+            for a in agents for j in singles + [disputed]), what="deliveries")
 
     expected = dict(zip(singles + [disputed], engine.embed(SENTENCES_R1 + [CHALLENGED_SENTENCE])))
     delivered = client.results(singles + [disputed])  # checked against the delivered digests

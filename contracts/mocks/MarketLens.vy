@@ -13,8 +13,10 @@
         pending_payouts' pay, fees, collateral, matures_at;
         per job: status, nclaimed, ncommitted, nrevealed, result_digest,
         challenger, claim_deadline, commit_deadline, reveal_deadline,
-        challenge_end, escrow_of, then per seat (seat_counts[i] of them):
-        provider, committed | revealed << 1, word.
+        challenge_end, escrow_of, then per seat whose bit is set in
+        seat_masks[i], in index order: provider, committed | revealed << 1, word.
+        The reads run in the test chain's Python EVM, where every call costs
+        real time: callers ask only for what may have changed.
 """
 
 from ethereum.ercs import IERC20
@@ -87,7 +89,7 @@ def read(
     accounts: DynArray[address, MAX_ACCOUNTS],
     providers: DynArray[address, MAX_PROVIDERS],
     job_ids: DynArray[uint256, MAX_JOBS],
-    seat_counts: DynArray[uint256, MAX_JOBS],
+    seat_masks: DynArray[uint256, MAX_JOBS],
 ) -> DynArray[uint256, MAX_WORDS]:
     """
     @notice The whole state of `market`, flattened (layout in the contract notice).
@@ -121,7 +123,9 @@ def read(
         out.append(j.reveal_deadline)
         out.append(j.challenge_end)
         out.append(staticcall market.escrow_of(job_id))
-        for s: uint256 in range(seat_counts[i], bound=16):
+        for s: uint256 in range(16):
+            if (seat_masks[i] >> s) & 1 == 0:
+                continue
             seat: SeatView = staticcall market.seat(job_id, s)
             out.append(convert(seat.provider, uint256))
             out.append(convert(seat.committed, uint256) | (convert(seat.revealed, uint256) << 1))

@@ -260,7 +260,7 @@ def _settle_round(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     found, majority = self._majority(job_id, j, 0, t.r)
     tally: Tally = empty(Tally)
     for k: uint256 in range(j.nclaimed, bound=jobs.MAX_REDUNDANCY):
-        tally = self._judge(job_id, t, j, k, found, majority, majority, tally)
+        tally = self._judge(job_id, t, j, k, found, majority, tally)
     refund: uint256 = (t.r - len(tally.winners)) * (t.reward + jobs._fee(t))
     status: uint256 = jobs.STATUS_UNRESOLVED
     if found:
@@ -293,7 +293,7 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
         standing = majority
     tally: Tally = empty(Tally)
     for k: uint256 in range(j.nclaimed, bound=jobs.R_CHALLENGE):
-        tally = self._judge(job_id, t, j, 1 + k, found, majority, standing, tally)
+        tally = self._judge(job_id, t, j, 1 + k, found, standing, tally)
     # The round's pay came out of the bond, not the job's escrow.
     tally.fees = 0
     challenger: address = jobs._challenger(job_id)
@@ -327,7 +327,7 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
 
 @internal
 def _judge(
-    job_id: uint256, t: jobs.Terms, j: jobs.Job, s: uint256, found: bool, majority: bytes32, standing: bytes32, tally: Tally
+    job_id: uint256, t: jobs.Terms, j: jobs.Job, s: uint256, found: bool, standing: bytes32, tally: Tally
 ) -> Tally:
     """
     @dev Settle seat `s`: pay it (revealed the standing digest: the majority, or

@@ -22,7 +22,7 @@ class JobState:
     deadlines: tuple
     challenge_end: int
     escrow: int
-    seats: tuple
+    seats: dict  # seat index -> SeatState, for the seats asked for
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,11 @@ def word(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def read_state(lens, market, token, accounts: list, providers: list, jobs: list) -> State:
-    """`jobs` is a list of (job_id, seat_count)."""
-    words = lens.read(market, token, accounts, providers, [j for j, _ in jobs], [n for _, n in jobs])
+def read_state(lens, market, token, accounts: list, providers: list, jobs: dict) -> State:
+    """`jobs` maps job ids to the seat indexes to read."""
+    job_ids = sorted(jobs)
+    masks = [sum(1 << s for s in jobs[j]) for j in job_ids]
+    words = lens.read(market, token, accounts, providers, job_ids, masks)
     it = iter(words)
     time, token_balance = next(it), next(it)
     balances, credits = {}, {}
@@ -71,12 +73,12 @@ def read_state(lens, market, token, accounts: list, providers: list, jobs: list)
         credits[a] = next(it)
     stakes = {p: ProviderState(*(next(it) for _ in range(8))) for p in providers}
     job_states = {}
-    for job_id, nseats in jobs:
+    for job_id in job_ids:
         head = [next(it) for _ in range(11)]
-        seats = []
-        for _ in range(nseats):
+        seats = {}
+        for s in sorted(jobs[job_id]):
             provider, flags, w = next(it), next(it), next(it)
-            seats.append(SeatState(provider, bool(flags & 1), bool(flags & 2), word(w)))
+            seats[s] = SeatState(provider, bool(flags & 1), bool(flags & 2), word(w))
         job_states[job_id] = JobState(
             status=head[0],
             nclaimed=head[1],
@@ -87,7 +89,7 @@ def read_state(lens, market, token, accounts: list, providers: list, jobs: list)
             deadlines=tuple(head[6:9]),
             challenge_end=head[9],
             escrow=head[10],
-            seats=tuple(seats),
+            seats=seats,
         )
     assert next(it, None) is None, "lens layout mismatch"
     return State(time, token_balance, balances, credits, stakes, job_states)

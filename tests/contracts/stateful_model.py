@@ -119,11 +119,6 @@ class Job:
     # Collateral locked for this job over its life: the bound on its slashes.
     collateral_locked: int = 0
 
-    @property
-    def seat_count(self) -> int:
-        """Seats the views expose: r, or the delivery seat plus a challenge round."""
-        return 1 + R_CHALLENGE if self.r == 1 else self.r
-
     def round(self) -> tuple[int, int]:
         return (1, R_CHALLENGE) if self.status == CHALLENGED else (0, self.r)
 

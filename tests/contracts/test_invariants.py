@@ -12,6 +12,7 @@ Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (de
 """
 
 import copy
+import dataclasses
 import os
 import time
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ OUTCOMES = collections.Counter()
 def event(x):
     OUTCOMES[x] += 1
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 import stateful_model as M
 from stateful_lens import read_state
@@ -39,17 +40,23 @@ UNKNOWN_MODEL_ID = keccak(text="verinfer-unknown-model")
 STAKE = 25 * 10**18
 # Odd small rewards exercise the rounding of fees, collateral and slash splits.
 REWARDS = [1, 3, 999, 10**18, 10**18 + 7]
-WINDOWS = [1, 40, 600]
+WINDOWS = [3, 20, 600]
 MAX_JOBS = 60  # the lens reads at most 96
 BATCH = 4
 
+# One defect injected into an otherwise valid post.
+POST_DEFECTS = [
+    ("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)),
+    ("windows", (600, 600, 30 * 86_400 + 1)), ("inputs", [b"ok", b""]), ("inputs", []),
+    ("model_id", UNKNOWN_MODEL_ID), ("model_id", OTHER_MODEL_ID),
+]
 PARAM_VALUES = {
-    "fee_bps": [0, 250, 1_000, 1_001],
-    "collateral_bps": [10_000, 50_000, 100_000, 9_999, 100_001],
+    "fee_bps": [250, 0, 1_000, 1_001],
+    "collateral_bps": [50_000, 10_000, 100_000, 9_999, 100_001],
     "slash_split": [(3_000, 6_000), (10_000, 0), (0, 10_000), (2_500, 2_500), (5_000, 5_001)],
     "challenge_window": [60, 3_600, 59, 7 * 86_400 + 1],
     "unbond_delay": [60, 3 * 86_400, 59, 30 * 86_400 + 1],
-    "paused": [True, False],
+    "paused": [False, True],
 }
 
 
@@ -134,9 +141,10 @@ class MarketMachine(RuleBasedStateMachine):
         self.slashes_seen = []  # ProviderSlashed events seen on chain
         self.last_status = {}
         self.terminal_state = {}
+        self.terminal_seats = {}
         self.known_due = set()
-        # What the current step changed in the model: (accounts, providers, jobs).
-        self.touched = (set(), set(), set())
+        # What the current step changed in the model: (accounts, providers, {job: seats}).
+        self.touched = (set(), set(), {})
         self._clean = True
 
     # ------------------------------------------------------------ plumbing
@@ -175,7 +183,11 @@ class MarketMachine(RuleBasedStateMachine):
         accounts, providers, jobs = self.touched
         accounts |= {a for a in new.balances if (old.balances[a], old.credits[a]) != (new.balances[a], new.credits[a])}
         providers |= {a for a, p in new.providers.items() if old.providers.get(a) != p}
-        jobs |= {j for j, job in new.jobs.items() if old.jobs.get(j) != job}
+        for j, job in new.jobs.items():
+            before = old.jobs.get(j)
+            if before != job:
+                seats = {s for s, seat in job.seats.items() if before is None or before.seats[s] != seat}
+                jobs.setdefault(j, set()).update(seats)
         self.model = new
 
     def _logs(self, receipt, event):
@@ -202,11 +214,6 @@ class MarketMachine(RuleBasedStateMachine):
         if fx.job_ids:
             assert [e.job_id for e in self._logs(receipt, "JobPosted")] == fx.job_ids
 
-    def _choose(self, data, valid, anything, label):
-        """Mostly a valid target; one time in four anything at all (exercising the reverts)."""
-        pool = valid if valid and data.draw(st.integers(0, 3), label=f"{label} chaos") else anything
-        return data.draw(st.sampled_from(pool), label=label)
-
     def _all_jobs(self):
         """Every job id plus two unknown ones (a future batch, an index past a batch's end)."""
         return [*self.model.jobs, self.model.next_batch_id << 8, (1 << 8) | 200]
@@ -220,101 +227,160 @@ class MarketMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ clients
 
+    @initialize(data=st.data())
+    def open_market(self, data):
+        """Start every example with work on the market."""
+        self._post(data, defect=None)
+
     @precondition(lambda self: len(self.model.jobs) + BATCH <= MAX_JOBS)
     @rule(data=st.data())
     def post(self, data):
-        client = data.draw(st.sampled_from(self.world.clients), label="client")
-        r = data.draw(st.sampled_from([1, 1, 2, 3, 3, 5]), label="r")
-        n = data.draw(st.integers(1, BATCH), label="n")
-        batch = n > 1 or data.draw(st.booleans(), label="post_jobs")
-        reward = data.draw(st.sampled_from(REWARDS), label="reward")
-        windows = data.draw(st.tuples(*[st.sampled_from(WINDOWS)] * 3), label="windows")
-        self._post(client, TEST_MODEL_ID, [b"input %d" % i for i in range(n)], r, reward, windows, batch)
+        """post_job or post_jobs, funded from the client's balance first, then transferFrom."""
+        self._post(data, defect=None)
 
     @precondition(lambda self: len(self.model.jobs) + BATCH <= MAX_JOBS)
     @rule(data=st.data())
     def post_invalid(self, data):
+        self._post(data, defect=data.draw(st.sampled_from(POST_DEFECTS), label="defect"))
+
+    def _post(self, data, defect):
         client = data.draw(st.sampled_from(self.world.clients), label="client")
-        args = {"model_id": TEST_MODEL_ID, "inputs": [b"in"], "r": 2, "reward": 10**18, "windows": (600, 600, 600), "batch": True}
-        defect = data.draw(
-            st.sampled_from(
-                [("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)),
-                 ("windows", (600, 600, 30 * 86_400 + 1)), ("inputs", [b"ok", b""]), ("inputs", []),
-                 ("model_id", UNKNOWN_MODEL_ID), ("model_id", OTHER_MODEL_ID)]
-            ),
-            label="defect",
-        )
-        args[defect[0]] = defect[1]
-        self._post(client, **args)
-
-    def _post(self, client, model_id, inputs, r, reward, windows, batch):
+        n = data.draw(st.integers(1, BATCH), label="n")
+        args = {
+            "model_id": TEST_MODEL_ID,
+            "inputs": [b"input %d" % i for i in range(n)],
+            "r": data.draw(st.sampled_from([3, 1, 2, 1, 3, 5]), label="r"),
+            "reward": data.draw(st.sampled_from(REWARDS), label="reward"),
+            "windows": data.draw(st.tuples(*[st.sampled_from(WINDOWS)] * 3), label="windows"),
+        }
+        if defect:
+            args[defect[0]] = defect[1]
+        inputs = args["inputs"]
+        batch = len(inputs) != 1 or data.draw(st.booleans(), label="post_jobs")
         method, first = (self.market.post_jobs, inputs) if batch else (self.market.post_job, inputs[0])
-        self._act(lambda m, t: m.post(client, model_id, inputs, r, reward, windows, t), method, (model_id, first, r, reward, *windows), client)
+        self._act(
+            lambda m, t: m.post(client, args["model_id"], inputs, args["r"], args["reward"], args["windows"], t),
+            method,
+            (args["model_id"], first, args["r"], args["reward"], *args["windows"]),
+            client,
+        )
 
-    @rule(data=st.data())
-    def deposit(self, data):
-        account = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="account")
-        amount = data.draw(st.sampled_from([0, 1, 10**18, 4 * 10**18]), label="amount")
-        self._act(lambda m, t: m.deposit(account, amount), self.market.deposit, (amount,), account)
+    def _cancellable(self):
+        return [j for j, job in self.model.jobs.items() if job.status == M.OPEN and job.nclaimed == 0]
 
+    @precondition(lambda self: self._cancellable())
     @rule(data=st.data())
     def cancel(self, data):
-        caller = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="caller")
-        valid = [j for j, job in self.model.jobs.items() if job.client == caller and job.status == M.OPEN and job.nclaimed == 0]
-        job_id = self._choose(data, valid, self._all_jobs(), "job")
+        job_id = data.draw(st.sampled_from(self._cancellable()), label="job")
+        self._cancel(self.model.jobs[job_id].client, job_id)
+
+    def _cancel(self, caller, job_id):
         self._act(lambda m, t: m.cancel(caller, job_id, t), self.market.cancel, (job_id,), caller)
+
+    @rule(data=st.data())
+    def money(self, data):
+        """deposit, withdraw (which first releases the caller's matured r = 1 payouts), or anyone
+        releasing a provider's payouts."""
+        op = data.draw(st.sampled_from(["deposit", "withdraw", "release_payouts"]), label="op")
+        if op == "deposit":
+            account = data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="account")
+            amount = data.draw(st.sampled_from([4 * 10**18, 10**18, 1, 0]), label="amount")
+            self._act(lambda m, t: m.deposit(account, amount), self.market.deposit, (amount,), account)
+        elif op == "withdraw":
+            self._withdraw(data.draw(st.sampled_from(self.everyone), label="account"))
+        else:
+            caller = data.draw(st.sampled_from(self.everyone), label="caller")
+            provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+            certain = self.model.release_certain(provider, self.now + 1)
+            self._act(lambda m, t: M.Effects(), self.market.release_payouts, (provider,), caller, releases=(provider,))
+            if certain:
+                p = self.model.peek(provider)
+                assert p.pending_pay == p.pending_fees == p.pending_collateral == 0, "matured payouts not released"
+
+    def _withdraw(self, account):
+        outcome = self.model.withdraw_outcome(account, self.now + 1)
+        if outcome == "revert":
+            self._act(lambda m, t: m.withdraw(account), self.market.withdraw, (), account)
+            return
+        # Whether a payout bucket is released first is the contract's business: accept either.
+        self._clean = False
+        self.now += 1
+        try:
+            receipt = self.market.withdraw(sender=self._acct(account))
+        except ape.exceptions.ContractLogicError as err:
+            assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
+            event("withdraw: nothing released yet")
+            return
+        event("withdraw: ok")
+        trial = copy.deepcopy(self.model)
+        self._apply_releases(receipt, trial, (account,))
+        pay, stake = trial.withdraw(account)
+        self._commit_model(trial)
+        (log,) = self._logs(receipt, "Withdrawn")
+        assert (log.account, log.pay_amount, log.stake_amount) == (account, pay, stake)
+        self._check_events(receipt, M.Effects())
 
     # ------------------------------------------------------------ providers
 
-    def _provider(self, data):
-        return data.draw(st.sampled_from(self.world.stakers), label="provider")
+    def _pairs(self, check, *args):
+        """(provider, job) pairs for which the model's `check` passes at the next block."""
+        t = self.now + 1
+        return [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(check, p, j, *args, t)]
 
+    def _wave(self, data, pairs, label):
+        """One job and an ordered set of its eligible providers, each to act in turn."""
+        job_id = data.draw(st.sampled_from(sorted({j for _, j in pairs})), label=f"{label} job")
+        eligible = [p for p, j in pairs if j == job_id]
+        providers = data.draw(st.lists(st.sampled_from(eligible), min_size=1, max_size=len(eligible), unique=True), label=label)
+        return job_id, providers
+
+    def _batch_of(self, data, valid):
+        """Up to four job ids for one batch call: mostly valid ones, some arbitrary."""
+        pool = st.sampled_from(valid) | st.sampled_from(self._all_jobs()) if valid else st.sampled_from(self._all_jobs())
+        return data.draw(st.lists(pool, max_size=4), label="jobs")
+
+    def _claimable(self):
+        return self._pairs(self.model.check_claim)
+
+    @precondition(lambda self: self._claimable())
     @rule(data=st.data())
     def claim(self, data):
-        t = self.now + 1
-        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_claim, p, j, t)]
-        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
-        provider, job_id = self._choose(data, pairs, anything, "claim")
-        self._act(lambda m, t: m.claim(provider, job_id, t), self.market.claim, (job_id,), provider)
+        job_id, providers = self._wave(data, self._claimable(), "claimers")
+        for p in providers:
+            self._act(lambda m, t, p=p: m.claim(p, job_id, t), self.market.claim, (job_id,), p)
 
+    @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
     def claim_many(self, data):
-        provider = self._provider(data)
-        t = self.now + 1
-        valid = [j for j in self.model.jobs if self._try(self.model.check_claim, provider, j, t)]
-        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()) | st.sampled_from(self._all_jobs()), min_size=0, max_size=4), label="jobs")
+        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+        job_ids = self._batch_of(data, [j for p, j in self._claimable() if p == provider])
         self._act(lambda m, t: m.claim_many(provider, job_ids, t), self.market.claim_many, (job_ids,), provider)
 
     def _result(self, data, job_id):
-        kind = data.draw(st.sampled_from(["honest", "honest", "forged", "empty"]), label="result")
+        kind = data.draw(st.sampled_from(["honest", "honest", "honest", "forged", "empty"]), label="result")
         return {"honest": truth(job_id), "forged": forgery(job_id), "empty": b""}[kind]
 
+    def _deliverable(self):
+        return self._pairs(self.model.check_deliver, b"x")
+
+    @precondition(lambda self: self._deliverable())
     @rule(data=st.data())
     def deliver(self, data):
-        t = self.now + 1
-        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_deliver, p, j, b"x", t)]
-        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
-        provider, job_id = self._choose(data, pairs, anything, "deliver")
+        provider, job_id = data.draw(st.sampled_from(self._deliverable()), label="delivery")
         result = self._result(data, job_id)
-        self._act(
-            lambda m, t: m.deliver(provider, job_id, result, t),
-            self.market.deliver, (job_id, result), provider,
-            releases=(provider,),
-        )
+        self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
 
+    @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
     def deliver_many(self, data):
-        provider = self._provider(data)
-        t = self.now + 1
-        valid = [j for j in self.model.jobs if self._try(self.model.check_deliver, provider, j, b"x", t)]
-        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()) | st.sampled_from(self._all_jobs()), min_size=0, max_size=4), label="jobs")
+        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+        job_ids = self._batch_of(data, [j for p, j in self._deliverable() if p == provider])
         results = [self._result(data, j) for j in job_ids]
-        if data.draw(st.integers(0, 7), label="mismatch") == 0:
+        if not data.draw(st.integers(0, 7), label="mismatch"):
             results.append(b"extra")
         self._act(
             lambda m, t: m.deliver_many(provider, job_ids, results, t),
-            self.market.deliver_many, (job_ids, results), provider,
-            releases=(provider,),
+            self.market.deliver_many, (job_ids, results), provider, releases=(provider,),
         )
 
     def _seal_for(self, data, provider, job_id):
@@ -341,20 +407,24 @@ class MarketMachine(RuleBasedStateMachine):
                 self.memory[(job_id, provider)] = (result, salt)
                 self.sent_seals[(job_id, self.model.jobs[job_id].seat_of(provider))] = (provider, seal)
 
+    def _committable(self):
+        return self._pairs(self.model.check_commit, b"s" * 32)
+
+    @precondition(lambda self: self._committable())
     @rule(data=st.data())
     def commit(self, data):
-        t = self.now + 1
-        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(self.model.check_commit, p, j, b"s" * 32, t)]
-        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
-        provider, job_id = self._choose(data, pairs, anything, "commit")
-        self._commit(provider, [job_id], [self._seal_for(data, provider, job_id)])
+        job_id, providers = self._wave(data, self._committable(), "committers")
+        for p in providers:
+            self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
 
+    @precondition(lambda self: self._committable())
     @rule(data=st.data())
     def commit_many(self, data):
-        provider = self._provider(data)
-        t = self.now + 1
-        valid = [j for j in self.model.jobs if self._try(self.model.check_commit, provider, j, b"s" * 32, t)]
-        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()), min_size=0, max_size=4, unique=bool(valid)), label="jobs")
+        """One provider commits several of its seats at once (all or nothing)."""
+        pairs = self._committable()
+        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+        valid = sorted({j for p, j in pairs if p == provider})
+        job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
         self._commit(provider, job_ids, [self._seal_for(data, provider, j) for j in job_ids])
 
     def _opening(self, data, provider, job_id):
@@ -378,110 +448,113 @@ class MarketMachine(RuleBasedStateMachine):
             method, args = self.market.reveal_many, (job_ids, results, salts)
         self._act(lambda m, t: m.reveal(provider, job_ids, results, salts, t), method, args, provider)
 
-    def _revealable(self, provider, job_id, t):
+    def _check_own_reveal(self, provider, job_id, t):
+        """The provider can open what it committed (a copier has nothing to open)."""
         result, salt = self.memory.get((job_id, provider), (None, None))
-        return result is not None and self._try(self.model.check_reveal, provider, job_id, result, salt, t)
+        M.require(result is not None, "nothing to open")
+        self.model.check_reveal(provider, job_id, result, salt, t)
 
+    def _revealable(self):
+        return self._pairs(self._check_own_reveal)
+
+    @precondition(lambda self: self._revealable())
     @rule(data=st.data())
     def reveal(self, data):
-        t = self.now + 1
-        pairs = [(p, j) for j in self.model.jobs for p in self.world.stakers if self._revealable(p, j, t)]
-        anything = [(p, j) for j in self._all_jobs() for p in self.world.stakers]
-        provider, job_id = self._choose(data, pairs, anything, "reveal")
-        self._reveal(provider, [job_id], [self._opening(data, provider, job_id)])
+        job_id, providers = self._wave(data, self._revealable(), "revealers")
+        for p in providers:
+            self._reveal(p, [job_id], [self._opening(data, p, job_id)])
 
+    @precondition(lambda self: self._revealable())
     @rule(data=st.data())
     def reveal_many(self, data):
-        provider = self._provider(data)
-        t = self.now + 1
-        valid = [j for j in self.model.jobs if self._revealable(provider, j, t)]
-        job_ids = data.draw(st.lists(st.sampled_from(valid or self._all_jobs()), min_size=0, max_size=4, unique=bool(valid)), label="jobs")
+        """One provider reveals several of its seats at once (all or nothing)."""
+        pairs = self._revealable()
+        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+        valid = sorted({j for p, j in pairs if p == provider})
+        job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
         self._reveal(provider, job_ids, [self._opening(data, provider, j) for j in job_ids])
 
+    @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
-    def stake(self, data):
-        provider = self._provider(data)
-        amount = data.draw(st.sampled_from([0, 10**18, STAKE, 2**128]), label="amount")
-        self._act(lambda m, t: m.stake(provider, amount), self.market.stake, (amount,), provider)
+    def chaos(self, data):
+        """Anyone tries any job action on any job (with any opening): mostly reverts."""
+        op = data.draw(st.sampled_from(["claim", "deliver", "commit", "reveal", "finalize", "cancel", "challenge"]), label="op")
+        job_id = data.draw(st.sampled_from(self._all_jobs()), label="job")
+        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+        if op == "finalize":
+            self._finalize(data.draw(st.sampled_from(self.everyone), label="caller"), job_id)
+        elif op == "cancel":
+            self._cancel(data.draw(st.sampled_from([*self.world.clients, self.world.outsider]), label="caller"), job_id)
+        elif op == "challenge":
+            self._challenge(self._challenger(data), job_id)
+        elif op == "claim":
+            self._act(lambda m, t: m.claim(provider, job_id, t), self.market.claim, (job_id,), provider)
+        elif op == "deliver":
+            result = self._result(data, job_id)
+            self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+        elif op == "commit":
+            self._commit(provider, [job_id], [self._seal_for(data, provider, job_id)])
+        else:
+            self._reveal(provider, [job_id], [self._opening(data, provider, job_id)])
 
     @rule(data=st.data())
-    def request_unbond(self, data):
-        provider = self._provider(data)
-        free = self.model.peek(provider).free
-        amount = data.draw(st.sampled_from([0, 1, free // 2, free, free + 1]), label="amount")
-        self._act(lambda m, t: m.request_unbond(provider, amount, t), self.market.request_unbond, (amount,), provider)
-
-    @rule(data=st.data())
-    def withdraw_stake(self, data):
-        provider = self._provider(data)
-        self._act(lambda m, t: m.withdraw_stake(provider, t), self.market.withdraw_stake, (), provider)
-
-    @rule(data=st.data())
-    def register(self, data):
-        account = data.draw(st.sampled_from([self.world.providers[5], self.world.providers[0], self.world.outsider]), label="account")
-        models = data.draw(st.sampled_from([[TEST_MODEL_ID], [OTHER_MODEL_ID], [TEST_MODEL_ID, OTHER_MODEL_ID], [], [UNKNOWN_MODEL_ID]]), label="models")
-        price = data.draw(st.sampled_from([1, 2**128]), label="price")
-        update = data.draw(st.booleans(), label="update")
-        method = self.market.update_provider if update else self.market.register
-        self._act(lambda m, t: m.register(account, models, price, update), method, (models, price), account)
+    def staking(self, data):
+        """stake, request_unbond, withdraw_stake, register or update_provider."""
+        op = data.draw(st.sampled_from(["stake", "request_unbond", "withdraw_stake", "register"]), label="op")
+        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
+        if op == "stake":
+            amount = data.draw(st.sampled_from([STAKE, 10**18, 0, 2**128]), label="amount")
+            self._act(lambda m, t: m.stake(provider, amount), self.market.stake, (amount,), provider)
+        elif op == "request_unbond":
+            free = self.model.peek(provider).free
+            amount = data.draw(st.sampled_from([free // 2, free, 1, 0, free + 1]), label="amount")
+            self._act(lambda m, t: m.request_unbond(provider, amount, t), self.market.request_unbond, (amount,), provider)
+        elif op == "withdraw_stake":
+            self._act(lambda m, t: m.withdraw_stake(provider, t), self.market.withdraw_stake, (), provider)
+        else:
+            models = data.draw(st.sampled_from([[TEST_MODEL_ID], [OTHER_MODEL_ID], [TEST_MODEL_ID, OTHER_MODEL_ID], [], [UNKNOWN_MODEL_ID]]), label="models")
+            price = data.draw(st.sampled_from([1, 1, 2**128]), label="price")
+            update = data.draw(st.booleans(), label="update")
+            method = self.market.update_provider if update else self.market.register
+            self._act(lambda m, t: m.register(provider, models, price, update), method, (models, price), provider)
 
     # ------------------------------------------------------------ anyone
 
+    @precondition(lambda self: self._due())
     @rule(data=st.data())
     def finalize(self, data):
-        caller = data.draw(st.sampled_from(self.everyone), label="caller")
-        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
-        job_id = self._choose(data, due, self._all_jobs(), "job")
+        """A keeper settles a due job: the recovery action behind every deadline."""
+        job_id = data.draw(st.sampled_from(self._due()), label="job")
+        self._finalize(data.draw(st.sampled_from(self.everyone), label="caller"), job_id)
+
+    def _due(self):
+        return [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
+
+    def _finalize(self, caller, job_id):
         self._act(lambda m, t: m.finalize([job_id], t, strict=True), self.market.finalize, (job_id,), caller)
 
+    @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
     def finalize_many(self, data):
-        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now + 1)]
-        job_ids = data.draw(st.lists(st.sampled_from(due or self._all_jobs()) | st.sampled_from(self._all_jobs()), max_size=5), label="jobs")
+        """Keepers racing: items not due or already settled are skipped, not reverted."""
+        job_ids = self._batch_of(data, self._due())
         self._act(lambda m, t: m.finalize(job_ids, t, strict=False), self.market.finalize_many, (job_ids,), self.world.outsider)
 
+    def _challengeable(self):
+        return [j for j in self.model.jobs if self._try(self.model.check_challenge, j, self.now + 1)]
+
+    @precondition(lambda self: self._challengeable())
     @rule(data=st.data())
     def challenge(self, data):
+        job_id = data.draw(st.sampled_from(self._challengeable()), label="job")
+        self._challenge(self._challenger(data), job_id)
+
+    def _challenger(self, data):
         w = self.world
-        challenger = data.draw(st.sampled_from([w.outsider, *w.clients, w.treasury, w.providers[1]]), label="challenger")
-        valid = [j for j in self.model.jobs if self._try(self.model.check_challenge, j, self.now + 1)]
-        job_id = self._choose(data, valid, self._all_jobs(), "job")
+        return data.draw(st.sampled_from([w.outsider, *w.clients, w.treasury, w.providers[1]]), label="challenger")
+
+    def _challenge(self, challenger, job_id):
         self._act(lambda m, t: m.challenge(challenger, job_id, t), self.market.challenge, (job_id,), challenger)
-
-    @rule(data=st.data())
-    def withdraw(self, data):
-        account = data.draw(st.sampled_from(self.everyone), label="account")
-        sender = self._acct(account)
-        outcome = self.model.withdraw_outcome(account, self.now + 1)
-        if outcome == "revert":
-            self._act(lambda m, t: m.withdraw(account), self.market.withdraw, (), account)
-            return
-        self._clean = False
-        self.now += 1
-        try:
-            receipt = self.market.withdraw(sender=sender)
-        except ape.exceptions.ContractLogicError as err:
-            assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
-            event("withdraw: nothing released yet")
-            return
-        event("withdraw: ok")
-        trial = copy.deepcopy(self.model)
-        self._apply_releases(receipt, trial, (account,))
-        pay, stake = trial.withdraw(account)
-        self._commit_model(trial)
-        (log,) = self._logs(receipt, "Withdrawn")
-        assert (log.account, log.pay_amount, log.stake_amount) == (account, pay, stake)
-        self._check_events(receipt, M.Effects())
-
-    @rule(data=st.data())
-    def release_payouts(self, data):
-        caller = data.draw(st.sampled_from(self.everyone), label="caller")
-        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
-        certain = self.model.release_certain(provider, self.now + 1)
-        self._act(lambda m, t: M.Effects(), self.market.release_payouts, (provider,), caller, releases=(provider,))
-        if certain:
-            p = self.model.peek(provider)
-            assert p.pending_pay == p.pending_fees == p.pending_collateral == 0, "matured payouts not released"
 
     # ------------------------------------------------------------ owner
 
@@ -523,33 +596,35 @@ class MarketMachine(RuleBasedStateMachine):
         elif target > self.now:
             self.chain.mine(timestamp=target)
         # Unchallenged deliveries whose window just ended now read FINALIZED.
-        self.touched[2].update(
-            j for j, job in self.model.jobs.items() if job.status == M.DELIVERED and self.now <= job.until < target
-        )
+        for j, job in self.model.jobs.items():
+            if job.status == M.DELIVERED and self.now <= job.until < target:
+                self.touched[2].setdefault(j, set())
         self.now = max(self.now, target)
 
     # ------------------------------------------------------------ invariants
 
     @invariant()
     def invariants(self):
-        """After every step: read what the step changed (the model's diff: py-evm runs the
+        """After every step: read what the step changed (the model's diff; py-evm runs the
         reads, so reading everything every step would cost more than the step itself) and
         check every invariant on it. The whole state is read at the end of each example."""
         accounts, providers, jobs = self.touched
-        self.touched = (set(), set(), set())
-        self._verify(sorted(accounts), [p for p in self.world.stakers if p in providers], sorted(jobs), full=False)
+        self.touched = (set(), set(), {})
+        if accounts or providers or jobs:
+            self._verify(sorted(accounts), [p for p in self.world.stakers if p in providers], jobs, full=False)
         self._clean = True
 
     def teardown(self):
         try:
             if self._clean:
-                self._verify(self.everyone, self.world.stakers, sorted(self.model.jobs), full=True)
+                jobs = {j: set(job.seats) for j, job in self.model.jobs.items()}
+                self._verify(self.everyone, self.world.stakers, jobs, full=True)
         finally:
             self.chain.restore(self.snapshot)
 
-    def _verify(self, accounts, providers, job_ids, full):
+    def _verify(self, accounts, providers, jobs, full):
         w = self.world
-        state = read_state(w.lens, self.market, w.token, accounts, providers, [(j, self.model.jobs[j].seat_count) for j in job_ids])
+        state = read_state(w.lens, self.market, w.token, accounts, providers, jobs)
         assert state.time == self.now, "the model's clock drifted from the chain's"
         self._check_model(state)
         if full:
@@ -561,9 +636,9 @@ class MarketMachine(RuleBasedStateMachine):
         self._check_slash_bounds()
         self._check_collateral_cover(state)
         self._check_payouts(state)
-        due = [j for j, job in self.model.jobs.items() if job.is_due(self.now) and (full or j not in self.known_due)]
-        self._check_recovery(due)
-        self.known_due = {j for j, job in self.model.jobs.items() if job.is_due(self.now)}
+        due = {j for j, job in self.model.jobs.items() if job.is_due(self.now)}
+        self._check_recovery(sorted(due if full else due - self.known_due))
+        self.known_due = due
 
     def _check_model(self, state):
         """Every ledger, stake and job read equals the model's."""
@@ -588,7 +663,7 @@ class MarketMachine(RuleBasedStateMachine):
                 assert s.deadlines == job.deadlines(), f"job {job_id} deadlines"
             until = job.until if job.r == 1 and status not in (M.OPEN, M.CANCELLED) else 0
             assert s.challenge_end == until, f"job {job_id} challenge_end"
-            for i, seat in enumerate(s.seats):
+            for i, seat in s.seats.items():
                 want = job.seats[i]
                 assert (seat.provider, seat.committed, seat.revealed) == (int(want.provider, 16), want.committed, want.revealed), f"job {job_id} seat {i}"
                 assert seat.word == want.word, f"job {job_id} seat {i} word"
@@ -611,7 +686,10 @@ class MarketMachine(RuleBasedStateMachine):
             assert seen <= 1, f"job {job_id} finalized {seen} times"
             if s.status in M.TERMINAL:
                 assert s.escrow == 0
-                assert self.terminal_state.setdefault(job_id, s) == s, f"terminal job {job_id} changed"
+                head = dataclasses.replace(s, seats={})
+                assert self.terminal_state.setdefault(job_id, head) == head, f"terminal job {job_id} changed"
+                for i, seat in s.seats.items():
+                    assert self.terminal_seats.setdefault((job_id, i), seat) == seat, f"terminal job {job_id} seat {i} changed"
                 job = self.model.jobs[job_id]
                 lazy = job.r == 1 and job.challenger == M.ZERO_ADDRESS and s.status == M.FINALIZED
                 assert seen == (0 if lazy else 1), f"job {job_id}: {seen} JobFinalized events"
@@ -626,9 +704,9 @@ class MarketMachine(RuleBasedStateMachine):
         """A committed seal stays in its seat, bound to the provider that sent it, until that
         provider reveals; then the seat holds the digest the seal committed to."""
         for (job_id, seat), (provider, seal) in self.sent_seals.items():
-            if job_id not in state.jobs:
+            s = state.jobs[job_id].seats.get(seat) if job_id in state.jobs else None
+            if s is None:
                 continue
-            s = state.jobs[job_id].seats[seat]
             assert s.provider == int(provider, 16) and s.committed, f"job {job_id} seat {seat} lost its commit"
             if not s.revealed:
                 assert s.word == seal, f"job {job_id} seat {seat}: seal changed"

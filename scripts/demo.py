@@ -188,7 +188,8 @@ def gas_by_step(w3, market: Marketplace, from_block: int, to_block: int | None =
             to = tx.get("to") and to_checksum_address(tx["to"])
             if to not in names or (wanted is not None and to_checksum_address(tx["from"]) not in wanted):
                 continue
-            function = names[to].get(bytes(tx["input"])[:4], "unknown")
+            calldata = bytes(tx.get("input", tx.get("data", b"")))  # eth-tester says "data"
+            function = names[to].get(calldata[:4], "unknown")
             receipt = w3.eth.get_transaction_receipt(tx["hash"])
             step = steps.setdefault(function, StepGas(function))
             step.txs += 1
@@ -350,8 +351,8 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
         console.print(f"challenged job {job_id}, bond {fmt(bond)}: re-executed by fresh providers")
     with console.status("alice and bob re-execute the challenged job"):
         drive(agents, lambda: all(market.job(j).ncommitted == 2 for j in wrong), what="re-execution seals")
-        # Two fresh seats of three: their reveals open once the round's commit window ends.
-        advance_time(WINDOWS.commit + 1)
+        # Two fresh seats of three: their reveals open once the round's commit deadline passed.
+        advance_time(max(market.job(j).commit_deadline for j in wrong) - chain.blocks.head.timestamp + 1)
         drive(agents, lambda: all(status(j).settled for j in wrong), what="the challenge settling")
 
     # 3. Settlement: r = 1 pay matures after its challenge window; everyone collects.
@@ -359,9 +360,13 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     advance_time(client.params().challenge_window + 1)
     drive(agents, lambda: all(a.store.job(j).state.final for a in agents for j in majority + singles),
           what="agents settling")
-    for agent in agents:
-        agent.send(market.build_withdraw())
+    for agent in agents:  # providers collect their pay through their own tx managers
+        if holdings(market, token, agent.address).in_market:
+            agent.send(market.build_withdraw())
+    refund, compensation = market.balance_of(client.address), market.stake_credits_of(client.address)
     client.withdraw()
+    console.print(f"client collected refunds {fmt(refund)} and compensation {fmt(compensation)} "
+                  "from mallory's slashed stake")
 
     texts = dict(zip(majority + singles + [disputed], SENTENCES_R3 + SENTENCES_R1 + [CHALLENGED_SENTENCE]))
     all_jobs = list(texts)
@@ -417,12 +422,12 @@ def gas_table(steps: dict[str, StepGas]) -> Table:
 
 
 def balances_table(names: dict[str, str], before: dict[str, Holdings], after: dict[str, Holdings]) -> Table:
-    table = Table(title="Balances (tokens): wallet, in the marketplace, bonded stake")
-    for column in ("account", "wallet", "in market", "stake", "total before", "total after", "change"):
+    table = Table(title="Balances after (tokens) and change since before the first job")
+    for column in ("account", "wallet", "in market", "stake", "total", "change"):
         table.add_column(column, justify="left" if column == "account" else "right")
     for address, name in names.items():
         a, b = after[address], before[address]
-        table.add_row(name, fmt(a.wallet), fmt(a.in_market), fmt(a.stake), fmt(b.total), fmt(a.total),
+        table.add_row(name, fmt(a.wallet), fmt(a.in_market), fmt(a.stake), fmt(a.total),
                       signed(a.total - b.total))
     return table
 
@@ -431,6 +436,8 @@ def balances_table(names: dict[str, str], before: dict[str, Holdings], after: di
 def cli(provider) -> None:
     """Run the marketplace demo (default: ape's embedded test chain)."""
     console = Console()
+    if not console.is_terminal:  # piped: wide enough for the tables
+        console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="verinfer-demo-") as workdir:
         try:
             run_demo(console, provider.network_choice, Path(workdir))

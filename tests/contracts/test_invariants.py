@@ -195,8 +195,9 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _apply_releases(self, receipt, model, allowed):
         for log in self._logs(receipt, "PayoutsReleased"):
-            assert log.provider in allowed, f"unexpected payout release for {log.provider}"
-            model.apply_release(log.provider, log.pay, log.fees, log.collateral)
+            provider = log.event_arguments["provider"]  # log.provider is ape's network provider
+            assert provider in allowed, f"unexpected payout release for {provider}"
+            model.apply_release(provider, log.pay, log.fees, log.collateral)
 
     def _check_events(self, receipt, fx: M.Effects):
         finalized = sorted(
@@ -206,7 +207,9 @@ class MarketMachine(RuleBasedStateMachine):
         assert finalized == sorted(fx.finalized)
         for job_id, *_ in finalized:
             self.finalized_seen[job_id] = self.finalized_seen.get(job_id, 0) + 1
-        slashed = sorted((e.job_id, e.provider, e.seat, e.amount, e.reason) for e in self._logs(receipt, "ProviderSlashed"))
+        slashed = sorted(
+            (e.job_id, e.event_arguments["provider"], e.seat, e.amount, e.reason) for e in self._logs(receipt, "ProviderSlashed")
+        )
         assert slashed == sorted(fx.slashed)
         self.slashes_seen += slashed
         skipped = [(e.job_id, e.reason) for e in self._logs(receipt, "ItemSkipped")]
@@ -455,7 +458,16 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.check_reveal(provider, job_id, result, salt, t)
 
     def _revealable(self):
-        return self._pairs(self._check_own_reveal)
+        r = self._pairs(self._check_own_reveal)
+        for j, job in self.model.jobs.items():
+            if job.ncommitted and job.status == M.OPEN:
+                for p in self.world.stakers:
+                    if (j, p) in self.memory:
+                        try:
+                            self._check_own_reveal(p, j, self.now + 1)
+                        except M.Revert as e:
+                            print("DBG", j, p[:6], e.reason, job.ncommitted, job.r, self.now + 1, job.deadlines())
+        return r
 
     @precondition(lambda self: self._revealable())
     @rule(data=st.data())

@@ -1,0 +1,53 @@
+"""Run a provider agent through ape: `ape run provider`.
+
+    ape run provider --network ethereum:local:foundry --account TEST::1 --config agent.toml
+    ape run provider --network <public network> --account my-provider --config agent.toml
+
+The same agent as `python -m provider.agent --config ...` (see provider/agent/), with
+the network and the signing account taken from ape's options instead of the config
+file: ape's connected provider is the agent's RPC endpoint, and the account's key
+signs locally (keyfile accounts unlock with APE_ACCOUNTS_<alias>_PASSPHRASE). Runs
+until SIGINT / SIGTERM (exit 0); exit 1 if a service crashed, 2 for a config error.
+"""
+
+import sys
+from pathlib import Path
+
+import click
+from ape.cli import ConnectedProviderCommand, account_option
+
+from client.errors import VerinferError
+
+
+@click.command(cls=ConnectedProviderCommand)
+@account_option()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="VERINFER_CONFIG", help="Agent TOML config (provider/agent/sample-config.toml).")
+@click.option("--no-dashboard", is_flag=True, help="Log to the terminal instead of the dashboard.")
+def cli(provider, account, config_path, no_dashboard) -> None:
+    """Run a Verinfer provider agent on the connected network until SIGINT / SIGTERM."""
+    from client.transport import ape_local_account
+    from provider.agent.config import load_config
+    from provider.agent.errors import AgentError
+    from provider.agent.logs import configure_logging
+    from provider.agent.main import _locate, build_agent
+    from provider.engine import Engine
+
+    try:
+        config = load_config(config_path).model_copy(update={
+            "network": provider.network_choice, "account": account.alias or account.address,
+            **({"dashboard": False} if no_dashboard else {}),
+        })
+        configure_logging(config.log.level, config.log.format)
+        signer = ape_local_account(account)
+        engine = Engine.load()
+        w3 = provider.web3
+        marketplace, start_block = _locate(config, w3.eth.chain_id)
+        agent = build_agent(config, w3, signer, marketplace=marketplace, start_block=start_block,
+                            engines={engine.model_id: engine})
+    except (AgentError, VerinferError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"provider {signer.address} serving {engine.model_info.name} on "
+               f"{provider.network_choice}, marketplace {marketplace}", err=True)
+    sys.exit(agent.runner().run())

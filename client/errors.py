@@ -178,6 +178,7 @@ REVERTS: dict[str, type[ContractError]] = {
     "jobs: empty input": InvalidArgument,
     "jobs: empty result": InvalidArgument,
     "jobs: empty seal": InvalidArgument,
+    "jobs: bad seat": InvalidArgument,
     "jobs: length mismatch": InvalidArgument,
     "jobs: use deliver": InvalidJobState,
     "jobs: not single-provider": InvalidJobState,

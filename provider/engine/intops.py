@@ -3,7 +3,8 @@
 This module is the specification the Triton kernels (``triton_ops.py``) must
 reproduce bit for bit. Every op is defined on integers only; the docstrings state
 the exact arithmetic. Where the torch implementation takes a fast route (int8
-``torch._int_mm``, float32 matmuls) the docstring proves that route exact.
+``torch._int_mm``, float32/float64 arithmetic on integers) the docstring proves that
+route exact.
 
 Conventions shared by all ops
 - ``round_shift(x, s)`` = ``(x + ((1 << s) >> 1)) >> s`` with an *arithmetic*
@@ -11,15 +12,17 @@ Conventions shared by all ops
   (torch ``//`` floors and Triton ``//`` truncates, so the forward never divides a
   negative number; every division is ``non-negative // positive``.)
 - "int16-range" means values in [-32767, 32767] (symmetric, so ``abs`` is safe).
-- Row = the last dimension. Every scale is computed from one row (one token, or one
-  token's head slice) or, in attention, from the unmasked tokens of one sequence, so
-  a job's bytes never depend on the batch it shares or on padding.
+- Row = the last dimension. Linear layers take 16-bit fixed-point activations as they
+  are; the dynamic int8 scales (attention, pooling) come from one row (a token's head
+  slice) or from the unmasked tokens of one sequence, never across a batch, so a job's
+  bytes don't depend on the jobs it is batched with or on padding.
 - All bounds below assume the documented input ranges; intermediates never exceed
   int64 (most fit int32).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -52,7 +55,7 @@ class LinearParams:
     weight:     int8 [N, K], values in [-127, 127] (per output channel scale folded
                 into ``multiplier``).
     multiplier: int64 [N], 0 <= M < 2**16.
-    bias:       int64 [N], |B| < 2**60, already scaled by 2**shift.
+    bias:       int64 [N], |B| < 2**50, already scaled by 2**shift.
     shift:      int, 1 <= shift <= 62, one per layer.
     out_max:    int, outputs are clamped to [-out_max, out_max].
     gelu_lut:   int32 [T + 1] or None; if given the GELU epilogue is applied
@@ -70,6 +73,13 @@ class LinearParams:
     def out_dtype(self) -> torch.dtype:
         return torch.int16 if self.out_max <= INT16_MAX else torch.int32
 
+    @cached_property
+    def _planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # CPU helpers: W^T, 256 * M and the bias with the lo-plane offset folded in
+        w = self.weight
+        offset = 128 * w.to(torch.int64).sum(dim=1) * self.multiplier
+        bias = (offset + self.bias + (1 << (self.shift - 1))).to(torch.float64)
+        return w.t(), (256 * self.multiplier).to(torch.float64), bias
 
 @dataclass(frozen=True)
 class AttentionParams:
@@ -140,20 +150,28 @@ def gelu(y: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     return y.clamp(min=0) + lut[t]
 
 
-def linear(xq: torch.Tensor, xm: torch.Tensor, p: LinearParams) -> torch.Tensor:
-    """int8 GEMM with fused bias, requantisation, clamp and optional GELU.
+def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
+    """Exact integer GEMM with fused bias, requantisation, clamp and optional GELU.
 
-    Input: xq int8 [M, K] (K <= 1536), xm int32 [M] row scales with 0 <= xm <= 32767.
-    acc[i, j] = sum_k xq[i, k] * W[j, k]                 int32, |acc| <= 127**2 * K < 2**25
-    y = round_shift(acc * xm[i] * M[j] + B[j], shift)    int64, |acc * xm * M| < 2**56
-    y = clamp(y, -out_max, out_max); then y = gelu(y) if gelu_lut is given.
+    Input: x int16 [M, K] with |x| <= 32767 (K <= 1536), the activations in their
+    fixed point (no per-row scale: 16-bit activations keep the model's quality).
+      acc[i, j] = sum_k x[i, k] * W[j, k]          exact, |acc| <= 32767 * 127 * K < 2**33
+      y = round_shift(acc * M[j] + B[j], shift)    |acc * M| < 2**49, |B| < 2**50
+      y = clamp(y, -out_max, out_max); then y = gelu(y) if gelu_lut is given.
     Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
+
+    CPU route: x = 256 * hi + lo + 128 with int8 planes hi = x >> 8 and
+    lo = (x & 255) - 128, two exact int8 ``_int_mm``s; the epilogue runs in float64,
+    exact because every intermediate is an integer below 2**53.
     """
-    acc = torch._int_mm(xq, p.weight.t())
-    y = acc.to(torch.int64).mul_(xm.to(torch.int64).unsqueeze(1)).mul_(p.multiplier)
-    y = round_shift(y.add_(p.bias), p.shift).clamp_(-p.out_max, p.out_max)
+    wt, mult256, bias = p._planes
+    hi = (x >> 8).to(torch.int8)
+    lo = (x & 255).sub_(128).to(torch.int8)
+    y = torch._int_mm(hi, wt).to(torch.float64).mul_(mult256)
+    y.addcmul_(torch._int_mm(lo, wt), p.multiplier).add_(bias)
+    y = y.mul_(2.0 ** -p.shift).floor_().clamp_(-p.out_max, p.out_max)
     if p.gelu_lut is not None:
-        y = gelu(y, p.gelu_lut)
+        return gelu(y.to(torch.int64), p.gelu_lut).to(p.out_dtype)
     return y.to(p.out_dtype)
 
 

@@ -16,8 +16,8 @@ from .intops import AttentionParams, LayerNormParams, LinearParams
 
 @dataclass(frozen=True)
 class EncoderLayer:
-    qkv: LinearParams        # hidden -> Q|K|V, int16-range, Q(F_QKV)
-    attn_out: LinearParams   # context -> residual branch, int32, Q(F_H)
+    qkv: LinearParams        # hidden -> Q|K (Q(F_QK)) | V (Q(F_V)), int16
+    attn_out: LinearParams   # context Q(F_V) -> residual branch, int32, Q(F_H)
     attn_norm: LayerNormParams
     ffn_in: LinearParams     # hidden -> GELU(intermediate), int16-range, Q(F_FFN)
     ffn_out: LinearParams    # intermediate -> residual branch, int32, Q(F_H)
@@ -64,11 +64,10 @@ def forward(model: QuantizedModel, ops, ids: torch.Tensor, mask: torch.Tensor) -
     hidden = h.shape[-1]
     h = h.view(b * length, hidden)
     for layer in model.layers:
-        qkv = ops.linear(*ops.quantize_rows(h), layer.qkv)
+        qkv = ops.linear(h, layer.qkv)
         ctx = ops.attention(qkv.view(b, length, -1), mask, model.attention)
-        a = ops.linear(*ops.quantize_rows(ctx.view(b * length, hidden)), layer.attn_out)
-        h = ops.add_layernorm(a, h, layer.attn_norm)
-        f = ops.linear(*ops.quantize_rows(h), layer.ffn_in)
-        o = ops.linear(*ops.quantize_rows(f), layer.ffn_out)
-        h = ops.add_layernorm(o, h, layer.ffn_norm)
+        h = ops.add_layernorm(ops.linear(ctx.view(b * length, hidden), layer.attn_out), h,
+                              layer.attn_norm)
+        f = ops.linear(h, layer.ffn_in)
+        h = ops.add_layernorm(ops.linear(f, layer.ffn_out), h, layer.ffn_norm)
     return ops.mean_pool_normalize(h.view(b, length, hidden), mask)

@@ -9,7 +9,8 @@ and would then show up as a different params digest, i.e. a different ``model_id
 Fixed-point formats (Q(F) = value * 2**F):
 - embeddings Q(F_EMB); the residual stream / LayerNorm outputs Q(F_H), F_H derived
   from the LayerNorm weights so that no output can leave the int16 range;
-- Q/K/V and the attention context Q(F_QKV); FFN intermediate (GELU in/out) Q(F_FFN).
+- Q and K Q(F_QK); V and the attention context Q(F_V); FFN intermediate (GELU in and
+  out) Q(F_FFN). Linear inputs are these int16 tensors themselves (16-bit activations).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from .model import EncoderLayer, QuantizedModel
 from .weights import BertConfig
 
 F_EMB = 16
-F_QKV = 9
+F_QK = 9
+F_V = 11
 F_FFN = 9
 EXP_FRAC_BITS = 10
 GELU_RANGE = 8  # LUT covers |y| < 8; beyond, gelu(y) = max(y, 0) to < 2**-40
@@ -41,25 +43,26 @@ def round_fixed(v: np.ndarray | float, bits: int) -> np.ndarray:
     return (fl + (x - fl >= 0.5)).astype(np.int64)  # x - floor(x) is exact
 
 
-def quantize_linear(weight: np.ndarray, bias: np.ndarray, f_in: int, f_out: int,
+def quantize_linear(weight: np.ndarray, bias: np.ndarray, f_in: int, f_out: int | np.ndarray,
                     out_max: int, gelu_lut: torch.Tensor | None = None) -> LinearParams:
     """int8 per-output-channel weights and the requantisation of ``intops.linear``.
 
-    y * 2**f_out = acc * m * sw_j * 2**(f_out - f_in) / 127 + b_j * 2**f_out, where the
-    input row is q * m / 127 in Q(f_in) and W_j ~ w8_j * sw_j with sw_j = max|W_j| / 127.
+    With the input in Q(f_in) and W_j ~ w8_j * sw_j (sw_j = max|W_j| / 127):
+    y_j * 2**f_out_j = acc_j * sw_j * 2**(f_out_j - f_in) + b_j * 2**f_out_j.
+    ``f_out`` may differ per output channel (Q/K and V share one GEMM).
     """
     w = weight.astype(np.float64)
     amax = np.abs(w).max(axis=1)
     safe = np.where(amax > 0, amax, 1.0)
     w8 = np.clip(round_fixed(w * 127.0 / safe[:, None], 0), -127, 127).astype(np.int8)
-    scale = amax / 127.0 * 2.0 ** (f_out - f_in) / 127.0
-    b = bias.astype(np.float64)
+    out_scale = 2.0 ** np.broadcast_to(np.asarray(f_out, dtype=np.float64), amax.shape)
+    scale = amax / 127.0 * out_scale / 2.0 ** f_in
+    b = bias.astype(np.float64) * out_scale
     for shift in range(62, 0, -1):
         mult = round_fixed(scale, shift)
-        if mult.max() < 1 << 16 and np.abs(b).max() * 2.0 ** (f_out + shift) < 2.0 ** 60:
+        if mult.max() < 1 << 16 and np.abs(b).max() * 2.0 ** shift < 2.0 ** 50:
             return LinearParams(torch.from_numpy(w8), torch.from_numpy(mult),
-                                torch.from_numpy(round_fixed(b, f_out + shift)), shift,
-                                out_max, gelu_lut)
+                                torch.from_numpy(round_fixed(b, shift)), shift, out_max, gelu_lut)
     raise ValueError("no valid requantisation shift")
 
 
@@ -86,11 +89,11 @@ def layernorm_out_bound(ln: LayerNormParams) -> int:
 
 def attention_params(heads: int, head_dim: int) -> AttentionParams:
     # exponent (base 2, Q(E)) per unit of acc * mk * mq: log2(e) / sqrt(D) / scales
-    rate = 2.0 ** EXP_FRAC_BITS / math.log(2.0) / (127.0 ** 2 * math.sqrt(head_dim) * 2.0 ** (2 * F_QKV))
+    rate = 2.0 ** EXP_FRAC_BITS / math.log(2.0) / (127.0 ** 2 * math.sqrt(head_dim) * 2.0 ** (2 * F_QK))
     score_shift = max(s for s in range(1, 63) if round_fixed(rate, s) < 1 << 12)
     f = np.arange(1 << EXP_FRAC_BITS, dtype=np.float64) / 2.0 ** EXP_FRAC_BITS
     lut = round_fixed(np.exp2(-f), intops.EXP_ONE_BITS).astype(np.int32)
-    # context: prob / PROB_MAX * v8 * mv / 127 in Q(F_QKV) stays in Q(F_QKV)
+    # context: prob / PROB_MAX * v8 * mv / 127 in Q(F_V) stays in Q(F_V)
     out_rate = 1.0 / (intops.PROB_MAX * 127.0)
     out_shift = max(s for s in range(1, 63) if round_fixed(out_rate, s) < 1 << 20)
     return AttentionParams(heads, head_dim, int(round_fixed(rate, score_shift)), score_shift,
@@ -115,15 +118,16 @@ def quantize_model(w: dict[str, np.ndarray], cfg: BertConfig) -> QuantizedModel:
     if max(int(np.abs(e).max()) for e in emb) > RESIDUAL_MAX:
         raise ValueError("embeddings exceed the LayerNorm input range")
     lut = gelu_lut(F_FFN)
+    qkv_f_out = np.repeat([F_QK, F_QK, F_V], cfg.hidden)
     layers = []
     for i in range(cfg.layers):
         p = f"encoder.layer.{i}."
         qkv_w = np.concatenate([w[f"{p}attention.self.{n}.weight"] for n in ("query", "key", "value")])
         qkv_b = np.concatenate([w[f"{p}attention.self.{n}.bias"] for n in ("query", "key", "value")])
         layers.append(EncoderLayer(
-            qkv=quantize_linear(qkv_w, qkv_b, f_h, F_QKV, INT16_MAX),
+            qkv=quantize_linear(qkv_w, qkv_b, f_h, qkv_f_out, INT16_MAX),
             attn_out=quantize_linear(w[f"{p}attention.output.dense.weight"],
-                                     w[f"{p}attention.output.dense.bias"], F_QKV, f_h, RESIDUAL_MAX),
+                                     w[f"{p}attention.output.dense.bias"], F_V, f_h, RESIDUAL_MAX),
             attn_norm=norms(f"{p}attention.output.LayerNorm", f_h),
             ffn_in=quantize_linear(w[f"{p}intermediate.dense.weight"],
                                    w[f"{p}intermediate.dense.bias"], f_h, F_FFN, INT16_MAX, lut),

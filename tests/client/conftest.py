@@ -5,24 +5,13 @@ Session-scoped setup + ape's per-test snapshots keep it fast.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pytest
+from sdk_helpers import FUNDS, MODEL, PRICE, STAKE, ProviderBot
 
-# ape test puts tests/ on sys.path but not the repository root, so `import client` can
-# resolve to this folder as a namespace package (and `scripts` does not import): put the
-# root first and drop such a namespace. Redundant once pyproject's pytest options say
-# `pythonpath = ["."]`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-if getattr(sys.modules.get("client"), "__file__", "") is None:
-    del sys.modules["client"]
-
-import pytest  # noqa: E402
-from sdk_helpers import FUNDS, MODEL, PRICE, STAKE, ProviderBot  # noqa: E402
-
-from client import Client  # noqa: E402
-from client.marketplace import Marketplace, Token  # noqa: E402
-from client.transport import Signer, ape_local_account  # noqa: E402
-from scripts.deploy import deploy  # noqa: E402
+from client import Client
+from client.marketplace import Marketplace, Token
+from client.transport import Signer, ape_local_account
+from scripts.deploy import deploy
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,19 @@
 """Property tests of the marketplace: clients, providers, keepers and the owner act at random
 on ape's embedded chain while a Python model (stateful_model.py) predicts every outcome.
 
-Every rule either succeeds with exactly the events the model predicts, or reverts with exactly
-the reason it predicts (and then nothing changes). After every step the whole contract state is
-read in one call (stateful_lens.py) and every invariant of ARCHITECTURE.md / contracts/README.md
-is checked: the model matches, solvency, conservation, settle-once, allowed transitions, seal
-binding, slash bounds, collateral cover, r = 1 payouts never released early, and that finalize
-succeeds for every job that is due (recovery never reverts). Reentrancy: test_reentrancy.py.
+Every call either succeeds with exactly the events the model predicts, or reverts with exactly
+the reason it predicts (a reverted call changes nothing). After every step the state the step
+changed is read from the chain in one call (stateful_lens.py, contracts/mocks/MarketLens.vy)
+and every invariant of ARCHITECTURE.md / contracts/README.md is checked: the chain matches the
+model, solvency, conservation, settle-once, allowed transitions, seal binding, slash bounds,
+collateral cover, r = 1 payouts never released early, and finalize succeeding for every job that
+is due (recovery never reverts). At the end of each example the whole state is read and checked,
+which catches a write the model did not predict. Reentrancy: test_reentrancy.py.
 
 Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (default 30).
 """
 
+import collections
 import copy
 import dataclasses
 import os
@@ -21,10 +24,6 @@ import ape
 import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
-import collections
-OUTCOMES = collections.Counter()
-def event(x):
-    OUTCOMES[x] += 1
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
@@ -43,12 +42,14 @@ REWARDS = [1, 3, 999, 10**18, 10**18 + 7]
 WINDOWS = [3, 20, 600]
 MAX_JOBS = 60  # the lens reads at most 96
 BATCH = 4
+# How often each call succeeded or reverted with each reason, printed at the end (pytest -s).
+OUTCOMES = collections.Counter()
 
 # One defect injected into an otherwise valid post.
 POST_DEFECTS = [
     ("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)),
     ("windows", (600, 600, 30 * 86_400 + 1)), ("inputs", [b"ok", b""]), ("inputs", []),
-    ("model_id", UNKNOWN_MODEL_ID), ("model_id", OTHER_MODEL_ID),
+    ("model_id", UNKNOWN_MODEL_ID),
 ]
 PARAM_VALUES = {
     "fee_bps": [250, 0, 1_000, 1_001],
@@ -164,12 +165,12 @@ class MarketMachine(RuleBasedStateMachine):
         try:
             fx = action(trial, t)
         except M.Revert as err:
-            event(f"{name}: {err.reason}")
+            OUTCOMES[f"{name}: {err.reason}"] += 1
             self.now = t  # a reverted transaction still takes a block here
             with ape.reverts(err.reason):
                 method(*args, sender=self._acct(sender))
             return None
-        event(f"{name}: ok")
+        OUTCOMES[f"{name}: ok"] += 1
         self.now = t
         receipt = method(*args, sender=self._acct(sender))
         self._apply_releases(receipt, trial, releases)
@@ -250,7 +251,7 @@ class MarketMachine(RuleBasedStateMachine):
         client = data.draw(st.sampled_from(self.world.clients), label="client")
         n = data.draw(st.integers(1, BATCH), label="n")
         args = {
-            "model_id": TEST_MODEL_ID,
+            "model_id": data.draw(st.sampled_from([TEST_MODEL_ID] * 3 + [OTHER_MODEL_ID]), label="model"),
             "inputs": [b"input %d" % i for i in range(n)],
             "r": data.draw(st.sampled_from([3, 1, 2, 1, 3, 5]), label="r"),
             "reward": data.draw(st.sampled_from(REWARDS), label="reward"),
@@ -312,9 +313,9 @@ class MarketMachine(RuleBasedStateMachine):
             receipt = self.market.withdraw(sender=self._acct(account))
         except ape.exceptions.ContractLogicError as err:
             assert outcome == "either" and err.message == "accounting: nothing to withdraw", err.message
-            event("withdraw: nothing released yet")
+            OUTCOMES["withdraw: nothing released yet"] += 1
             return
-        event("withdraw: ok")
+        OUTCOMES["withdraw: ok"] += 1
         trial = copy.deepcopy(self.model)
         self._apply_releases(receipt, trial, (account,))
         pay, stake = trial.withdraw(account)
@@ -331,11 +332,20 @@ class MarketMachine(RuleBasedStateMachine):
         return [(p, j) for j in self.model.jobs for p in self.world.stakers if self._try(check, p, j, *args, t)]
 
     def _wave(self, data, pairs, label):
-        """One job and an ordered set of its eligible providers, each to act in turn."""
+        """One job and its eligible providers (often all of them), each to act in turn."""
         job_id = data.draw(st.sampled_from(sorted({j for _, j in pairs})), label=f"{label} job")
         eligible = [p for p, j in pairs if j == job_id]
-        providers = data.draw(st.lists(st.sampled_from(eligible), min_size=1, max_size=len(eligible), unique=True), label=label)
-        return job_id, providers
+        everyone = st.permutations(eligible)
+        some = st.lists(st.sampled_from(eligible), min_size=1, max_size=len(eligible), unique=True)
+        return job_id, data.draw(everyone | some, label=label)
+
+    def _many(self, data, pairs):
+        """A provider with eligible jobs and a batch of them (plus, sometimes, arbitrary ids)."""
+        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+        return provider, self._batch_of(data, sorted({j for p, j in pairs if p == provider}))
+
+    def _batched(self, data) -> bool:
+        return not data.draw(st.integers(0, 3), label="batch call")
 
     def _batch_of(self, data, valid):
         """Up to four job ids for one batch call: mostly valid ones, some arbitrary."""
@@ -348,16 +358,15 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._claimable())
     @rule(data=st.data())
     def claim(self, data):
+        """Providers race for the seats of a job, or one provider claims a batch (claim_many
+        skips what it lost)."""
+        if self._batched(data):
+            provider, job_ids = self._many(data, self._claimable())
+            self._act(lambda m, t: m.claim_many(provider, job_ids, t), self.market.claim_many, (job_ids,), provider)
+            return
         job_id, providers = self._wave(data, self._claimable(), "claimers")
         for p in providers:
             self._act(lambda m, t, p=p: m.claim(p, job_id, t), self.market.claim, (job_id,), p)
-
-    @precondition(lambda self: self.model.jobs)
-    @rule(data=st.data())
-    def claim_many(self, data):
-        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
-        job_ids = self._batch_of(data, [j for p, j in self._claimable() if p == provider])
-        self._act(lambda m, t: m.claim_many(provider, job_ids, t), self.market.claim_many, (job_ids,), provider)
 
     def _result(self, data, job_id):
         kind = data.draw(st.sampled_from(["honest", "honest", "honest", "forged", "empty"]), label="result")
@@ -369,15 +378,13 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._deliverable())
     @rule(data=st.data())
     def deliver(self, data):
-        provider, job_id = data.draw(st.sampled_from(self._deliverable()), label="delivery")
-        result = self._result(data, job_id)
-        self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
-
-    @precondition(lambda self: self.model.jobs)
-    @rule(data=st.data())
-    def deliver_many(self, data):
-        provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
-        job_ids = self._batch_of(data, [j for p, j in self._deliverable() if p == provider])
+        """An r = 1 job claimed and delivered in one call (deliver_many skips failures)."""
+        if not self._batched(data):
+            provider, job_id = data.draw(st.sampled_from(self._deliverable()), label="delivery")
+            result = self._result(data, job_id)
+            self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+            return
+        provider, job_ids = self._many(data, self._deliverable())
         results = [self._result(data, j) for j in job_ids]
         if not data.draw(st.integers(0, 7), label="mismatch"):
             results.append(b"extra")
@@ -390,7 +397,7 @@ class MarketMachine(RuleBasedStateMachine):
         """(seal, result, salt) by behaviour: honest, wrong result, a copy of another seat's seal
         (useless: the seal binds its provider), or empty."""
         salt = salt_of(job_id, provider)
-        kind = data.draw(st.sampled_from(["honest", "honest", "honest", "wrong", "copy", "empty"]), label="behaviour")
+        kind = data.draw(st.sampled_from(["honest", "honest", "honest", "honest", "wrong", "copy", "empty"]), label="behaviour")
         if kind == "copy":
             job = self.model.jobs.get(job_id)
             others = [s.word for s in (job.seats.values() if job else []) if s.committed and not s.revealed and s.provider != provider]
@@ -416,19 +423,18 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._committable())
     @rule(data=st.data())
     def commit(self, data):
-        job_id, providers = self._wave(data, self._committable(), "committers")
+        """The seats of a job commit in turn, or one provider commits several seats at once
+        (commit_many: all or nothing)."""
+        pairs = self._committable()
+        if self._batched(data):
+            provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+            valid = sorted({j for p, j in pairs if p == provider})
+            job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
+            self._commit(provider, job_ids, [self._seal_for(data, provider, j) for j in job_ids])
+            return
+        job_id, providers = self._wave(data, pairs, "committers")
         for p in providers:
             self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
-
-    @precondition(lambda self: self._committable())
-    @rule(data=st.data())
-    def commit_many(self, data):
-        """One provider commits several of its seats at once (all or nothing)."""
-        pairs = self._committable()
-        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
-        valid = sorted({j for p, j in pairs if p == provider})
-        job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
-        self._commit(provider, job_ids, [self._seal_for(data, provider, j) for j in job_ids])
 
     def _opening(self, data, provider, job_id):
         """(result, salt) to reveal: what was committed, a wrong salt, or another provider's opening."""
@@ -458,33 +464,23 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.check_reveal(provider, job_id, result, salt, t)
 
     def _revealable(self):
-        r = self._pairs(self._check_own_reveal)
-        for j, job in self.model.jobs.items():
-            if job.ncommitted and job.status == M.OPEN:
-                for p in self.world.stakers:
-                    if (j, p) in self.memory:
-                        try:
-                            self._check_own_reveal(p, j, self.now + 1)
-                        except M.Revert as e:
-                            print("DBG", j, p[:6], e.reason, job.ncommitted, job.r, self.now + 1, job.deadlines())
-        return r
+        return self._pairs(self._check_own_reveal)
 
     @precondition(lambda self: self._revealable())
     @rule(data=st.data())
     def reveal(self, data):
-        job_id, providers = self._wave(data, self._revealable(), "revealers")
+        """The seats of a job reveal in turn (some with a wrong or stolen opening), or one
+        provider reveals several seats at once (reveal_many: all or nothing)."""
+        pairs = self._revealable()
+        if self._batched(data):
+            provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+            valid = sorted({j for p, j in pairs if p == provider})
+            job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
+            self._reveal(provider, job_ids, [self._opening(data, provider, j) for j in job_ids])
+            return
+        job_id, providers = self._wave(data, pairs, "revealers")
         for p in providers:
             self._reveal(p, [job_id], [self._opening(data, p, job_id)])
-
-    @precondition(lambda self: self._revealable())
-    @rule(data=st.data())
-    def reveal_many(self, data):
-        """One provider reveals several of its seats at once (all or nothing)."""
-        pairs = self._revealable()
-        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
-        valid = sorted({j for p, j in pairs if p == provider})
-        job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
-        self._reveal(provider, job_ids, [self._opening(data, provider, j) for j in job_ids])
 
     @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
@@ -535,7 +531,12 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._due())
     @rule(data=st.data())
     def finalize(self, data):
-        """A keeper settles a due job: the recovery action behind every deadline."""
+        """Anyone settles a due job (the recovery action behind every deadline), or keepers race
+        with finalize_many, which skips items not due or already settled."""
+        if self._batched(data):
+            job_ids = self._batch_of(data, self._due())
+            self._act(lambda m, t: m.finalize(job_ids, t, strict=False), self.market.finalize_many, (job_ids,), self.world.outsider)
+            return
         job_id = data.draw(st.sampled_from(self._due()), label="job")
         self._finalize(data.draw(st.sampled_from(self.everyone), label="caller"), job_id)
 
@@ -544,13 +545,6 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _finalize(self, caller, job_id):
         self._act(lambda m, t: m.finalize([job_id], t, strict=True), self.market.finalize, (job_id,), caller)
-
-    @precondition(lambda self: self.model.jobs)
-    @rule(data=st.data())
-    def finalize_many(self, data):
-        """Keepers racing: items not due or already settled are skipped, not reverted."""
-        job_ids = self._batch_of(data, self._due())
-        self._act(lambda m, t: m.finalize(job_ids, t, strict=False), self.market.finalize_many, (job_ids,), self.world.outsider)
 
     def _challengeable(self):
         return [j for j in self.model.jobs if self._try(self.model.check_challenge, j, self.now + 1)]
@@ -782,5 +776,28 @@ def test_marketplace_invariants(world, chain):
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
         ),
     )
-    for k, v in sorted(OUTCOMES.items()):
-        print(f"{v:6d} {k}")
+    for outcome, count in sorted(OUTCOMES.items()):
+        print(f"{count:6d} {outcome}")
+
+
+def test_settlement_keeps_each_seats_own_word(world):
+    """Seal binding, pinned: after finalize every seat still shows its own seal or revealed
+    digest (README: "word = seal, or digest once revealed"). The losing seat 0 revealed a
+    forgery and must keep showing that digest, not the majority's."""
+    m, (p0, p1, p2) = world.market, [world.accounts[p] for p in world.providers[:3]]
+    client = world.accounts[world.clients[0]]
+    tx = m.post_job(TEST_MODEL_ID, b"input", 3, 10**18, 600, 600, 600, sender=client)
+    (job_id,) = [log.job_id for log in tx.decode_logs(m.JobPosted)]
+    results = {p0: forgery(job_id), p1: truth(job_id), p2: truth(job_id)}
+    for p in results:
+        m.claim(job_id, sender=p)
+    for p, result in results.items():
+        m.commit(job_id, M.seal_of(job_id, str(p), result, salt_of(job_id, str(p))), sender=p)
+    for p, result in results.items():
+        m.reveal(job_id, result, salt_of(job_id, str(p)), sender=p)
+    m.finalize(job_id, sender=client)
+    assert m.job(job_id).result_digest == keccak(truth(job_id))
+    for index, p in enumerate(results):
+        seat = m.seat(job_id, index)
+        assert (seat.provider, seat.revealed) == (p.address, True)
+        assert seat.word == keccak(results[p]), f"seat {index} shows another seat's digest"

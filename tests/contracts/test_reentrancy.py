@@ -92,7 +92,7 @@ def delivered_job(hmarket, clients, providers):
     return job_id
 
 
-def reentry_calls(market, attacker, delivered_job):
+def reentry_calls(market, delivered_job):
     """Each token-moving entry point with arguments that are valid outside the lock."""
     return {
         "withdraw": (market.withdraw, []),
@@ -111,7 +111,7 @@ def test_withdraw_reentry_is_refused(hmarket, hook_token, attacker, outsider, de
     act(attacker, outsider, hmarket.deposit, credit)
     market_before = hook_token.balanceOf(hmarket)
     attacker_before = hook_token.balanceOf(attacker)
-    method, args = reentry_calls(hmarket, attacker, delivered_job)[reentry]
+    method, args = reentry_calls(hmarket, delivered_job)[reentry]
     arm(attacker, outsider, method, args, hmarket.balances, [attacker])
 
     act(attacker, outsider, hmarket.withdraw)

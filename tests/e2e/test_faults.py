@@ -1,0 +1,160 @@
+"""Faults on anvil under three agent processes: malformed jobs, an RPC outage, a dropped
+transaction, a reorg, and kill -9 between commit and reveal. One cluster serves the
+module (starting three agents costs tens of seconds); each test leaves it healthy.
+Every test ends with the job settled by the honest majority and each agent's
+transactions clean: every intent confirmed once, nonces contiguous."""
+
+import signal
+import time
+
+import pytest
+from cluster import REWARD, WINDOWS, Cluster, clean_transactions
+from eth_utils import keccak
+
+from client.errors import InvalidInput, ModelNotFound
+from client.protocol import MAX_INPUT, JobStatus
+from provider.agent.store import JobState
+
+pytestmark = pytest.mark.anvil
+
+
+@pytest.fixture(scope="module")
+def shared(engine, tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("faults"), engine)
+    try:
+        cluster.start_agents()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(shared):
+    assert all(a.alive for a in shared.agents), "an agent died in an earlier test"
+    yield shared
+    for agent in shared.agents:  # a failed test may have left some stopped
+        if agent.alive:
+            agent.signal(signal.SIGCONT)
+
+
+def settled_by_all(cluster: Cluster, job_ids: list[int], what: str) -> None:
+    """Wait until the jobs are finalized and every agent was paid for each."""
+    cluster.wait(lambda: all(cluster.market.job(j).status is JobStatus.FINALIZED for j in job_ids)
+                 and all((r := a.job(j)) is not None and r.state is JobState.PAID
+                         for a in cluster.agents for j in job_ids), what)
+    expected = cluster.engine.embed([cluster.texts[j] for j in job_ids])
+    assert [cluster.market.job(j).result_digest for j in job_ids] == [keccak(e) for e in expected]
+    for agent in cluster.agents:
+        clean_transactions(cluster, agent)
+
+
+def intents(agent, kind: str, job_id: int) -> list:
+    return [t for t in agent.txs() if t.kind == kind and job_id in t.meta.get("jobs", [])]
+
+
+def test_malformed_jobs_are_refused_and_the_client_refunded(cluster):
+    client, market = cluster.client, cluster.market
+    with pytest.raises(ModelNotFound, match="models: unknown model"):
+        client.post_many(["fine text"], reward=REWARD, model_id=keccak(b"no such model"))
+    with pytest.raises(InvalidInput, match=f"1..{MAX_INPUT} bytes"):
+        client.post_many([b"x" * (MAX_INPUT + 1)], reward=REWARD)
+
+    bad = client.post_many([b"\xff\xfe not utf-8", b" \n\t "], reward=REWARD, r=3, deadlines=WINDOWS)
+    good = cluster.post(["Agents keep serving after refusing bad jobs."], r=3)
+    cluster.wait(lambda: all((r := a.job(j)) is not None and r.state is JobState.REFUSED
+                             for a in cluster.agents for j in bad), "every agent refusing")
+    settled_by_all(cluster, good, "the good job")
+    assert all(market.job(j).nclaimed == 0 for j in bad)
+
+    cluster.advance(WINDOWS.claim + 1)  # unclaimed past the claim deadline: refundable
+    deposited = client.balances().deposited
+    refunds = client.finalize(bad)
+    assert [(e.job_id, e.status) for e in refunds] == [(j, JobStatus.CANCELLED) for j in bad]
+    assert [e.client_refund for e in refunds] == [market.job_price(3, REWARD, 1)] * 2
+    assert client.balances().deposited == deposited + 2 * market.job_price(3, REWARD, 1)
+    assert all(a.alive for a in cluster.agents)
+
+
+def test_rpc_endpoint_going_away_for_a_while(cluster):
+    [job] = cluster.post(["The endpoint goes away mid-job."], r=3)
+    cluster.wait(lambda: cluster.market.job(job).nclaimed == 3, "claims")
+    before = [a.log_text().count("rpc unavailable") for a in cluster.agents]
+    cluster.proxy.down()  # the agents' endpoint refuses connections; the chain goes on
+    try:
+        cluster.wait(lambda: all(a.log_text().count("rpc unavailable") > n
+                                 for a, n in zip(cluster.agents, before)), "agents noticing")
+        time.sleep(3)  # a few backoff rounds
+        assert all(a.alive for a in cluster.agents)
+    finally:
+        cluster.proxy.up()
+    settled_by_all(cluster, [job], "the job after the outage")
+
+
+def test_a_dropped_transaction_is_sent_again(cluster):
+    a = cluster.agents[0]
+    for agent in cluster.agents:
+        agent.signal(signal.SIGSTOP)
+    [job] = cluster.post(["A transaction vanishes from the pool."], r=3)
+    cluster.anvil.rpc("evm_setAutomine", False)
+    for agent in cluster.agents:
+        agent.signal(signal.SIGCONT)
+
+    def pooled() -> list[str]:
+        pending = cluster.anvil.rpc("txpool_content")["pending"]
+        return [tx["hash"] for sender, txs in pending.items() if sender.lower() == a.address.lower()
+                for tx in txs.values()]
+
+    try:
+        cluster.wait(lambda: bool(pooled()), "the claim in the pool")
+        [claim] = pooled()
+        cluster.anvil.rpc("anvil_dropTransaction", claim)
+        cluster.wait(lambda: "tx dropped by the node; sending again" in a.log_text(), "the re-broadcast")
+    finally:
+        cluster.anvil.rpc("evm_setAutomine", True)
+        cluster.anvil.rpc("evm_mine")
+    settled_by_all(cluster, [job], "the job after the drop")
+    [intent] = intents(a, "claim", job)
+    assert intent.mined_hash.hex() == claim.removeprefix("0x")  # the same signed bytes
+
+
+def test_a_reorg_under_running_agents(cluster):
+    for agent in cluster.agents:
+        agent.signal(signal.SIGSTOP)
+    [job] = cluster.post(["The chain reorganises under the agents."], r=3)
+    cluster.anvil.rpc("anvil_mine", 3)  # the post stays below the coming reorg
+    floor = cluster.w3.eth.block_number
+    for agent in cluster.agents:
+        agent.signal(signal.SIGCONT)
+    cluster.wait(lambda: cluster.market.job(job).nclaimed == 3, "claims")
+    for agent in cluster.agents:  # paused for a moment: we must know which blocks go
+        agent.signal(signal.SIGSTOP)
+    head = cluster.w3.eth.block_number
+    depth = min(3, head - floor)
+    orphaned = [bytes(h) for n in range(head - depth + 1, head + 1)
+                for h in cluster.w3.eth.get_block(n)["transactions"]]
+    cluster.anvil.rpc("anvil_reorg", depth, [])  # replaces the last blocks, without their txs
+    assert cluster.w3.eth.get_block(head)["transactions"] == []
+    for agent in cluster.agents:
+        agent.signal(signal.SIGCONT)
+    settled_by_all(cluster, [job], "the job after the reorg")
+    # The agents sent the orphaned transactions again, byte for byte (same hashes).
+    assert all(cluster.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in orphaned)
+    for agent in cluster.agents:
+        assert len(intents(agent, "claim", job)) == 1
+
+
+def test_kill_9_between_commit_and_reveal_then_restart(cluster):
+    a, b, c = cluster.agents
+    for agent in (b, c):  # reveals open once all three committed: a waits alone
+        agent.signal(signal.SIGSTOP)
+    [job] = cluster.post(["Killed between commit and reveal."], r=3)
+    cluster.wait(lambda: (r := a.job(job)) is not None and r.state is JobState.COMMITTED, "a's commit")
+    a.kill()
+    for agent in (b, c):
+        agent.signal(signal.SIGCONT)
+    cluster.wait(lambda: cluster.market.job(job).nrevealed == 2, "b and c revealing")
+
+    a.start()  # same store: reconciles, reveals the stored result with its stored salt
+    settled_by_all(cluster, [job], "a's reveal after the restart")  # paid: its reveal matched its seal
+    for kind in ("claim", "commit", "reveal"):
+        assert len(intents(a, kind, job)) == 1

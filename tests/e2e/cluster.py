@@ -104,9 +104,12 @@ class AgentProcess:
 class Cluster:
     """anvil + the marketplace + funded providers and client + agent processes."""
 
-    def __init__(self, workdir: Path, engine, agents: int = 3):
-        self.workdir, self.engine = workdir, engine
-        self.anvil: Anvil = start_anvil()
+    def __init__(self, workdir: Path, engine, agents: int = 3, *, block_time: int | None = None,
+                 tx_confirmations: int = 1):
+        """`block_time`: mine every that many seconds instead of one block per transaction
+        (deeper `tx_confirmations` need blocks that nobody's transaction makes)."""
+        self.workdir, self.engine, self.tx_confirmations = workdir, engine, tx_confirmations
+        self.anvil: Anvil = start_anvil(*(["--block-time", str(block_time)] if block_time else []))
         self.proxy = RpcProxy(self.anvil.url)
         self.w3 = self.anvil.w3()
         self.owner = funded_account(OWNER)
@@ -152,6 +155,7 @@ start_block = {self.start_block}
 poll_interval = 0.1
 [tx]
 poll_interval = 0.1
+confirmations = {self.tx_confirmations}
 [metrics]
 enabled = false
 [log]

@@ -2,7 +2,11 @@
 transaction, a reorg, and kill -9 between commit and reveal. One cluster serves the
 module (starting three agents costs tens of seconds); each test leaves it healthy.
 Every test ends with the job settled by the honest majority and each agent's
-transactions clean: every intent confirmed once, nonces contiguous."""
+transactions clean: every intent confirmed once, nonces contiguous.
+
+The chain mines a block a second and agents take a receipt as final only after
+CONFIRMATIONS blocks: a reorg must stay shallower than that for an agent to undo
+what it saw (deeper ones are out of its reach)."""
 
 import signal
 import time
@@ -17,10 +21,14 @@ from provider.agent.store import JobState
 
 pytestmark = pytest.mark.anvil
 
+CONFIRMATIONS = 3
+REORG_DEPTH = 2  # < CONFIRMATIONS
+
 
 @pytest.fixture(scope="module")
 def shared(engine, tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("faults"), engine)
+    cluster = Cluster(tmp_path_factory.mktemp("faults"), engine, block_time=1,
+                      tx_confirmations=CONFIRMATIONS)
     try:
         cluster.start_agents()
         yield cluster
@@ -95,7 +103,7 @@ def test_a_dropped_transaction_is_sent_again(cluster):
     for agent in cluster.agents:
         agent.signal(signal.SIGSTOP)
     [job] = cluster.post(["A transaction vanishes from the pool."], r=3)
-    cluster.anvil.rpc("evm_setAutomine", False)
+    cluster.anvil.rpc("evm_setIntervalMining", 0)  # mining paused: transactions wait in the pool
     for agent in cluster.agents:
         agent.signal(signal.SIGCONT)
 
@@ -110,8 +118,7 @@ def test_a_dropped_transaction_is_sent_again(cluster):
         cluster.anvil.rpc("anvil_dropTransaction", claim)
         cluster.wait(lambda: "tx dropped by the node; sending again" in a.log_text(), "the re-broadcast")
     finally:
-        cluster.anvil.rpc("evm_setAutomine", True)
-        cluster.anvil.rpc("evm_mine")
+        cluster.anvil.rpc("evm_setIntervalMining", 1)
     settled_by_all(cluster, [job], "the job after the drop")
     [intent] = intents(a, "claim", job)
     assert intent.mined_hash.hex() == claim.removeprefix("0x")  # the same signed bytes
@@ -121,19 +128,21 @@ def test_a_reorg_under_running_agents(cluster):
     for agent in cluster.agents:
         agent.signal(signal.SIGSTOP)
     [job] = cluster.post(["The chain reorganises under the agents."], r=3)
-    cluster.anvil.rpc("anvil_mine", 3)  # the post stays below the coming reorg
-    floor = cluster.w3.eth.block_number
+    cluster.anvil.rpc("anvil_mine", CONFIRMATIONS)  # the post stays below the coming reorg
     for agent in cluster.agents:
         agent.signal(signal.SIGCONT)
     cluster.wait(lambda: cluster.market.job(job).nclaimed == 3, "claims")
-    for agent in cluster.agents:  # paused for a moment: we must know which blocks go
+    # Mining and agents paused for a moment: we must know which blocks go.
+    cluster.anvil.rpc("evm_setIntervalMining", 0)
+    for agent in cluster.agents:
         agent.signal(signal.SIGSTOP)
     head = cluster.w3.eth.block_number
-    depth = min(3, head - floor)
-    orphaned = [bytes(h) for n in range(head - depth + 1, head + 1)
+    orphaned = [bytes(h) for n in range(head - REORG_DEPTH + 1, head + 1)
                 for h in cluster.w3.eth.get_block(n)["transactions"]]
-    cluster.anvil.rpc("anvil_reorg", depth, [])  # replaces the last blocks, without their txs
+    assert orphaned, "no agent transaction in the blocks to orphan"
+    cluster.anvil.rpc("anvil_reorg", REORG_DEPTH, [])  # replaces them, without their txs
     assert cluster.w3.eth.get_block(head)["transactions"] == []
+    cluster.anvil.rpc("evm_setIntervalMining", 1)
     for agent in cluster.agents:
         agent.signal(signal.SIGCONT)
     settled_by_all(cluster, [job], "the job after the reorg")

@@ -35,6 +35,7 @@ QUANT_SHIFT = 40
 # probabilities are integers in [0, PROB_MAX] (PROB_MAX ~ 1.0) so that
 # prob = (prob >> 7) * 128 + (prob & 127) splits into two int8-range halves.
 EXP_ONE_BITS = 20
+RATE_SHIFT = 10
 PROB_MAX = (1 << 14) - 1
 PROB_SHIFT = 32
 # LayerNorm: reciprocal std bits and the Q16 normalised value.
@@ -74,22 +75,26 @@ class LinearParams:
         return torch.int16 if self.out_max <= INT16_MAX else torch.int32
 
     @cached_property
-    def _planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # CPU helpers: W^T, 256 * M and the bias with the lo-plane offset folded in
-        w = self.weight
-        offset = 128 * w.to(torch.int64).sum(dim=1) * self.multiplier
-        bias = (offset + self.bias + (1 << (self.shift - 1))).to(torch.float64)
-        return w.t(), (256 * self.multiplier).to(torch.float64), bias
+    def _planes(self) -> tuple[torch.Tensor, ...]:
+        # CPU helpers: W^T, 256 * M, M and the bias with the rounding and the lo-plane
+        # offset folded in, as float64 (exact: integers below 2**53)
+        w, m = self.weight, self.multiplier
+        bias = 128 * w.to(torch.int64).sum(dim=1) * m + self.bias + (1 << (self.shift - 1))
+        return (w.t(), (256 * m).to(torch.float64), m.to(torch.float64),
+                bias.to(torch.float64))
+
 
 @dataclass(frozen=True)
 class AttentionParams:
     """Constants of the integer softmax attention (derived in ``quantize.py``).
 
     heads, head_dim: H and D (hidden = H * D).
-    score_mult, score_shift: CQK < 2**12 and SQK; the base-2 exponent of a score
-        difference is ``round_shift(delta * mq * CQK, SQK)`` in Q(exp_frac_bits).
-    exp_frac_bits: E; exp_lut: int32 [2**E], LUT[f] = round(2**20 * 2**(-f / 2**E)).
-    out_mult, out_shift: MC < 2**20 and SC for the context requantisation.
+    score_mult, score_shift: CQK < 2**13 and S; with the per-row rate
+        R = round_shift(mq * CQK, RATE_SHIFT) < 2**18 the base-2 exponent of a
+        score difference is round_shift(delta * R, S) in Q(exp_frac_bits).
+    exp_table: int32 [cap + 1], exp_table[e] = round(2**20 * 2**(-e / 2**E)) for e < cap
+        and exp_table[cap] = 0, with cap = 21 * 2**E (all entries below cap are >= 1).
+    out_mult, out_shift: MC < 2**15 and SC for the context requantisation.
     """
 
     heads: int
@@ -97,14 +102,13 @@ class AttentionParams:
     score_mult: int
     score_shift: int
     exp_frac_bits: int
-    exp_lut: torch.Tensor
+    exp_table: torch.Tensor
     out_mult: int
     out_shift: int
 
     @property
     def exp_cap(self) -> int:
-        """Exponents >= this give probability 0 (2**-21 rounds to 0 from Q20)."""
-        return (EXP_ONE_BITS + 2) << self.exp_frac_bits
+        return self.exp_table.numel() - 1
 
 
 @dataclass(frozen=True)
@@ -164,51 +168,60 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     lo = (x & 255) - 128, two exact int8 ``_int_mm``s; the epilogue runs in float64,
     exact because every intermediate is an integer below 2**53.
     """
-    wt, mult256, bias = p._planes
+    wt, mult256, mult, bias = p._planes
     hi = (x >> 8).to(torch.int8)
     lo = (x & 255).sub_(128).to(torch.int8)
     y = torch._int_mm(hi, wt).to(torch.float64).mul_(mult256)
-    y.addcmul_(torch._int_mm(lo, wt), p.multiplier).add_(bias)
+    y.addcmul_(torch._int_mm(lo, wt).to(torch.float64), mult).add_(bias)
     y = y.mul_(2.0 ** -p.shift).floor_().clamp_(-p.out_max, p.out_max)
     if p.gelu_lut is not None:
         return gelu(y.to(torch.int64), p.gelu_lut).to(p.out_dtype)
     return y.to(p.out_dtype)
 
 
-def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Integer batched matmul through float32, exact when every partial sum < 2**24.
-
-    Callers prove that bound; float32 matmul precision must be 'highest' (no TF32/bf16
-    shortcuts), otherwise float64 is used, exact below 2**53.
-    """
+def _f32_exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Integer matmul through float32, exact when every partial sum is below 2**24
+    (callers prove it); float64 (exact below 2**53) if float32 matmuls may use TF32/bf16."""
     dtype = torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
-    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.int64)
+    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.float64)
+
+
+# sequences per attention chunk: keeps the [chunk, H, L, L] intermediates cache-sized
+_ATTENTION_CHUNK_SCORES = 1 << 18
 
 
 def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torch.Tensor:
     """Multi-head self-attention with an integer softmax, per (sequence, head).
 
-    Input: qkv int16-range [B, L, 3 * H * D] (columns: Q | K | V, head h at
-    h*D:(h+1)*D inside each), mask bool [B, L] (True = real token, >= 1 per sequence).
-    For one sequence and head, with rows i (queries) and j (keys), unmasked j only:
+    Input: qkv int16 [B, L, 3 * H * D] with |.| <= 32767 (columns: Q | K | V, head h at
+    h*D:(h+1)*D inside each), mask bool [B, L] (True = real token, >= 1 per sequence,
+    L <= 512). For one sequence and head, rows i (queries), keys j unmasked only:
       q8, mq = quantize_rows(Q)     k8, mk = quantize_rows(K)        (per token)
       v8, mv = quantize_rows(V^T)   per channel c over the sequence's unmasked tokens
                                     (masked rows of V are zeroed first)
-      acc[i,j] = q8[i] . k8[j]              |acc| <= 127**2 * D < 2**19 (D = 32)
-      t[i,j] = acc[i,j] * mk[j]             |t| < 2**34
-      delta[i,j] = max_j' t[i,j'] - t[i,j]  0 <= delta < 2**35
-      e[i,j] = min(round_shift(delta * (mq[i] * CQK), SQK), cap)     (< 2**62)
-               (base-2 exponent in Q(E); cap = (20 + 2) << E)
-      p[i,j] = round_shift(LUT[e & (2**E - 1)], e >> E) if e < cap else 0   (<= 2**20)
-      S[i] = sum_j p[i,j] (>= 2**20, the max term is exactly 2**20; < 2**29 for L<=512)
-      prob[i,j] = round_shift(p[i,j] * ((PROB_MAX << 32) // S[i]), 32)  in [0, PROB_MAX]
-      ctx[i,c] = sum_j prob[i,j] * v8[j,c]  |ctx| <= 127 * (PROB_MAX + L/2) < 2**22
-      out[i,c] = clamp(round_shift(ctx[i,c] * mv[c] * MC, SC), -32767, 32767)  (< 2**57)
-    Masked keys get probability exactly 0; masked query rows output 0.
-    The float32 matmuls are exact: every product and partial sum of q8.k8 is an integer
-    below 2**19 and of prob.v8 below 127 * (PROB_MAX + L/2) < 2**24.
-    Returns int16 [B, L, H * D].
+      t[i,j] = (q8[i] . k8[j]) * mk[j]       |t| <= 32 * 127**2 * 32767 < 2**34
+      delta[i,j] = max_j' t[i,j'] - t[i,j]   0 <= delta < 2**35
+      R[i] = round_shift(mq[i] * CQK, 10)                              < 2**18
+      e[i,j] = min(round_shift(delta * R[i], S), cap)                 delta * R < 2**53
+      p[i,j] = exp_table[e[i,j]]            (masked keys: 0)           <= 2**20
+      Sum[i] = sum_j p[i,j]                  2**20 <= Sum < 2**29 (the max term is 2**20)
+      prob[i,j] = round_shift(p[i,j] * ((PROB_MAX << 32) // Sum[i]), 32)  in [0, PROB_MAX]
+      ctx[i,c] = sum_j prob[i,j] * v8[j,c]   |ctx| <= 127 * (PROB_MAX + L/2) < 2**22
+      out[i,c] = clamp(round_shift(ctx * mv[c] * MC, SC), -32767, 32767)  (< 2**52)
+    Masked query rows output 0. Returns int16 [B, L, H * D] in V's fixed point.
+
+    CPU route: float64 arithmetic on integers below 2**53 (every product above), so it
+    is exact; q8.k8 * mk sums stay below 2**34 and prob.v8 partial sums below 2**22.
     """
+    b, length, _ = qkv.shape
+    step = max(1, _ATTENTION_CHUNK_SCORES // (p.heads * length * length))
+    out = torch.empty(b, length, p.heads * p.head_dim, dtype=torch.int16, device=qkv.device)
+    for s in range(0, b, step):
+        out[s:s + step] = _attention_chunk(qkv[s:s + step], mask[s:s + step], p)
+    return out
+
+
+def _attention_chunk(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torch.Tensor:
     b, length, _ = qkv.shape
     h, d = p.heads, p.head_dim
     q, k, v = qkv.view(b, length, 3, h, d).permute(2, 0, 3, 1, 4)  # each [B, H, L, D]
@@ -217,22 +230,19 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     k8, mk = quantize_rows(k)
     v8t, mv = quantize_rows(v.masked_fill(~mask[:, None, :, None], 0).transpose(-1, -2))
 
-    t = _exact_matmul(q8, k8.transpose(-1, -2)).mul_(mk.to(torch.int64).unsqueeze(-2))
-    t.masked_fill_(~key, -(1 << 62))
-    delta = (t.amax(dim=-1, keepdim=True) - t).masked_fill_(~key, 0)
-    rate = (mq.to(torch.int64) * p.score_mult).unsqueeze(-1)
-    e = round_shift(delta.mul_(rate), p.score_shift).clamp_(max=p.exp_cap)
-    e.masked_fill_(~key, p.exp_cap)
-    frac_mask = (1 << p.exp_frac_bits) - 1
-    k_shift = e >> p.exp_frac_bits
-    pe = p.exp_lut[e & frac_mask].to(torch.int64)
-    pe = (pe + ((1 << k_shift) >> 1)) >> k_shift  # round_shift with a per-element shift
-    pe.masked_fill_(e >= p.exp_cap, 0)
+    kf = k8.to(torch.float64).mul_(mk.unsqueeze(-1))
+    t = torch.matmul(q8.to(torch.float64), kf.transpose(-1, -2))  # [B, H, L, L]
+    t.masked_fill_(~key, -2.0 ** 60)  # finite: masked keys are zeroed after the table
+    rate = round_shift(mq.to(torch.int64) * p.score_mult, RATE_SHIFT)
+    e = torch.sub(t.amax(dim=-1, keepdim=True), t, out=t).mul_(rate.unsqueeze(-1))
+    e = e.add_(float(1 << (p.score_shift - 1))).mul_(2.0 ** -p.score_shift).floor_()
+    pe = p.exp_table[e.clamp_(max=p.exp_cap).to(torch.int64)].masked_fill_(~key, 0)
 
-    recip = (PROB_MAX << PROB_SHIFT) // pe.sum(dim=-1, keepdim=True)
-    prob = round_shift(pe.mul_(recip), PROB_SHIFT)
-    ctx = _exact_matmul(prob, v8t.transpose(-1, -2))  # [B, H, L, D]
-    out = round_shift(ctx.mul_(mv.to(torch.int64).unsqueeze(-2) * p.out_mult), p.out_shift)
+    recip = (PROB_MAX << PROB_SHIFT) // pe.sum(dim=-1, keepdim=True, dtype=torch.int64)
+    prob = pe.to(torch.float64).mul_(recip * 2.0 ** -PROB_SHIFT).add_(0.5).floor_()
+    ctx = _f32_exact_matmul(prob, v8t.transpose(-1, -2))  # [B, H, L, D]
+    scale = (mv.to(torch.float64) * p.out_mult).unsqueeze(-2)
+    out = ctx.mul_(scale).add_(float(1 << (p.out_shift - 1))).mul_(2.0 ** -p.out_shift).floor_()
     out = out.clamp_(-INT16_MAX, INT16_MAX).masked_fill_(~mask[:, None, :, None], 0)
     return out.permute(0, 2, 1, 3).reshape(b, length, h * d).to(torch.int16)
 
@@ -240,18 +250,15 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
 def isqrt(n: torch.Tensor) -> torch.Tensor:
     """floor(sqrt(n)) for an int64 tensor with 0 <= n < 2**62, exactly.
 
-    Digit-by-digit (binary restoring) square root, 31 fixed steps; any exact method
-    gives the same result since floor(sqrt(n)) is unique.
+    floor(sqrt(n)) is unique, so any exact method gives the same bits (a kernel may use
+    the bitwise restoring method). Here: the float64 square root is within 1 of it
+    (relative error < 2**-52 on a value below 2**31), then one integer correction
+    step in each direction makes it exact.
     """
-    n = n.clone()
-    res = torch.zeros_like(n)
-    for i in range(31):
-        bit = 1 << (60 - 2 * i)
-        trial = res + bit
-        take = n >= trial
-        n = torch.where(take, n - trial, n)
-        res = torch.where(take, (res >> 1) + bit, res >> 1)
-    return res
+    r = torch.sqrt(n.to(torch.float64)).to(torch.int64)
+    r -= (r * r > n).to(torch.int64)
+    r += ((r + 1) * (r + 1) <= n).to(torch.int64)
+    return r
 
 
 def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,

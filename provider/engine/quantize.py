@@ -90,14 +90,14 @@ def layernorm_out_bound(ln: LayerNormParams) -> int:
 def attention_params(heads: int, head_dim: int) -> AttentionParams:
     # exponent (base 2, Q(E)) per unit of acc * mk * mq: log2(e) / sqrt(D) / scales
     rate = 2.0 ** EXP_FRAC_BITS / math.log(2.0) / (127.0 ** 2 * math.sqrt(head_dim) * 2.0 ** (2 * F_QK))
-    score_shift = max(s for s in range(1, 63) if round_fixed(rate, s) < 1 << 12)
-    f = np.arange(1 << EXP_FRAC_BITS, dtype=np.float64) / 2.0 ** EXP_FRAC_BITS
-    lut = round_fixed(np.exp2(-f), intops.EXP_ONE_BITS).astype(np.int32)
+    mult_shift = max(s for s in range(1, 63) if round_fixed(rate, s) < 1 << 13)
+    e = np.arange(21 << EXP_FRAC_BITS, dtype=np.float64) / 2.0 ** EXP_FRAC_BITS
+    table = np.append(round_fixed(np.exp2(-e), intops.EXP_ONE_BITS), 0).astype(np.int32)
     # context: prob / PROB_MAX * v8 * mv / 127 in Q(F_V) stays in Q(F_V)
     out_rate = 1.0 / (intops.PROB_MAX * 127.0)
-    out_shift = max(s for s in range(1, 63) if round_fixed(out_rate, s) < 1 << 20)
-    return AttentionParams(heads, head_dim, int(round_fixed(rate, score_shift)), score_shift,
-                           EXP_FRAC_BITS, torch.from_numpy(lut),
+    out_shift = max(s for s in range(1, 63) if round_fixed(out_rate, s) < 1 << 15)
+    return AttentionParams(heads, head_dim, int(round_fixed(rate, mult_shift)),
+                           mult_shift - intops.RATE_SHIFT, EXP_FRAC_BITS, torch.from_numpy(table),
                            int(round_fixed(out_rate, out_shift)), out_shift)
 
 
@@ -144,7 +144,8 @@ def quantize_model(w: dict[str, np.ndarray], cfg: BertConfig) -> QuantizedModel:
 
 FORMAT_CONSTANTS = {
     name: getattr(intops, name) for name in (
-        "INT16_MAX", "RESIDUAL_MAX", "QUANT_SHIFT", "EXP_ONE_BITS", "PROB_MAX", "PROB_SHIFT",
+        "INT16_MAX", "RESIDUAL_MAX", "QUANT_SHIFT", "EXP_ONE_BITS", "RATE_SHIFT", "PROB_MAX",
+        "PROB_SHIFT",
         "LN_RECIP_SHIFT", "LN_Z_BITS", "LN_MEAN_SHIFT")}
 
 

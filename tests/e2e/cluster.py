@@ -69,11 +69,12 @@ class AgentProcess:
         self.proc.kill()
         self.proc.wait()
         self._log_file.close()
+        self.proc = None  # not expected to run until start()
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM; the exit code (killed after `timeout`)."""
         if not self.alive:
-            return self.proc.returncode
+            return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
         self.proc.terminate()
         try:
@@ -203,6 +204,7 @@ format = "json"
 def clean_transactions(cluster: Cluster, agent: AgentProcess) -> None:
     """Every intent confirmed once, nonces contiguous from 0 and equal to the chain's:
     nothing sent twice, nothing skipped."""
+    cluster.wait(lambda: all(not t.status.is_open for t in agent.txs()), f"{agent.name}'s confirmations")
     intents = agent.txs()
     assert [t.status.value for t in intents] == ["confirmed"] * len(intents)
     assert [t.nonce for t in intents] == list(range(len(intents)))

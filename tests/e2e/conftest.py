@@ -9,6 +9,7 @@ import pytest
 # agent_chain.py lives beside the agent tests; a `tests` package in site-packages
 # shadows `tests.agent`, so put its folder on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+pytest.register_assert_rewrite("cluster")  # its checks report like the tests' own
 
 
 @pytest.fixture(scope="session")

@@ -75,13 +75,14 @@ class LinearParams:
         return torch.int16 if self.out_max <= INT16_MAX else torch.int32
 
     @cached_property
-    def _planes(self) -> tuple[torch.Tensor, ...]:
-        # CPU helpers: W^T, 256 * M, M and the bias with the rounding and the lo-plane
-        # offset folded in, as float64 (exact: integers below 2**53)
+    def _planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # CPU helpers: W^T, M / 2**shift and the bias with the rounding and the lo-plane
+        # offset folded in, / 2**shift, as float64 (exact: integers below 2**53 times a
+        # power of two)
         w, m = self.weight, self.multiplier
         bias = 128 * w.to(torch.int64).sum(dim=1) * m + self.bias + (1 << (self.shift - 1))
-        return (w.t(), (256 * m).to(torch.float64), m.to(torch.float64),
-                bias.to(torch.float64))
+        scale = 2.0 ** -self.shift
+        return w.t(), m.to(torch.float64) * scale, bias.to(torch.float64) * scale
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,19 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
 
     CPU route: x = 256 * hi + lo + 128 with int8 planes hi = x >> 8 and
-    lo = (x & 255) - 128, two exact int8 ``_int_mm``s; the epilogue runs in float64,
-    exact because every intermediate is an integer below 2**53.
+    lo = (x & 255) - 128, two exact int8 ``_int_mm``s; 256 * A_hi + A_lo = (x - 128) . W
+    fits int32 for K <= 514. The epilogue runs in float64 on (integer < 2**53) / 2**shift
+    values, which float64 represents exactly, so floor() gives round_shift exactly.
     """
-    wt, mult256, mult, bias = p._planes
+    wt, mult, bias = p._planes
     hi = (x >> 8).to(torch.int8)
     lo = (x & 255).sub_(128).to(torch.int8)
-    y = torch._int_mm(hi, wt).to(torch.float64).mul_(mult256)
-    y.addcmul_(torch._int_mm(lo, wt).to(torch.float64), mult).add_(bias)
-    y = y.mul_(2.0 ** -p.shift).floor_().clamp_(-p.out_max, p.out_max)
+    a_hi, a_lo = torch._int_mm(hi, wt), torch._int_mm(lo, wt)
+    if x.shape[1] <= 514:
+        acc = a_hi.mul_(256).add_(a_lo).to(torch.float64)
+    else:
+        acc = a_hi.to(torch.float64).mul_(256).add_(a_lo)
+    y = torch.addcmul(bias, acc, mult).floor_().clamp_(-p.out_max, p.out_max)
     if p.gelu_lut is not None:
         return gelu(y.to(torch.int64), p.gelu_lut).to(p.out_dtype)
     return y.to(p.out_dtype)

@@ -4,13 +4,11 @@ Each op is a plain ``@triton.jit`` kernel plus a host wrapper with the signature
 dtypes of its ``intops`` reference, so ``TritonOps`` is a drop-in backend for
 ``model.forward``. Exactness comes from the arithmetic, not from luck:
 - int8 x int8 products go through ``tl.dot`` into int32 (exact in any tile order);
-- everything intops does in int64 is done in int64 here, with the same rounding
-  (``_round_shift``, arithmetic ``>>``) at the same places;
+  int16 activations are split into two int8 planes, as intops' CPU route does;
+- intops' float64 epilogues compute exact integers (every value below 2**53), so
+  here they are the same integer formulas in int64: floor(v * 2**-s) == v >> s;
 - divisions are ``non-negative // positive`` only, where Triton's truncating ``//``
   equals torch's flooring one.
-Bounds that make int32/int64 safe are proved in ``intops``' docstrings; the wrappers
-check shapes and dtypes, not value ranges (that would cost a device sync per op).
-
 With ``TRITON_INTERPRET=1`` set before this module is imported, the kernels run on
 CPU tensors (tests); otherwise they need CUDA tensors.
 """
@@ -37,6 +35,7 @@ LN_RECIP_ONE = tl.constexpr(1 << intops.LN_RECIP_SHIFT)
 LN_Z_SHIFT = tl.constexpr(intops.LN_RECIP_SHIFT - intops.LN_Z_BITS)
 LN_Z_BITS = tl.constexpr(intops.LN_Z_BITS)
 LN_MEAN_SHIFT = tl.constexpr(intops.LN_MEAN_SHIFT)
+RATE_SHIFT = tl.constexpr(intops.RATE_SHIFT)
 INT16_MAX = tl.constexpr(intops.INT16_MAX)
 NO_SCORE = tl.constexpr(-(1 << 62))  # below every real score; as intops' masked fill
 
@@ -47,8 +46,8 @@ TILE = 4096
 # int8 tl.dot on NVIDIA needs every block dim >= 16 and the reduction dim >= 32 (the
 # interpreter does not check it; tests/engine/test_triton_compile.py does).
 DOT_MIN = 32
-# GEMM tile: int8 tensor-core friendly (72 KB of shared memory at 3 stages), one
-# config (no autotune).
+# GEMM tile: int8 tensor-core friendly (96 KB of shared memory at 3 stages with the
+# int16 activation tile), one config (no autotune).
 GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_BLOCK_K = 64, 128, 128
 # Attention query/key tile: a few [64, 64] int64 score tiles live at once, hence 8 warps.
 ATTN_BLOCK = 64
@@ -146,7 +145,7 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # ------------------------------------------------------------------------- linear
 
 @triton.jit
-def _linear_kernel(x_ptr, xm_ptr, w_ptr, mult_ptr, bias_ptr, lut_ptr, y_ptr,
+def _linear_kernel(x_ptr, w_ptr, mult_ptr, bias_ptr, lut_ptr, y_ptr,
                    M, N, K, stride_xm, stride_xk, stride_wn, stride_wk, stride_ym,
                    shift, out_max, lut_last,
                    HAS_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -156,21 +155,26 @@ def _linear_kernel(x_ptr, xm_ptr, w_ptr, mult_ptr, bias_ptr, lut_ptr, y_ptr,
     rk = tl.arange(0, BLOCK_K)
     m_ok = rm < M
     n_ok = rn < N
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    # x = 256 * hi + lo + 128 with int8 planes hi = x >> 8, lo = (x & 255) - 128, so
+    # acc = 256 * (hi . w) + (lo . w) + 128 * sum_k w, each dot exact in int32
+    acc_hi = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    acc_lo = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    w_sum = tl.zeros((BLOCK_N,), dtype=tl.int32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         k_ok = kk < K
         a = tl.load(x_ptr + rm[:, None] * stride_xm + kk[None, :] * stride_xk,
                     mask=m_ok[:, None] & k_ok[None, :], other=0)
         b = tl.load(w_ptr + rn[None, :] * stride_wn + kk[:, None] * stride_wk,
-                    mask=n_ok[None, :] & k_ok[:, None], other=0)
-        acc = tl.dot(a, b, acc, out_dtype=tl.int32)  # exact: |acc| < 2**25
+                    mask=n_ok[None, :] & k_ok[:, None], other=0)  # masked k: w = 0
+        acc_hi = tl.dot((a >> 8).to(tl.int8), b, acc_hi, out_dtype=tl.int32)  # |.| < 2**25
+        acc_lo = tl.dot(((a & 255) - 128).to(tl.int8), b, acc_lo, out_dtype=tl.int32)
+        w_sum += tl.sum(b.to(tl.int32), axis=0)
 
-    xm = tl.load(xm_ptr + rm, mask=m_ok, other=0).to(tl.int64)
     mult = tl.load(mult_ptr + rn, mask=n_ok, other=0).to(tl.int64)
     bias = tl.load(bias_ptr + rn, mask=n_ok, other=0).to(tl.int64)
-    y = acc.to(tl.int64) * xm[:, None] * mult[None, :] + bias[None, :]
-    y = _round_shift(y, shift)
+    acc = acc_hi.to(tl.int64) * 256 + acc_lo.to(tl.int64) + w_sum.to(tl.int64)[None, :] * 128
+    y = _round_shift(acc * mult[None, :] + bias[None, :], shift)  # |acc * M + B| < 2**51
     y = tl.minimum(tl.maximum(y, -out_max), out_max)
     ok = m_ok[:, None] & n_ok[None, :]
     if HAS_GELU:  # gelu(y) = max(y, 0) + LUT[min(|y|, T)]
@@ -179,18 +183,16 @@ def _linear_kernel(x_ptr, xm_ptr, w_ptr, mult_ptr, bias_ptr, lut_ptr, y_ptr,
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], y.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-def linear(xq: torch.Tensor, xm: torch.Tensor, p: LinearParams) -> torch.Tensor:
-    """intops.linear: int8 [M, K] x int8 W [N, K] with the fused requant/clamp/GELU epilogue."""
-    _check("xq", xq, (torch.int8,), 2)
-    _check("xm", xm, (torch.int32,), 1)
+def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
+    """intops.linear: int16 [M, K] x int8 W [N, K] with the fused requant/clamp/GELU epilogue."""
+    _check("x", x, (torch.int16,), 2)
     _check("weight", p.weight, (torch.int8,), 2)
     _check("multiplier", p.multiplier, (torch.int64,), 1)
     _check("bias", p.bias, (torch.int64,), 1)
-    rows, k = xq.shape
+    rows, k = x.shape
     n = p.weight.shape[0]
-    if xm.shape[0] != rows or p.weight.shape[1] != k or k == 0:
-        raise ValueError(f"shape mismatch: xq {tuple(xq.shape)}, xm {tuple(xm.shape)}, "
-                         f"weight {tuple(p.weight.shape)}")
+    if p.weight.shape[1] != k or k == 0:
+        raise ValueError(f"shape mismatch: x {tuple(x.shape)}, weight {tuple(p.weight.shape)}")
     if p.multiplier.shape[0] != n or p.bias.shape[0] != n:
         raise ValueError(f"multiplier/bias must have {n} entries")
     if not 1 <= p.shift <= 62:
@@ -198,13 +200,13 @@ def linear(xq: torch.Tensor, xm: torch.Tensor, p: LinearParams) -> torch.Tensor:
     lut = p.gelu_lut
     if lut is not None:
         _check("gelu_lut", lut, (torch.int32,), 1)
-    _same_device(xq, xm, p.weight, p.multiplier, p.bias, *(() if lut is None else (lut,)))
-    y = torch.empty(rows, n, dtype=p.out_dtype, device=xq.device)
+    _same_device(x, p.weight, p.multiplier, p.bias, *(() if lut is None else (lut,)))
+    y = torch.empty(rows, n, dtype=p.out_dtype, device=x.device)
     if rows and n:
         grid = (triton.cdiv(rows, GEMM_BLOCK_M), triton.cdiv(n, GEMM_BLOCK_N))
         _linear_kernel[grid](
-            xq, xm, p.weight, p.multiplier, p.bias, lut, y, rows, n, k,
-            xq.stride(0), xq.stride(1), p.weight.stride(0), p.weight.stride(1), y.stride(0),
+            x, p.weight, p.multiplier, p.bias, lut, y, rows, n, k,
+            x.stride(0), x.stride(1), p.weight.stride(0), p.weight.stride(1), y.stride(0),
             p.shift, p.out_max, 0 if lut is None else lut.numel() - 1,
             HAS_GELU=lut is not None, BLOCK_M=GEMM_BLOCK_M, BLOCK_N=GEMM_BLOCK_N,
             BLOCK_K=GEMM_BLOCK_K, num_warps=8, num_stages=3)
@@ -229,26 +231,19 @@ def _key_scores(q8, k_base, mask_row, j0, L, stride_l, cols, col_ok,
 
 
 @triton.jit
-def _exp_terms(t, key_ok, t_max, rate, lut_ptr, score_shift,
-               EXP_BITS: tl.constexpr, EXP_CAP: tl.constexpr, FRAC_MASK: tl.constexpr):
-    """p[i, j] of intops.attention: the unnormalised base-2 exponentials (0 if masked).
-
-    e is the exponent in Q(EXP_BITS): p = LUT[fraction of e] >> (integer part of e),
-    rounded, with a shift that differs per element.
-    """
+def _exp_terms(t, key_ok, t_max, rate, table_ptr, score_shift, exp_cap):
+    """p[i, j] of intops.attention: exp_table[min(round_shift(delta * R, S), cap)],
+    0 for masked keys (delta * R < 2**53)."""
     delta = tl.where(key_ok[None, :], t_max[:, None] - t, 0)
-    e = tl.minimum(_round_shift(delta * rate[:, None], score_shift), EXP_CAP)
-    e = tl.where(key_ok[None, :], e, EXP_CAP)
-    lut = tl.load(lut_ptr + (e & FRAC_MASK)).to(tl.int64)
-    return tl.where(e < EXP_CAP, _round_shift(lut, e >> EXP_BITS), 0)
+    e = tl.minimum(_round_shift(delta * rate[:, None], score_shift), exp_cap)
+    return tl.load(table_ptr + e, mask=key_ok[None, :], other=0).to(tl.int64)
 
 
 @triton.jit
-def _attention_kernel(qkv_ptr, mask_ptr, lut_ptr, out_ptr, L,
+def _attention_kernel(qkv_ptr, mask_ptr, table_ptr, out_ptr, L,
                       stride_qb, stride_ql, stride_mb, stride_ob, stride_ol,
-                      score_mult, score_shift, out_mult, out_shift,
+                      score_mult, score_shift, exp_cap, out_mult, out_shift,
                       H: tl.constexpr, D: tl.constexpr,
-                      EXP_BITS: tl.constexpr, EXP_CAP: tl.constexpr, FRAC_MASK: tl.constexpr,
                       BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
@@ -266,7 +261,7 @@ def _attention_kernel(qkv_ptr, mask_ptr, lut_ptr, out_ptr, L,
                 mask=q_in[:, None] & col_ok[None, :], other=0).to(tl.int32)
     mq = tl.max(tl.abs(q), axis=1)
     q8 = _quantize(q, mq[:, None])
-    rate = mq.to(tl.int64) * score_mult
+    rate = _round_shift(mq.to(tl.int64) * score_mult, RATE_SHIFT)  # per-row R < 2**18
 
     # pass 1: each query's max score over real keys; V's per-channel max over real tokens
     t_max = tl.full((BLOCK_Q,), NO_SCORE, tl.int64)
@@ -284,7 +279,7 @@ def _attention_kernel(qkv_ptr, mask_ptr, lut_ptr, out_ptr, L,
     for j0 in range(0, L, BLOCK_K):
         t, key_ok, j = _key_scores(q8, k_base, mask_row, j0, L, stride_ql, cols, col_ok,
                                    D, BLOCK_K)
-        p = _exp_terms(t, key_ok, t_max, rate, lut_ptr, score_shift, EXP_BITS, EXP_CAP, FRAC_MASK)
+        p = _exp_terms(t, key_ok, t_max, rate, table_ptr, score_shift, exp_cap)
         total += tl.sum(p, axis=1)
     recip = tl.full((), PROB_NUM, tl.int64) // total
 
@@ -294,7 +289,7 @@ def _attention_kernel(qkv_ptr, mask_ptr, lut_ptr, out_ptr, L,
     for j0 in range(0, L, BLOCK_K):
         t, key_ok, j = _key_scores(q8, k_base, mask_row, j0, L, stride_ql, cols, col_ok,
                                    D, BLOCK_K)
-        p = _exp_terms(t, key_ok, t_max, rate, lut_ptr, score_shift, EXP_BITS, EXP_CAP, FRAC_MASK)
+        p = _exp_terms(t, key_ok, t_max, rate, table_ptr, score_shift, exp_cap)
         prob = _round_shift(p * recip[:, None], PROB_SHIFT)  # masked keys: exactly 0
         v = tl.load(v_base + j[:, None] * stride_ql + cols[None, :],
                     mask=key_ok[:, None] & col_ok[None, :], other=0).to(tl.int32)
@@ -319,15 +314,15 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     """
     _check("qkv", qkv, (torch.int16, torch.int32), 3)
     _check("mask", mask, (torch.bool,), 2)
-    _check("exp_lut", p.exp_lut, (torch.int32,), 1)
+    _check("exp_table", p.exp_table, (torch.int32,), 1)
     batch, length, width = qkv.shape
     h, d = p.heads, p.head_dim
     if width != 3 * h * d or tuple(mask.shape) != (batch, length):
         raise ValueError(f"shape mismatch: qkv {tuple(qkv.shape)}, mask {tuple(mask.shape)}, "
                          f"heads {h} x head_dim {d}")
-    if p.exp_lut.numel() != 1 << p.exp_frac_bits:
-        raise ValueError(f"exp_lut must have 2**{p.exp_frac_bits} entries")
-    _same_device(qkv, mask, p.exp_lut)
+    if p.exp_cap < 1 or not 1 <= p.score_shift <= 62 or not 1 <= p.out_shift <= 62:
+        raise ValueError("attention params: empty exp_table or a shift outside 1..62")
+    _same_device(qkv, mask, p.exp_table)
     out = torch.empty(batch, length, h * d, dtype=torch.int16, device=qkv.device)
     if batch == 0 or length == 0:
         return out
@@ -338,11 +333,10 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     block = min(ATTN_BLOCK, max(DOT_MIN, triton.next_power_of_2(length)))
     grid = (batch * h, triton.cdiv(length, block))
     _attention_kernel[grid](
-        qkv, mask, p.exp_lut, out, length,
+        qkv, mask, p.exp_table, out, length,
         qkv.stride(0), qkv.stride(1), mask.stride(0), out.stride(0), out.stride(1),
-        p.score_mult, p.score_shift, p.out_mult, p.out_shift,
-        H=h, D=d, EXP_BITS=p.exp_frac_bits, EXP_CAP=p.exp_cap,
-        FRAC_MASK=(1 << p.exp_frac_bits) - 1, BLOCK_Q=block, BLOCK_K=block,
+        p.score_mult, p.score_shift, p.exp_cap, p.out_mult, p.out_shift,
+        H=h, D=d, BLOCK_Q=block, BLOCK_K=block,
         BLOCK_D=max(DOT_MIN, triton.next_power_of_2(d)), num_warps=8)
     return out
 

@@ -469,7 +469,16 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.check_reveal(provider, job_id, result, salt, t)
 
     def _revealable(self):
-        return self._pairs(self._check_own_reveal)
+        r = self._pairs(self._check_own_reveal)
+        for j, job in self.model.jobs.items():
+            if job.ncommitted and job.status == M.OPEN:
+                for p in self.world.stakers:
+                    if (j, p) in self.memory:
+                        try:
+                            self._check_own_reveal(p, j, self.now + 1)
+                        except M.Revert as e:
+                            print("DBG", e.reason, job.ncommitted, job.r, job.nclaimed)
+        return r
 
     @precondition(lambda self: self._revealable())
     @rule(data=st.data())
@@ -486,6 +495,44 @@ class MarketMachine(RuleBasedStateMachine):
         job_id, providers = self._wave(data, pairs, "revealers")
         for p in providers:
             self._reveal(p, [job_id], [self._opening(data, p, job_id)])
+
+    def _next_steps(self):
+        """(phase, job) for every job that can move on now: the natural next action of each."""
+        steps = set()
+        for kind, pairs in (
+            ("claim", self._claimable()),
+            ("deliver", self._deliverable()),
+            ("commit", self._committable()),
+            ("reveal", self._revealable()),
+        ):
+            steps |= {(kind, j) for _, j in pairs}
+        steps |= {("finalize", j) for j in self._due()}
+        steps |= {("challenge", j) for j in self._challengeable()}
+        return sorted(steps)
+
+    @precondition(lambda self: self._next_steps())
+    @rule(data=st.data())
+    def progress(self, data):
+        """Move one job on: every eligible provider takes its next step in turn (some of them
+        dishonestly), or a keeper finalizes or challenges it."""
+        phase, job_id = data.draw(st.sampled_from(self._next_steps()), label="next step")
+        if phase == "finalize":
+            self._finalize(self.world.outsider, job_id)
+        elif phase == "challenge":
+            self._challenge(self._challenger(data), job_id)
+        elif phase == "deliver":
+            provider = data.draw(st.sampled_from([p for p, j in self._deliverable() if j == job_id]), label="provider")
+            result = self._result(data, job_id)
+            self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+        else:
+            pairs = {"claim": self._claimable, "commit": self._committable, "reveal": self._revealable}[phase]()
+            for p in data.draw(st.permutations([p for p, j in pairs if j == job_id]), label="providers"):
+                if phase == "claim":
+                    self._act(lambda m, t, p=p: m.claim(p, job_id, t), self.market.claim, (job_id,), p)
+                elif phase == "commit":
+                    self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
+                else:
+                    self._reveal(p, [job_id], [self._opening(data, p, job_id)])
 
     @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())

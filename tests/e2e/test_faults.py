@@ -1,5 +1,5 @@
 """Faults on anvil under three agent processes: malformed jobs, an RPC outage, a dropped
-transaction, a reorg, and kill -9 between commit and reveal. One cluster serves the
+transaction, kill -9 between commit and reveal, and a reorg. One cluster serves the
 module (starting three agents costs tens of seconds); each test leaves it healthy.
 Every test ends with the job settled by the honest majority and each agent's
 transactions clean: every intent confirmed once, nonces contiguous.
@@ -124,6 +124,23 @@ def test_a_dropped_transaction_is_sent_again(cluster):
     assert intent.mined_hash.hex() == claim.removeprefix("0x")  # the same signed bytes
 
 
+def test_kill_9_between_commit_and_reveal_then_restart(cluster):
+    a, b, c = cluster.agents
+    for agent in (b, c):  # reveals open once all three committed: a waits alone
+        agent.signal(signal.SIGSTOP)
+    [job] = cluster.post(["Killed between commit and reveal."], r=3)
+    cluster.wait(lambda: (r := a.job(job)) is not None and r.state is JobState.COMMITTED, "a's commit")
+    a.kill()
+    for agent in (b, c):
+        agent.signal(signal.SIGCONT)
+    cluster.wait(lambda: cluster.market.job(job).nrevealed == 2, "b and c revealing")
+
+    a.start()  # same store: reconciles, reveals the stored result with its stored salt
+    settled_by_all(cluster, [job], "a's reveal after the restart")  # paid: its reveal matched its seal
+    for kind in ("claim", "commit", "reveal"):
+        assert len(intents(a, kind, job)) == 1
+
+
 def test_a_reorg_under_running_agents(cluster):
     for agent in cluster.agents:
         agent.signal(signal.SIGSTOP)
@@ -146,20 +163,3 @@ def test_a_reorg_under_running_agents(cluster):
     assert all(cluster.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in orphaned)
     for agent in cluster.agents:
         assert len(intents(agent, "claim", job)) == 1
-
-
-def test_kill_9_between_commit_and_reveal_then_restart(cluster):
-    a, b, c = cluster.agents
-    for agent in (b, c):  # reveals open once all three committed: a waits alone
-        agent.signal(signal.SIGSTOP)
-    [job] = cluster.post(["Killed between commit and reveal."], r=3)
-    cluster.wait(lambda: (r := a.job(job)) is not None and r.state is JobState.COMMITTED, "a's commit")
-    a.kill()
-    for agent in (b, c):
-        agent.signal(signal.SIGCONT)
-    cluster.wait(lambda: cluster.market.job(job).nrevealed == 2, "b and c revealing")
-
-    a.start()  # same store: reconciles, reveals the stored result with its stored salt
-    settled_by_all(cluster, [job], "a's reveal after the restart")  # paid: its reveal matched its seal
-    for kind in ("claim", "commit", "reveal"):
-        assert len(intents(a, kind, job)) == 1

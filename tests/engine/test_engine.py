@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from client.encoding import EMBEDDING_SIZE, decode_embedding
-from provider.engine import (MAX_INPUT_BYTES, MAX_TOKENS, EmptyInputError, Engine, EngineError,
+from provider.engine import (MAX_INPUT_BYTES, MAX_TOKENS, EmptyInputError, EngineError,
                              InputTooLongError, InvalidInputError, InvalidUtf8Error,
                              UnknownModelError)
 from provider.engine.backend import CpuOps, select_backend
@@ -55,13 +55,28 @@ def _digest(results):
 
 def test_determinism_across_processes(engine):
     """A fresh interpreter derives the same model_id and the same bytes."""
-    code = ("import hashlib, sys; from provider.engine import Engine; e = Engine.load('cpu'); "
+    code = ("import hashlib; from provider.engine import Engine; e = Engine.load('cpu'); "
             f"r = e.embed({PROBES!r}); "
             "print(e.model_id.hex(), hashlib.sha256(b''.join(r)).hexdigest())")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VERINFER_BACKEND": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout.split()
     assert out == [engine.model_id.hex(), _digest(engine.embed(PROBES))]
+
+
+# Pinned on purpose: model_id is registered on-chain, so any change to the weights,
+# tokenizer, derived integer parameters or output format must be deliberate (bump the
+# format version or register the new model) and then update these values.
+PINNED = {
+    "model_id": "bc88c64f6b1d31a7b3bda357eb66c97e0a626eb8146675eae3c3bfa5faec5849",
+    "weights_digest": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer_digest": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
+
+
+def test_model_id_is_stable(engine):
+    info = engine.model_info
+    assert {k: getattr(info, k).hex() for k in PINNED} == PINNED
 
 
 def test_model_info_and_refusal_of_other_models(engine):

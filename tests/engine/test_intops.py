@@ -77,9 +77,10 @@ def test_linear_equals_integer_formula(m, k, n):
     assert torch.equal(intops.linear(x, p).to(torch.int64), _linear_exact(x, p))
 
 
-def test_linear_exact_at_extremes():
-    # all-max inputs and weights: the largest |acc| the float64 route must carry exactly
-    k, n = 1536, 16
+@pytest.mark.parametrize("k", [514, 515, 1536])
+def test_linear_exact_at_extremes(k):
+    # all-max inputs and weights: the largest |acc| the int32 / float64 routes carry
+    n = 16
     w = np.ones((n, k), dtype=np.float32) * np.where(np.arange(n) % 2, 1, -1)[:, None]
     p = quantize.quantize_linear(w, np.zeros(n, np.float32), 9, 9, intops.RESIDUAL_MAX)
     x = torch.full((3, k), INT16_MAX, dtype=torch.int16)

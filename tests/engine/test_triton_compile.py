@@ -34,12 +34,11 @@ heads, dim, rows, hidden = 12, 32, 36, 384
 x16 = torch.ones(rows, hidden, dtype=torch.int16)
 ops.quantize_rows(x16)
 ops.quantize_rows(x16.int())
-xq, xm = torch.ones(rows, hidden, dtype=torch.int8), torch.ones(rows, dtype=torch.int32)
 for n, out_max, lut in [(1536, intops.INT16_MAX, quantize.gelu_lut(quantize.F_FFN)),
                         (hidden, intops.RESIDUAL_MAX, None)]:
-    ops.linear(xq, xm, intops.LinearParams(torch.ones(n, hidden, dtype=torch.int8),
-                                           torch.ones(n, dtype=torch.int64),
-                                           torch.ones(n, dtype=torch.int64), 20, out_max, lut))
+    ops.linear(x16, intops.LinearParams(torch.ones(n, hidden, dtype=torch.int8),
+                                        torch.ones(n, dtype=torch.int64),
+                                        torch.ones(n, dtype=torch.int64), 20, out_max, lut))
 mask = torch.ones(3, 12, dtype=torch.bool)
 for length in (12, 70):  # one 32-wide tile; several 64-wide tiles
     ops.attention(torch.ones(3, length, 3 * hidden, dtype=torch.int16),

@@ -469,16 +469,7 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.check_reveal(provider, job_id, result, salt, t)
 
     def _revealable(self):
-        r = self._pairs(self._check_own_reveal)
-        for j, job in self.model.jobs.items():
-            if job.ncommitted and job.status == M.OPEN:
-                for p in self.world.stakers:
-                    if (j, p) in self.memory:
-                        try:
-                            self._check_own_reveal(p, j, self.now + 1)
-                        except M.Revert as e:
-                            print("DBG", e.reason, job.ncommitted, job.r, job.nclaimed)
-        return r
+        return self._pairs(self._check_own_reveal)
 
     @precondition(lambda self: self._revealable())
     @rule(data=st.data())

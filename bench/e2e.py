@@ -214,7 +214,7 @@ def run_phase(client, agents: list[AgentProc], r: int, n: int, timeout: float, c
 def table(phases: list[Phase], threads: int) -> Table:
     t = Table(title="Verinfer end to end on anvil: 3 agents (separate processes), 1 client")
     for column in ("r", "jobs", "done", "wall s", "jobs/s", "p50 s", "p95 s", "txs/job", "gas/job",
-                   "engine runs/job", "engine share", "chain-side share", "engine threads / OS threads"):
+                   "engine runs/job", "engine share", "chain share", "threads (torch/OS)"):
         t.add_column(column, justify="right")
     for p in phases:
         share = sum(p.engine_seconds) / len(p.engine_seconds) / p.wall if p.wall else 0.0
@@ -241,6 +241,8 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, timeout: f
     from scripts.deploy import deploy
 
     console = Console()
+    if not console.is_terminal:  # piped: wide enough for the table
+        console = Console(width=160)
     with networks.parse_network_choice("ethereum:local:foundry") as provider, \
             tempfile.TemporaryDirectory(prefix="verinfer-bench-") as tmp:
         workdir = Path(tmp)
@@ -285,7 +287,7 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, timeout: f
     console.print(table(phases, threads))
     console.print(
         f"machine: {os.cpu_count()} CPUs; engine share = mean over agents of engine seconds / wall; "
-        "chain-side share = the rest (RPC, batching waits, transactions, event polling). "
+        "chain share = the rest (RPC, batching waits, transactions, event polling). "
         "engine runs/job > r: agents race for r = 1 jobs and the losers' computation is wasted.")
 
 

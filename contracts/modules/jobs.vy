@@ -33,6 +33,8 @@ initializes: payouts[accounting := accounting, params := params]
 MAX_REDUNDANCY: constant(uint256) = 7
 # Fresh providers re-executing a challenged single-provider job.
 R_CHALLENGE: constant(uint256) = 3
+# Word index of the settled result digest: above every seat (seats < MAX_REDUNDANCY).
+RESULT_WORD: constant(uint256) = 15
 MAX_BATCH: constant(uint256) = 32
 MAX_INPUT: constant(uint256) = 2048
 MAX_RESULT: constant(uint256) = 1024
@@ -128,7 +130,8 @@ _input_hash: HashMap[uint256, bytes32]
 _jobs: HashMap[uint256, uint256]
 # job_id << 4 | seat -> provider of seats >= 1
 _seats: HashMap[uint256, address]
-# job_id << 4 | seat -> seal, replaced by the result digest at reveal
+# job_id << 4 | seat -> seal, replaced by the result digest at reveal;
+# job_id << 4 | RESULT_WORD -> the digest settlement decided (a seat's own word never changes)
 _words: HashMap[uint256, bytes32]
 # challenger | round start << 160
 _challenges: HashMap[uint256, uint256]
@@ -385,7 +388,10 @@ def job(job_id: uint256) -> JobView:
     j.status = self._status(j)
     digest: bytes32 = empty(bytes32)
     if j.status == STATUS_DELIVERED or j.status == STATUS_CHALLENGED or j.status == STATUS_FINALIZED:
-        digest = self._words[job_id << 4]
+        # Settled by a majority: its own word; an r == 1 delivery that stands: seat 0's.
+        digest = self._words[(job_id << 4) | RESULT_WORD]
+        if digest == empty(bytes32):
+            digest = self._words[job_id << 4]
     challenge_end: uint256 = 0
     if t.r == 1 and j.status != STATUS_OPEN and j.status != STATUS_CANCELLED:
         challenge_end = j.until

@@ -265,7 +265,7 @@ def _settle_round(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     status: uint256 = jobs.STATUS_UNRESOLVED
     if found:
         status = jobs.STATUS_FINALIZED
-        jobs._words[job_id << 4] = majority
+        jobs._words[(job_id << 4) | jobs.RESULT_WORD] = majority
     j.status = status
     jobs._store(job_id, j)
     accounting.balances[t.client] += refund
@@ -306,7 +306,7 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
         tally.slashed += collateral
         log ProviderSlashed(job_id=job_id, provider=j.provider, seat=0, amount=collateral, reason=FAULT_LOST_CHALLENGE)
         refund = t.reward + jobs._fee(t)
-        jobs._words[job_id << 4] = majority
+        jobs._words[(job_id << 4) | jobs.RESULT_WORD] = majority
     else:
         honest = [j.provider]
         staking._unlock(j.provider, collateral)

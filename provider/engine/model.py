@@ -59,9 +59,9 @@ def forward(model: QuantizedModel, ops, ids: torch.Tensor, mask: torch.Tensor) -
     Positions are 0..L-1 (right padding); padded positions never influence real ones.
     """
     b, length = ids.shape
-    h = ops.add_layernorm(model.word_type[ids], model.position[:length].expand(b, -1, -1),
-                          model.embed_norm)
-    hidden = h.shape[-1]
+    hidden = model.word_type.shape[1]
+    words = model.word_type.index_select(0, ids.reshape(-1)).view(b, length, hidden)
+    h = ops.add_layernorm(words, model.position[:length].expand(b, -1, -1), model.embed_norm)
     h = h.view(b * length, hidden)
     for layer in model.layers:
         qkv = ops.linear(h, layer.qkv)

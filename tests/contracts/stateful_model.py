@@ -20,7 +20,6 @@ from eth_utils import keccak
 BPS = 10_000
 MAX_REDUNDANCY = 7
 R_CHALLENGE = 3
-MAX_BATCH = 32
 MAX_WINDOW = 30 * 86_400
 MAX_REWARD = 2**96 - 1
 MAX_AMOUNT = 2**128 - 1
@@ -170,7 +169,6 @@ class Effects:
     slashed: list = field(default_factory=list)  # (job_id, provider, seat, amount, reason)
     skipped: list = field(default_factory=list)  # (job_id, reason)
     job_ids: list = field(default_factory=list)
-    count: int = 0
 
 
 class Market:
@@ -321,14 +319,13 @@ class Market:
 
     def claim(self, sender: str, job_id: int, t: int) -> Effects:
         self._claim(sender, job_id, t)
-        return Effects(count=1)
+        return Effects()
 
     def claim_many(self, sender: str, job_ids: list, t: int) -> Effects:
         fx = Effects()
         for job_id in job_ids:
             try:
                 self._claim(sender, job_id, t)
-                fx.count += 1
             except Revert as skip:
                 fx.skipped.append((job_id, skip.reason))
         return fx
@@ -360,7 +357,7 @@ class Market:
 
     def deliver(self, sender: str, job_id: int, result: bytes, t: int) -> Effects:
         self._deliver(sender, job_id, result, t)
-        return Effects(count=1)
+        return Effects()
 
     def deliver_many(self, sender: str, job_ids: list, results: list, t: int) -> Effects:
         require(len(job_ids) == len(results), "jobs: length mismatch")
@@ -368,7 +365,6 @@ class Market:
         for job_id, result in zip(job_ids, results):
             try:
                 self._deliver(sender, job_id, result, t)
-                fx.count += 1
             except Revert as skip:
                 fx.skipped.append((job_id, skip.reason))
         return fx
@@ -456,7 +452,6 @@ class Market:
         for job_id in job_ids:
             try:
                 self._finalize(fx, job_id, t)
-                fx.count += 1
             except Revert as skip:
                 if strict:
                     raise

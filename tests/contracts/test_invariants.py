@@ -10,7 +10,7 @@ collateral cover, r = 1 payouts never released early, and finalize succeeding fo
 is due (recovery never reverts). At the end of each example the whole state is read and checked,
 which catches a write the model did not predict. Reentrancy: test_reentrancy.py.
 
-Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (default 30).
+Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (default 20).
 """
 
 import collections
@@ -31,7 +31,7 @@ import stateful_model as M
 from stateful_lens import read_state
 
 EXAMPLES = int(os.environ.get("VERINFER_PROPERTY_EXAMPLES", "200"))
-STEPS = int(os.environ.get("VERINFER_PROPERTY_STEPS", "30"))
+STEPS = int(os.environ.get("VERINFER_PROPERTY_STEPS", "20"))
 
 TEST_MODEL_ID = keccak(text="verinfer-test-model")
 OTHER_MODEL_ID = keccak(text="verinfer-other-model")
@@ -134,10 +134,10 @@ class MarketMachine(RuleBasedStateMachine):
             self.model.register(p, list(models), 1, update=False)
             self.model.stake(p, STAKE)
         self.now = w.start
-        # What each provider committed: (job, provider) -> (result, salt, seal).
+        # What each provider committed: (job, provider) -> (result, salt); None, None for a copied seal.
         self.memory = {}
         # Independent records for the invariants.
-        self.sent_seals = {}  # (job, seat) -> (provider, seal, result or None)
+        self.sent_seals = {}  # (job, seat) -> (provider, seal) as sent
         self.finalized_seen = {}  # job -> JobFinalized events seen on chain
         self.slashes_seen = []  # ProviderSlashed events seen on chain
         self.last_status = {}

@@ -217,21 +217,20 @@ def test_deposit_reentry_is_refused(hmarket, hook_token, attacker, outsider, ree
 
 
 def test_unlocked_reentry_sees_consistent_state(hmarket, hook_token, attacker, outsider):
-    """cancel moves no tokens, so it is not locked: re-entered from the post's own transferFrom it
-    cancels the job being posted. The job and its escrow exist at that point, so the books stay
-    exact: the attacker paid the price and holds the refund."""
-    first_id = hmarket.next_batch_id() << 8
-    price = hmarket.job_price(3, REWARD, 1)
-    arm(attacker, outsider, hmarket.cancel, [first_id], hmarket.balances, [attacker])
+    """request_unbond moves no tokens, so it is not locked: re-entered from stake's own
+    transferFrom it already sees the new stake as free, and the books stay exact."""
+    before = hmarket.provider_info(attacker)
     market_before = hook_token.balanceOf(hmarket)
+    amount = STAKE // 2
+    arm(attacker, outsider, hmarket.request_unbond, [before.free + amount], hmarket.provider_info, [attacker])
 
-    act(attacker, outsider, hmarket.post_job, MODEL_ID, b"in", 3, REWARD, WINDOW, WINDOW, WINDOW)
+    act(attacker, outsider, hmarket.stake, amount)
 
-    assert attacker.reentry_succeeded()
-    assert probe(attacker, hmarket.balances) == price  # the refund, credited inside the callback
-    assert hmarket.escrow_of(first_id) == 0
-    assert hmarket.balances(attacker) == price
-    assert hook_token.balanceOf(hmarket) == market_before + price
+    assert attacker.reentry_succeeded()  # unbonding more than the old free stake: the new stake counted
+    seen = probe(attacker, hmarket.provider_info)
+    after = hmarket.provider_info(attacker)
+    assert (seen.free, seen.unbonding) == (after.free, after.unbonding) == (0, before.unbonding + before.free + amount)
+    assert hook_token.balanceOf(hmarket) == market_before + amount
 
 
 def test_split_token_withdraw_zeroes_both_ledgers_first(project, owner, treasury, outsider, clients, providers):

@@ -13,6 +13,7 @@ the engine's share of the agents' wall time (from their metrics endpoints), thre
 
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -156,7 +157,7 @@ class Phase:
 
 
 def run_phase(client, agents: list[AgentProc], r: int, n: int, timeout: float, console: Console) -> Phase:
-    from client.errors import ResultUnavailable
+    from client.errors import ResultUnavailable, RpcUnavailable
     from client.events import JobFinalized, ResultRevealed
     from client.records import Deadlines
     from scripts.demo import gas_by_step
@@ -178,22 +179,25 @@ def run_phase(client, agents: list[AgentProc], r: int, n: int, timeout: float, c
     give_up = start + timeout
     with console.status(f"r = {r}: {n} jobs") as status:
         while len(done_at) < n and time.monotonic() < give_up:
-            head = w3.eth.block_number
-            fresh = set()
-            if head > seen_block:
-                for e in market.get_events(seen_block + 1, head, events=[event.__name__]):
-                    if e.job_id in posted_at and e.job_id not in done_at:
-                        fresh.add(e.job_id)
+            try:
+                head = w3.eth.block_number
+                fresh = set()
+                if head > seen_block:
+                    for e in market.get_events(seen_block + 1, head, events=[event.__name__]):
+                        if e.job_id in posted_at and e.job_id not in done_at:
+                            fresh.add(e.job_id)
+                if fresh:
+                    try:
+                        client.results(sorted(fresh))  # each checked against the chain's digest
+                    except ResultUnavailable:  # an r = 3 job without majority: not a result
+                        fresh = {j for j in fresh if market.job(j).status.has_result}
+                    done_at.update(dict.fromkeys(fresh, time.monotonic()))
                 seen_block = head
-            if fresh:
-                try:
-                    client.results(sorted(fresh))  # each checked against the chain's digest
-                except ResultUnavailable:  # an r = 3 job without majority: not a result
-                    fresh = {j for j in fresh if market.job(j).status.has_result}
-                now = time.monotonic()
-                done_at.update(dict.fromkeys(fresh, now))
-            if not all(a.alive for a in agents):
-                raise click.ClickException("an agent process died; see its log in the work folder")
+            except (OSError, RpcUnavailable) as err:  # a slow node: note it, poll again
+                console.log(f"client: rpc error ({type(err).__name__}); retrying")
+            for a in agents:
+                if not a.alive:
+                    raise click.ClickException(f"agent {a.account} exited {a.proc.returncode}; log: {a.log}")
             status.update(f"r = {r}: {len(done_at)}/{n} verified, {time.monotonic() - start:.0f}s")
             time.sleep(0.25)
     wall = (max(done_at.values()) if done_at else time.monotonic()) - start
@@ -243,9 +247,9 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, timeout: f
     console = Console()
     if not console.is_terminal:  # piped: wide enough for the table
         console = Console(width=160)
-    with networks.parse_network_choice("ethereum:local:foundry") as provider, \
-            tempfile.TemporaryDirectory(prefix="verinfer-bench-") as tmp:
-        workdir = Path(tmp)
+    workdir = Path(tempfile.mkdtemp(prefix="verinfer-bench-"))  # agents' stores and logs
+    phases: list[Phase] = []
+    with networks.parse_network_choice("ethereum:local:foundry") as provider:
         owner = accounts.test_accounts[0]
         client_account = accounts.test_accounts[n_agents + 1]
         with console.status("deploying (loads the engine once for its model id)"):
@@ -274,7 +278,9 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, timeout: f
                         break
                     except OSError:
                         time.sleep(0.5)
-            phases = [run_phase(client, agents, r, jobs, timeout, console) for r in rs]
+            for r in rs:
+                phases.append(run_phase(client, agents, r, jobs, timeout, console))
+                console.print(table(phases[-1:], threads))
         finally:
             for a in agents:
                 a.proc.send_signal(signal.SIGTERM)
@@ -285,6 +291,7 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, timeout: f
                     a.proc.kill()
             client.close()
     console.print(table(phases, threads))
+    shutil.rmtree(workdir)
     console.print(
         f"machine: {os.cpu_count()} CPUs; engine share = mean over agents of engine seconds / wall; "
         "chain share = the rest (RPC, batching waits, transactions, event polling). "

@@ -35,6 +35,8 @@ log = logging.getLogger("verinfer.agent.tx")
 
 # Answers to eth_sendRawTransaction that mean "the node already has exactly this one".
 _ALREADY_KNOWN = ("already known", "known transaction", "already imported", "already exists")
+# Polls in a row that must see a nonce counted without our receipt before it counts as taken.
+NONCE_TAKEN_POLLS = 3
 
 
 def _ceil_pct(value: int, percent: int) -> int:
@@ -59,6 +61,8 @@ class TxManager(Service):
         self.w3, self.signer, self.store, self.config = w3, signer, store, config
         self._lock = threading.RLock()
         self._next_nonce: int | None = None
+        # tx id -> consecutive polls that saw its nonce counted with none of its hashes mined
+        self._nonce_suspects: dict[int, int] = {}
         self.chain_id: int | None = None
         metrics = metrics or Metrics()
         self._sent = metrics.counter("verinfer_tx_broadcasts_total", "Signed transactions sent")
@@ -284,13 +288,22 @@ class TxManager(Service):
     def _check(self, tx: TxRecord, head: int, base_fee: int, mined_nonce: int) -> None:
         receipt = self._receipt(tx)
         if receipt is not None:
+            self._nonce_suspects.pop(tx.id, None)
             self._record_receipt(tx, receipt, head)
             return
         if tx.status is TxStatus.MINED:
             log.warning("tx receipt gone (reorg); back to pending",
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
             self.store.update_tx(tx.id, TxStatus.PENDING)
-        if tx.nonce < mined_nonce:
+        # A nonce read taken before a reorg removed our receipt is stale: judge it later.
+        elif tx.nonce < mined_nonce:
+            # A node may count a nonce before it serves the receipt, and a reorg may be
+            # in flight: only a nonce that stays counted, with none of our hashes mined,
+            # over several polls (each with a fresh nonce read) was used by someone else.
+            seen = self._nonce_suspects[tx.id] = self._nonce_suspects.get(tx.id, 0) + 1
+            if seen < NONCE_TAKEN_POLLS:
+                return
+            self._nonce_suspects.pop(tx.id, None)
             log.error("nonce used by a transaction this agent did not send",
                       extra={"tx_id": tx.id, "nonce": tx.nonce, "kind": tx.kind})
             self.store.update_tx(tx.id, TxStatus.NONCE_TAKEN,

@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3 import Web3
+
+from client.marketplace import Marketplace, Token
 
 from provider.agent.rpc import connect
 
@@ -238,3 +241,16 @@ def transact(w3: Web3, account: LocalAccount, call) -> dict:
     receipt = send_signed(w3, account, {"to": call.to, "data": call.data, "gas": 5_000_000})
     assert receipt["status"] == 1, f"{call.function} reverted"
     return receipt
+
+
+def deploy_market(w3: Web3, owner: LocalAccount, model_id: bytes,
+                  challenge_window: int) -> tuple[int, Marketplace, Token]:
+    """Token + Marketplace with the engine's model registered: (start block, market, token)."""
+    token = deploy(w3, owner, "TestToken", "Verinfer Test", "VIT")
+    address = deploy(w3, owner, "Marketplace", token, token, owner.address)
+    start_block = w3.eth.block_number
+    market, token_ = Marketplace(w3, address), Token(w3, token)
+    transact(w3, owner, market.build(
+        "register_model", model_id, "all-MiniLM-L6-v2", keccak(b"weights"), 1))
+    transact(w3, owner, market.build("set_challenge_window", challenge_window))
+    return start_block, market, token_

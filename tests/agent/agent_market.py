@@ -3,11 +3,9 @@ that runs in-process agents step by step (for the job-logic tests)."""
 
 import time
 
-from agent_chain import deploy, funded_account, transact
-from eth_utils import keccak
+from agent_chain import deploy_market, funded_account, transact
 
 from client.events import JobPosted
-from client.marketplace import Marketplace, Token
 from client.protocol import JobStatus
 from provider.agent.config import AgentConfig
 from provider.agent.main import build_agent
@@ -28,17 +26,12 @@ class Env:
     def __init__(self, anvil, engine):
         self.anvil, self.engine, self.w3 = anvil, engine, anvil.w3()
         self.owner, self.client = funded_account(8), funded_account(9)
-        token = deploy(self.w3, self.owner, "TestToken", "Verinfer Test", "VIT")
-        address = deploy(self.w3, self.owner, "Marketplace", token, token, self.owner.address)
-        self.start_block = self.w3.eth.block_number
-        self.market, self.token = Marketplace(self.w3, address), Token(self.w3, token)
-        transact(self.w3, self.owner, self.market.build(
-            "register_model", engine.model_id, "all-MiniLM-L6-v2", keccak(b"weights"), 1))
-        transact(self.w3, self.owner, self.market.build("set_challenge_window", CHALLENGE_WINDOW))
+        self.start_block, self.market, self.token = deploy_market(
+            self.w3, self.owner, engine.model_id, CHALLENGE_WINDOW)
         for who in (funded_account(1), funded_account(2), funded_account(3), self.client):
             # Minted by the owner: the providers' nonces belong to their agents alone.
             transact(self.w3, self.owner, self.token.build_mint(who.address, 10**24))
-        transact(self.w3, self.client, self.token.build_approve(address, 10**24))
+        transact(self.w3, self.client, self.token.build_approve(self.market.address, 10**24))
 
     def agent(self, index: int, tmp_path, result_hook=None, tx_confirmations: int = 1):
         config = AgentConfig(

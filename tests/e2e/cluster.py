@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_chain import REPO, Anvil, RpcProxy, deploy, funded_account, start_anvil, subprocess_env, transact
-from eth_utils import keccak
+from agent_chain import (
+    REPO, Anvil, RpcProxy, deploy_market, funded_account, start_anvil, subprocess_env, transact,
+)
 
 from client import Client
-from client.marketplace import Marketplace, Token
 from client.records import Deadlines
 from provider.agent.store import JobRecord, Store, TxRecord
 
@@ -114,13 +114,8 @@ class Cluster:
         self.proxy = RpcProxy(self.anvil.url)
         self.w3 = self.anvil.w3()
         self.owner = funded_account(OWNER)
-        token = deploy(self.w3, self.owner, "TestToken", "Verinfer Test", "VIT")
-        address = deploy(self.w3, self.owner, "Marketplace", token, token, self.owner.address)
-        self.start_block = self.w3.eth.block_number
-        self.market, self.token = Marketplace(self.w3, address), Token(self.w3, token)
-        transact(self.w3, self.owner, self.market.build(
-            "register_model", engine.model_id, "all-MiniLM-L6-v2", keccak(b"weights"), 1))
-        transact(self.w3, self.owner, self.market.build("set_challenge_window", CHALLENGE_WINDOW))
+        self.start_block, self.market, self.token = deploy_market(
+            self.w3, self.owner, engine.model_id, CHALLENGE_WINDOW)
         self.agents = [self.agent_process(f"agent{i}", i) for i in range(1, agents + 1)]
         for who in [*self.agents, None]:
             address_ = funded_account(CLIENT).address if who is None else who.address
@@ -128,7 +123,7 @@ class Cluster:
             transact(self.w3, self.owner, self.token.build_mint(address_, FUNDS))
         self.texts: dict[int, str] = {}  # job id -> input, of the jobs posted by `post`
         self.client = Client.connect(rpc=self.anvil.url, private_key=self.key(CLIENT),
-                                     marketplace=address, poll_interval=0.1)
+                                     marketplace=self.market.address, poll_interval=0.1)
 
     @staticmethod
     def key(index: int) -> str:

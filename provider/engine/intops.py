@@ -24,8 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 
+# Version of the arithmetic this module specifies; part of model_id, so a change to any
+# op's results can never pass under an old id. v2: attention rounds prob exactly (v1's CPU
+# route scaled by a float32 reciprocal and was off by one in rare elements).
+SPEC_VERSION = 2
 INT16_MAX = 32767
 # Linear outputs that feed a residual add are clamped to +-RESIDUAL_MAX.
 RESIDUAL_MAX = 1 << 21
@@ -60,7 +65,7 @@ class LinearParams:
     shift:      int, 1 <= shift <= 62, one per layer.
     out_max:    int, outputs are clamped to [-out_max, out_max].
     gelu_lut:   int32 [T + 1] or None; if given the GELU epilogue is applied
-                (see ``gelu``); LUT[T] == 0.
+                (see ``linear``); LUT[T] == 0.
     """
 
     weight: torch.Tensor
@@ -75,14 +80,17 @@ class LinearParams:
         return torch.int16 if self.out_max <= INT16_MAX else torch.int32
 
     @cached_property
-    def _planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # CPU helpers: W^T, M / 2**shift and the bias with the rounding and the lo-plane
-        # offset folded in, / 2**shift, as float64 (exact: integers below 2**53 times a
-        # power of two)
+    def _planes(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        # CPU helpers: W^T, M, and the bias with the rounding and the lo-plane offset
+        # (x = 256 * hi + lo + 128) folded in
         w, m = self.weight, self.multiplier
-        bias = 128 * w.to(torch.int64).sum(dim=1) * m + self.bias + (1 << (self.shift - 1))
-        scale = 2.0 ** -self.shift
-        return w.t(), m.to(torch.float64) * scale, bias.to(torch.float64) * scale
+        const = 128 * w.to(torch.int64).sum(dim=1) * m + self.bias + (1 << (self.shift - 1))
+        return w.t(), m.numpy(), const.numpy()
+
+    @cached_property
+    def _lut(self) -> np.ndarray:
+        return (self.gelu_lut if self.gelu_lut is not None
+                else torch.empty(0, dtype=torch.int32)).numpy()
 
 
 @dataclass(frozen=True)
@@ -143,24 +151,6 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.to(torch.int8), m
 
 
-def gelu(y: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Integer GELU by table: gelu(y) = max(y, 0) + LUT[min(|y|, T)].
-
-    Uses gelu(y) = y + gelu(-y), so one table of the negative half suffices:
-    LUT[t] = round(gelu(-t / 2**F) * 2**F) for 0 <= t < T (F = the fixed-point bits
-    of y, T = 8 * 2**F) and LUT[T] = 0 (|gelu(-8)| < 2**-40). ``y`` holds integers
-    with |y| <= 32767 (an integer or an integer-valued float64 tensor); the result has
-    the same fixed point and |result| <= |y|.
-    """
-    return y.clamp(min=0).add_(_lookup(lut, y.abs().clamp_(max=lut.numel() - 1)))
-
-
-def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table[index] for a 1-D table (index_select: much faster than advanced indexing)."""
-    flat = index.reshape(-1).to(torch.int32)
-    return table.index_select(0, flat).view(index.shape)
-
-
 def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     """Exact integer GEMM with fused bias, requantisation, clamp and optional GELU.
 
@@ -168,37 +158,27 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     fixed point (no per-row scale: 16-bit activations keep the model's quality).
       acc[i, j] = sum_k x[i, k] * W[j, k]          exact, |acc| <= 32767 * 127 * K < 2**33
       y = round_shift(acc * M[j] + B[j], shift)    |acc * M| < 2**49, |B| < 2**50
-      y = clamp(y, -out_max, out_max); then y = gelu(y) if gelu_lut is given.
+      y = clamp(y, -out_max, out_max); then, if gelu_lut is given, GELU by table:
+      y = max(y, 0) + LUT[min(|y|, T)]
+    (gelu(y) = y + gelu(-y), so one table of the negative half suffices:
+    LUT[t] = round(gelu(-t / 2**F) * 2**F) for 0 <= t < T, F = y's fixed-point bits,
+    T = 8 * 2**F, and LUT[T] = 0 since |gelu(-8)| < 2**-40; |result| <= |y|.)
     Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
 
     CPU route: x = 256 * hi + lo + 128 with int8 planes hi = x >> 8 and
-    lo = (x & 255) - 128, two exact int8 ``_int_mm``s; 256 * A_hi + A_lo = (x - 128) . W
-    fits int32 for K <= 514. The epilogue runs in float64 on (integer < 2**53) / 2**shift
-    values, which float64 represents exactly, so floor() gives round_shift exactly.
+    lo = (x & 255) - 128, stacked into one exact int8 ``_int_mm``; the epilogue
+    (``cpu_kernels.requantize``) combines them in int64.
     """
-    wt, mult, bias = p._planes
-    hi = (x >> 8).to(torch.int8)
-    lo = (x & 255).sub_(128).to(torch.int8)
-    a_hi, a_lo = torch._int_mm(hi, wt), torch._int_mm(lo, wt)
-    if x.shape[1] <= 514:
-        acc = a_hi.mul_(256).add_(a_lo).to(torch.float64)
-    else:
-        acc = a_hi.to(torch.float64).mul_(256).add_(a_lo)
-    y = torch.addcmul(bias, acc, mult).floor_().clamp_(-p.out_max, p.out_max)
-    if p.gelu_lut is not None:
-        y = gelu(y, p.gelu_lut)
-    return y.to(p.out_dtype)
+    from . import cpu_kernels as ck
 
-
-def _f32_exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Integer matmul through float32, exact when every partial sum is below 2**24
-    (callers prove it); float64 (exact below 2**53) if float32 matmuls may use TF32/bf16."""
-    dtype = torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
-    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.float64)
-
-
-# sequences per attention chunk: keeps the [chunk, H, L, L] intermediates cache-sized
-_ATTENTION_CHUNK_SCORES = 1 << 18
+    wt, mult, const = p._planes
+    out = torch.empty(x.shape[0], wt.shape[1], dtype=p.out_dtype)
+    with ck.threads():
+        planes = np.empty((2 * x.shape[0], x.shape[1]), dtype=np.int8)
+        ck.split_planes(x.numpy(), planes)
+        acc2 = torch._int_mm(torch.from_numpy(planes), wt)
+        ck.requantize(acc2.numpy(), mult, const, p.shift, p.out_max, p._lut, out.numpy())
+    return out
 
 
 def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torch.Tensor:
@@ -221,55 +201,29 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
       out[i,c] = clamp(round_shift(ctx * mv[c] * MC, SC), -32767, 32767)  (< 2**52)
     Masked query rows output 0. Returns int16 [B, L, H * D] in V's fixed point.
 
-    CPU route: float64 arithmetic on integers below 2**53 (every product above), so it
-    is exact; q8.k8 * mk sums stay below 2**34 and prob.v8 partial sums below 2**22.
+    CPU route: ``cpu_kernels`` quantises Q, K, V and runs the softmax and the output
+    requantisation in int64; torch multiplies q8 . k8 (partial sums < 32 * 127**2) and
+    the two int8-range halves of prob (prob >> 7, prob & 127) by v8 (partial sums
+    < 512 * 127**2) in float32, exact below 2**24.
     """
-    b, length, _ = qkv.shape
-    step = max(1, _ATTENTION_CHUNK_SCORES // (p.heads * length * length))
-    out = torch.empty(b, length, p.heads * p.head_dim, dtype=torch.int16, device=qkv.device)
-    for s in range(0, b, step):
-        out[s:s + step] = _attention_chunk(qkv[s:s + step], mask[s:s + step], p)
-    return out
+    from . import cpu_kernels as ck
 
-
-def _attention_chunk(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torch.Tensor:
     b, length, _ = qkv.shape
     h, d = p.heads, p.head_dim
-    q, k, v = qkv.view(b, length, 3, h, d).permute(2, 0, 3, 1, 4)  # each [B, H, L, D]
-    key = mask[:, None, None, :]  # [B, 1, 1, L]
-    q8, mq = quantize_rows(q)
-    k8, mk = quantize_rows(k)
-    v8t, mv = quantize_rows(v.masked_fill(~mask[:, None, :, None], 0).transpose(-1, -2))
-
-    kf = k8.to(torch.float64).mul_(mk.unsqueeze(-1))
-    t = torch.matmul(q8.to(torch.float64), kf.transpose(-1, -2))  # [B, H, L, L]
-    t.masked_fill_(~key, -2.0 ** 60)  # finite: masked keys are zeroed after the table
-    rate = round_shift(mq.to(torch.int64) * p.score_mult, RATE_SHIFT)
-    e = torch.sub(t.amax(dim=-1, keepdim=True), t, out=t).mul_(rate.unsqueeze(-1))
-    e = e.add_(float(1 << (p.score_shift - 1))).mul_(2.0 ** -p.score_shift).floor_()
-    pe = _lookup(p.exp_table, e.clamp_(max=p.exp_cap)).masked_fill_(~key, 0)
-
-    recip = (PROB_MAX << PROB_SHIFT) // pe.sum(dim=-1, keepdim=True, dtype=torch.int64)
-    prob = pe.to(torch.float64).mul_(recip * 2.0 ** -PROB_SHIFT).add_(0.5).floor_()
-    ctx = _f32_exact_matmul(prob, v8t.transpose(-1, -2))  # [B, H, L, D]
-    scale = (mv.to(torch.float64) * p.out_mult).unsqueeze(-2)
-    out = ctx.mul_(scale).add_(float(1 << (p.out_shift - 1))).mul_(2.0 ** -p.out_shift).floor_()
-    out = out.clamp_(-INT16_MAX, INT16_MAX).masked_fill_(~mask[:, None, :, None], 0)
-    return out.permute(0, 2, 1, 3).reshape(b, length, h * d).to(torch.int16)
-
-
-def isqrt(n: torch.Tensor) -> torch.Tensor:
-    """floor(sqrt(n)) for an int64 tensor with 0 <= n < 2**62, exactly.
-
-    floor(sqrt(n)) is unique, so any exact method gives the same bits (a kernel may use
-    the bitwise restoring method). Here: the float64 square root is within 1 of it
-    (relative error < 2**-52 on a value below 2**31), then one integer correction
-    step in each direction makes it exact.
-    """
-    r = torch.sqrt(n.to(torch.float64)).to(torch.int64)
-    r -= (r * r > n).to(torch.int64)
-    r += ((r + 1) * (r + 1) <= n).to(torch.int64)
-    return r
+    q8, k8, v8 = (np.empty((b, h, length, d), dtype=np.float32) for _ in range(3))
+    mq, mk = np.empty((b, h, length), dtype=np.int64), np.empty((b, h, length), dtype=np.int64)
+    mv = np.empty((b, h, d), dtype=np.int64)
+    probs = np.empty((b, h, 2 * length, length), dtype=np.float32)
+    out = torch.empty(b, length, h * d, dtype=torch.int16)
+    m = mask.numpy()
+    with ck.threads():
+        ck.attention_quantize(qkv.numpy(), m, h, d, q8, k8, v8, mq, mk, mv)
+        scores = torch.matmul(torch.from_numpy(q8), torch.from_numpy(k8).transpose(-1, -2))
+        ck.attention_probs(scores.numpy(), m, mq, mk, p.score_mult, p.score_shift,
+                           p.exp_table.numpy(), probs)
+        ctx2 = torch.matmul(torch.from_numpy(probs), torch.from_numpy(v8))
+        ck.attention_out(ctx2.numpy(), m, mv, p.out_mult, p.out_shift, out.numpy())
+    return out
 
 
 def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,
@@ -281,7 +235,7 @@ def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,
       mean = round_shift(sum(s) * mean_recip, 32)          |sum * recip| < 2**55
       d = s - mean                                         |d| < 2**23
       var = sum(d * d)                                     < 2**55 (N = 384)
-      std = isqrt(var)                                     (so |d| <= std)
+      std = floor(sqrt(var)), exactly                      (so |d| <= std)
       r = (1 << 46) // max(std, 1)
       z = round_shift(d * r, 46 - 16)                      Q16 of d / std, |z| <= 2**16
       y = clamp(round_shift(z * gamma + beta, 16), -out_max, out_max)
@@ -289,14 +243,15 @@ def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,
     The input scale cancels, so y's fixed point is the one gamma/beta were built for.
     Returns int16 [..., N].
     """
-    s = x.to(torch.int64) + residual.to(torch.int64)
-    mean = round_shift(s.sum(dim=-1, keepdim=True) * p.mean_recip, LN_MEAN_SHIFT)
-    d = s.sub_(mean)
-    std = isqrt((d * d).sum(dim=-1, keepdim=True))
-    r = (1 << LN_RECIP_SHIFT) // std.clamp_(min=1)
-    z = round_shift(d.mul_(r), LN_RECIP_SHIFT - LN_Z_BITS)
-    y = round_shift(z.mul_(p.gamma).add_(p.beta), LN_Z_BITS)
-    return y.clamp_(-out_max, out_max).to(torch.int16)
+    from . import cpu_kernels as ck
+
+    n = x.shape[-1]
+    out = torch.empty(x.shape, dtype=torch.int16)
+    with ck.threads():
+        ck.add_layernorm(x.reshape(-1, n).numpy(), residual.expand_as(x).reshape(-1, n).numpy(),
+                         p.gamma.numpy(), p.beta.numpy(), p.mean_recip, out_max,
+                         out.view(-1, n).numpy())
+    return out
 
 
 def mean_pool_normalize(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

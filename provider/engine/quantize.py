@@ -144,7 +144,7 @@ def quantize_model(w: dict[str, np.ndarray], cfg: BertConfig) -> QuantizedModel:
 
 FORMAT_CONSTANTS = {
     name: getattr(intops, name) for name in (
-        "INT16_MAX", "RESIDUAL_MAX", "QUANT_SHIFT", "EXP_ONE_BITS", "RATE_SHIFT", "PROB_MAX",
+        "SPEC_VERSION", "INT16_MAX", "RESIDUAL_MAX", "QUANT_SHIFT", "EXP_ONE_BITS", "RATE_SHIFT", "PROB_MAX",
         "PROB_SHIFT",
         "LN_RECIP_SHIFT", "LN_Z_BITS", "LN_MEAN_SHIFT")}
 

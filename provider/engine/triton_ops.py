@@ -75,7 +75,7 @@ def _quantize(x, m):
 
 @triton.jit
 def _isqrt(n):
-    """floor(sqrt(n)) for int64 0 <= n < 2**62: intops.isqrt's 31 restoring steps."""
+    """floor(sqrt(n)) for int64 0 <= n < 2**62, exactly, by 31 restoring steps."""
     res = tl.zeros_like(n)
     for i in tl.static_range(31):
         bit = tl.full((), 1, tl.int64) << (60 - 2 * i)

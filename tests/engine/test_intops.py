@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from provider.engine import intops, quantize
+from provider.engine import cpu_kernels, intops, quantize
 from provider.engine.intops import INT16_MAX, LinearParams, round_shift
 
 gen = torch.Generator().manual_seed(1234)
@@ -48,8 +48,7 @@ def test_isqrt_is_exact_floor_sqrt():
     rand = randint(0, 1 << 62, (2000,)).tolist()
     squares = [v * v for v in randint(0, 1 << 31, (200,)).tolist()]
     vals = edge + rand + squares + [s - 1 for s in squares if s]
-    got = intops.isqrt(torch.tensor(vals, dtype=torch.int64)).tolist()
-    assert got == [math.isqrt(v) for v in vals]
+    assert [cpu_kernels._isqrt(v) for v in vals] == [math.isqrt(v) for v in vals]
 
 
 def _linear_params(n, k, seed, gelu=False):
@@ -60,19 +59,26 @@ def _linear_params(n, k, seed, gelu=False):
     return w, b, quantize.quantize_linear(w, b, 10, 9, INT16_MAX, lut)
 
 
+def _gelu(y: int, lut: list[int]) -> int:
+    return max(y, 0) + lut[min(abs(y), len(lut) - 1)]
+
+
 def _linear_exact(x, p: LinearParams):
     """The docstring formula in Python integers."""
     acc = x.to(torch.int64) @ p.weight.to(torch.int64).t()
+    lut = p.gelu_lut.tolist() if p.gelu_lut is not None else None
     out = []
     for row in acc.tolist():
-        out.append([max(-p.out_max, min(p.out_max, (a * m + bb + (1 << (p.shift - 1))) >> p.shift))
-                    for a, m, bb in zip(row, p.multiplier.tolist(), p.bias.tolist())])
+        y = [max(-p.out_max, min(p.out_max, (a * m + bb + (1 << (p.shift - 1))) >> p.shift))
+             for a, m, bb in zip(row, p.multiplier.tolist(), p.bias.tolist())]
+        out.append([_gelu(v, lut) for v in y] if lut else y)
     return torch.tensor(out)
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 8, 8), (7, 40, 24), (33, 384, 64)])
-def test_linear_equals_integer_formula(m, k, n):
-    _, _, p = _linear_params(n, k, seed=k)
+@pytest.mark.parametrize("m,k,n,gelu", [(1, 8, 8, False), (7, 40, 24, True), (33, 384, 64, False),
+                                        (9, 384, 96, True)])
+def test_linear_equals_integer_formula(m, k, n, gelu):
+    _, _, p = _linear_params(n, k, seed=k, gelu=gelu)
     x = randint(-INT16_MAX, INT16_MAX + 1, (m, k)).to(torch.int16)
     assert torch.equal(intops.linear(x, p).to(torch.int64), _linear_exact(x, p))
 
@@ -101,7 +107,8 @@ def test_linear_approximates_float_layer():
 def test_gelu_table_matches_float_gelu():
     _, _, p = _linear_params(8, 8, seed=1, gelu=True)
     y = torch.arange(-40000, 40000, 7, dtype=torch.int64)
-    g = intops.gelu(y, p.gelu_lut)
+    lut = p.gelu_lut.tolist()
+    g = torch.tensor([_gelu(v, lut) for v in y.tolist()])
     exact = torch.nn.functional.gelu(y.double() / 2**9) * 2**9
     assert (g.double() - exact).abs().max() <= 0.5 + 1e-9
     assert (g[y.abs() >= (8 << 9)] == y.clamp(min=0)[y.abs() >= (8 << 9)]).all()
@@ -113,6 +120,53 @@ def _attention_inputs(b, length, lengths, seed):
     qkv[..., :768] //= 4  # Q, K within +-3 (real scale): softmax not saturated
     mask = torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
     return qkv, mask
+
+
+def _round_shift(x: int, s: int) -> int:
+    return (x + (1 << (s - 1))) >> s
+
+
+def _quantize_row(xs: list[int]) -> tuple[list[int], int]:
+    m = max(abs(v) for v in xs)
+    r = (127 << intops.QUANT_SHIFT) // max(m, 1)
+    return [_round_shift(v * r, intops.QUANT_SHIFT) for v in xs], m
+
+
+def _attention_exact(qkv, mask, p):
+    """The docstring formula of ``intops.attention`` in Python integers."""
+    b, length, _ = qkv.shape
+    h_d, d, table = p.heads * p.head_dim, p.head_dim, p.exp_table.tolist()
+    out = torch.zeros(b, length, h_d, dtype=torch.int64)
+    for s in range(b):
+        keys = [j for j in range(length) if mask[s, j]]
+        rows = qkv[s].tolist()
+        for h in range(p.heads):
+            cols = range(h * d, (h + 1) * d)
+            k8 = {j: _quantize_row([rows[j][h_d + c] for c in cols]) for j in keys}
+            v8 = [_quantize_row([rows[j][2 * h_d + c] if j in keys else 0 for j in range(length)])
+                  for c in cols]
+            for i in keys:
+                q8, mq = _quantize_row([rows[i][c] for c in cols])
+                t = {j: sum(a * bb for a, bb in zip(q8, k8[j][0])) * k8[j][1] for j in keys}
+                rate = _round_shift(mq * p.score_mult, intops.RATE_SHIFT)
+                e = {j: table[min(_round_shift((max(t.values()) - t[j]) * rate, p.score_shift),
+                                  p.exp_cap)] for j in keys}
+                recip = (intops.PROB_MAX << intops.PROB_SHIFT) // sum(e.values())
+                prob = {j: _round_shift(e[j] * recip, intops.PROB_SHIFT) for j in keys}
+                for c, (vq, mv) in enumerate(v8):
+                    ctx = sum(prob[j] * vq[j] for j in keys)
+                    y = _round_shift(ctx * mv * p.out_mult, p.out_shift)
+                    out[s, i, h * d + c] = max(-INT16_MAX, min(INT16_MAX, y))
+    return out
+
+
+def test_attention_equals_integer_formula():
+    # the formula in Python integers: a float route's rounding (v1 of the CPU path scaled
+    # prob by a float32 reciprocal) shows up as off-by-one elements
+    params = quantize.attention_params(12, 32)
+    qkv, mask = _attention_inputs(2, 16, [16, 13], seed=8)
+    assert torch.equal(intops.attention(qkv, mask, params).to(torch.int64),
+                       _attention_exact(qkv, mask, params))
 
 
 def test_attention_ignores_masked_keys_and_zeroes_padded_queries():

@@ -80,17 +80,9 @@ class LinearParams:
         return torch.int16 if self.out_max <= INT16_MAX else torch.int32
 
     @cached_property
-    def _planes(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        # CPU helpers: W^T, M, and the bias with the rounding and the lo-plane offset
-        # (x = 256 * hi + lo + 128) folded in
-        w, m = self.weight, self.multiplier
-        const = 128 * w.to(torch.int64).sum(dim=1) * m + self.bias + (1 << (self.shift - 1))
-        return w.t(), m.numpy(), const.numpy()
-
-    @cached_property
-    def _lut(self) -> np.ndarray:
-        return (self.gelu_lut if self.gelu_lut is not None
-                else torch.empty(0, dtype=torch.int32)).numpy()
+    def _packed(self):
+        from .cpu_kernels import PackedLinear  # the CPU route's packed weights, built once
+        return PackedLinear(self)
 
 
 @dataclass(frozen=True)
@@ -166,18 +158,20 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
 
     CPU route: x = 256 * hi + lo + 128 with int8 planes hi = x >> 8 and
-    lo = (x & 255) - 128, stacked into one exact int8 ``_int_mm``; the epilogue
-    (``cpu_kernels.requantize``) combines them in int64.
+    lo = (x & 255) - 128, stacked into one exact int8 GEMM (``cpu_kernels.PackedLinear``);
+    the epilogue (``cpu_kernels.requantize``) combines them in int64.
     """
     from . import cpu_kernels as ck
 
-    wt, mult, const = p._planes
-    out = torch.empty(x.shape[0], wt.shape[1], dtype=p.out_dtype)
+    w = p._packed
+    out = torch.empty(x.shape[0], w.n, dtype=p.out_dtype)
+    bounds = np.array(w.bounds, dtype=np.int64)
     with ck.threads():
-        planes = np.empty((2 * x.shape[0], x.shape[1]), dtype=np.int8)
-        ck.split_planes(x.numpy(), planes)
-        acc2 = torch._int_mm(torch.from_numpy(planes), wt)
-        ck.requantize(acc2.numpy(), mult, const, p.shift, p.out_max, p._lut, out.numpy())
+        # torch allocates 64-byte aligned buffers: the GEMM reads them faster
+        planes = torch.empty(len(w.bounds), 2 * x.shape[0], w.bounds[0][1], dtype=torch.int8)
+        ck.split_planes(x.numpy(), bounds, planes.numpy())
+        ck.requantize(*w.gemm(planes), w.mult, w.const, p.shift, p.out_max, w.lut,
+                      out.numpy())
     return out
 
 
@@ -185,8 +179,8 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     """Multi-head self-attention with an integer softmax, per (sequence, head).
 
     Input: qkv int16 [B, L, 3 * H * D] with |.| <= 32767 (columns: Q | K | V, head h at
-    h*D:(h+1)*D inside each), mask bool [B, L] (True = real token, >= 1 per sequence,
-    L <= 512). For one sequence and head, rows i (queries), keys j unmasked only:
+    h*D:(h+1)*D inside each), mask bool [B, L] (True = real token, >= 1 per sequence;
+    the CPU route takes right padding only, a prefix per sequence; L <= 512). For one sequence and head, rows i (queries), keys j unmasked only:
       q8, mq = quantize_rows(Q)     k8, mk = quantize_rows(K)        (per token)
       v8, mv = quantize_rows(V^T)   per channel c over the sequence's unmasked tokens
                                     (masked rows of V are zeroed first)
@@ -210,19 +204,22 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
 
     b, length, _ = qkv.shape
     h, d = p.heads, p.head_dim
-    q8, k8, v8 = (np.empty((b, h, length, d), dtype=np.float32) for _ in range(3))
-    mq, mk = np.empty((b, h, length), dtype=np.int64), np.empty((b, h, length), dtype=np.int64)
-    mv = np.empty((b, h, d), dtype=np.int64)
-    probs = np.empty((b, h, 2 * length, length), dtype=np.float32)
+    if not torch.equal(mask, torch.arange(length) < mask.sum(dim=1, keepdim=True)):
+        raise ValueError("the CPU attention takes right-padded masks (a prefix per sequence)")
+    q8, k8, v8 = (torch.empty(b, h, length, d) for _ in range(3))
+    mq, mk = (torch.empty(b, h, length, dtype=torch.int64) for _ in range(2))
+    mv = torch.empty(b, h, d, dtype=torch.int64)
+    probs = torch.empty(b, h, 2 * length, length)
     out = torch.empty(b, length, h * d, dtype=torch.int16)
     m = mask.numpy()
     with ck.threads():
-        ck.attention_quantize(qkv.numpy(), m, h, d, q8, k8, v8, mq, mk, mv)
-        scores = torch.matmul(torch.from_numpy(q8), torch.from_numpy(k8).transpose(-1, -2))
-        ck.attention_probs(scores.numpy(), m, mq, mk, p.score_mult, p.score_shift,
-                           p.exp_table.numpy(), probs)
-        ctx2 = torch.matmul(torch.from_numpy(probs), torch.from_numpy(v8))
-        ck.attention_out(ctx2.numpy(), m, mv, p.out_mult, p.out_shift, out.numpy())
+        ck.attention_quantize(qkv.numpy(), m, h, d, q8.numpy(), k8.numpy(), v8.numpy(),
+                              mq.numpy(), mk.numpy(), mv.numpy())
+        scores = torch.matmul(q8, k8.transpose(-1, -2))
+        ck.attention_probs(scores.numpy(), m, mq.numpy(), mk.numpy(), p.score_mult,
+                           p.score_shift, p.exp_table.numpy(), probs.numpy())
+        ctx2 = torch.matmul(probs, v8)
+        ck.attention_out(ctx2.numpy(), m, mv.numpy(), p.out_mult, p.out_shift, out.numpy())
     return out
 
 

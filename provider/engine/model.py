@@ -40,16 +40,17 @@ class QuantizedModel:
 
     def to(self, device: torch.device) -> QuantizedModel:
         """A copy with every tensor on ``device`` (scalars stay Python ints)."""
-        return _map_tensors(self, lambda t: t.to(device))
+        return to_device(self, device)
 
 
-def _map_tensors(obj, fn):
+def to_device(obj, device: torch.device):
+    """A copy of a tensor, tuple or params dataclass with every tensor on ``device``."""
     if isinstance(obj, torch.Tensor):
-        return fn(obj)
+        return obj.to(device)
     if isinstance(obj, tuple):
-        return tuple(_map_tensors(o, fn) for o in obj)
+        return tuple(to_device(o, device) for o in obj)
     if hasattr(obj, "__dataclass_fields__"):
-        return replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in fields(obj)})
+        return replace(obj, **{f.name: to_device(getattr(obj, f.name), device) for f in fields(obj)})
     return obj
 
 

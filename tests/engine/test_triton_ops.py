@@ -1,27 +1,21 @@
 """The Triton kernels equal the integer reference (``intops``) bit for bit.
 
-Without CUDA the kernels run in Triton's interpreter on the CPU; the variable must be
-set before ``triton_ops`` is imported (its kernels are decorated at import). With
-CUDA the same tests run the compiled kernels on the GPU against the CPU reference.
+Without CUDA the kernels run in Triton's interpreter on the CPU (``TRITON_INTERPRET``,
+set by this folder's conftest). With CUDA the same tests run the compiled kernels on
+the GPU against the CPU reference.
 The interpreter costs per program instance and per op, so shapes stay small while
 still crossing every tile edge (lengths not multiples of the blocks, rows of 1).
 """
-import os
 from dataclasses import replace
 
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-
-from provider.engine import Engine, intops, quantize  # noqa: E402
-from provider.engine import triton_ops as tops  # noqa: E402
-from provider.engine.backend import select_backend  # noqa: E402
-from provider.engine.intops import (INT16_MAX, RESIDUAL_MAX, AttentionParams,  # noqa: E402
-                                    LayerNormParams, LinearParams)
-from provider.engine.model import _map_tensors  # noqa: E402
+from provider.engine import Engine, intops, quantize
+from provider.engine import triton_ops as tops
+from provider.engine.backend import select_backend
+from provider.engine.intops import INT16_MAX, RESIDUAL_MAX, AttentionParams, LayerNormParams, LinearParams
+from provider.engine.model import to_device
 
 OPS = tops.TritonOps()
 
@@ -34,7 +28,7 @@ def rand_int(seed: int, lo: int, hi: int, shape, dtype: torch.dtype) -> torch.Te
 
 def dev(obj):
     """A tensor or a params dataclass with every tensor on the kernels' device."""
-    return _map_tensors(obj, lambda t: t.to(OPS.device))
+    return to_device(obj, OPS.device)
 
 
 def assert_same(got, want) -> None:

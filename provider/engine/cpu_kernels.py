@@ -144,14 +144,14 @@ def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
 
 
 @njit(cache=True)
-def _quantize(x, r_num, q):
-    """quantize_rows of one strided row ``x`` into ``q`` (float32); returns the row max."""
-    m = 0
-    for k in range(x.shape[0]):
+def _quantize(x, start, stop, q):
+    """quantize_rows of ``x[start:stop]`` into ``q`` (float32); returns the row max."""
+    m = np.int64(0)
+    for k in range(start, stop):
         m = max(m, abs(np.int64(x[k])))
-    r = r_num // max(m, 1)
-    for k in range(x.shape[0]):
-        q[k] = (np.int64(x[k]) * r + QUANT_HALF) >> QUANT_SHIFT
+    r = QUANT_NUM // max(m, 1)
+    for k in range(start, stop):
+        q[k - start] = (np.int64(x[k]) * r + QUANT_HALF) >> QUANT_SHIFT
     return m
 
 
@@ -165,20 +165,24 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     hd = heads * dim
     for bh in prange(b * heads):
         s, h = bh // heads, bh % heads
+        q0, k0, v0 = h * dim, hd + h * dim, 2 * hd + h * dim
+        vmax = np.zeros(dim, dtype=np.int64)
         for t in range(length):
-            mq[s, h, t] = _quantize(qkv[s, t, h * dim:(h + 1) * dim], QUANT_NUM, q8[s, h, t])
-            mk[s, h, t] = _quantize(qkv[s, t, hd + h * dim:hd + (h + 1) * dim], QUANT_NUM, k8[s, h, t])
-        for c in range(dim):
-            col = 2 * hd + h * dim + c
-            m = 0
-            for t in range(length):
-                if mask[s, t]:
-                    m = max(m, abs(np.int64(qkv[s, t, col])))
-            mv[s, h, c] = m
-            r = QUANT_NUM // max(m, 1)
-            for t in range(length):
-                v8[s, h, t, c] = ((np.int64(qkv[s, t, col]) * r + QUANT_HALF) >> QUANT_SHIFT
-                                  if mask[s, t] else 0)
+            row = qkv[s, t]
+            mq[s, h, t] = _quantize(row, q0, q0 + dim, q8[s, h, t])
+            mk[s, h, t] = _quantize(row, k0, k0 + dim, k8[s, h, t])
+            if mask[s, t]:
+                for c in range(dim):
+                    vmax[c] = max(vmax[c], abs(np.int64(row[v0 + c])))
+        r = QUANT_NUM // np.maximum(vmax, 1)
+        mv[s, h] = vmax
+        for t in range(length):
+            row, out = qkv[s, t], v8[s, h, t]
+            if mask[s, t]:
+                for c in range(dim):
+                    out[c] = (np.int64(row[v0 + c]) * r[c] + QUANT_HALF) >> QUANT_SHIFT
+            else:
+                out[:] = 0
 
 
 @njit(cache=True, parallel=True)

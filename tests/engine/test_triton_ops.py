@@ -197,8 +197,8 @@ def test_attention_adversarial():
     qkv[2, :, v] = 0                                  # zero values: mv = 0
     qkv[3, :, :] = torch.where(qkv[3] > 0, INT16_MAX, -INT16_MAX)  # max magnitudes
     mask = torch.ones(4, length, dtype=torch.bool)
-    mask[1, 3::2] = False                             # holes inside the sequence
-    mask[3, 0] = False                                # a masked first token
+    mask[1, 7:] = False                               # padding after tied keys
+    mask[3, 1:] = False                               # a one-token sequence
     want = intops.attention(qkv, mask, p)
     assert_same(OPS.attention(dev(qkv), dev(mask), dev(p)), want)
     assert want[2].eq(0).all() and want[0, :, :head_dim].ne(0).any()

@@ -16,23 +16,36 @@ import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from client.abi import load_abi
 from client.errors import InvalidInput
-from client.events import EVENT_TYPES, Event, LogMeta
+from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
+                           ResultRevealed, SealCommitted)
 from client.protocol import MAX_BATCH, MAX_INPUT, MAX_RESULT, JobStatus
 from client.records import Assignment, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
 from client.transport import translate_errors
 
 LOG_CHUNK = 5_000  # blocks per eth_getLogs request: public nodes cap the range
 TOPICS_PER_QUERY = 100  # job ids OR-ed in one log filter
+# Checksumming hashes the address: decoding logs meets the same few addresses again and again.
+_checksum = lru_cache(maxsize=4096)(to_checksum_address)
+BATCH_CALLS = 200  # eth_calls per JSON-RPC batch request: public nodes cap batch sizes
+
+# The event that marks one job moved by each (batched) entry point: jobs per transaction.
+ITEM_EVENTS: dict[str, type[Event]] = {
+    "post_job": JobPosted, "post_jobs": JobPosted, "claim": JobClaimed, "claim_many": JobClaimed,
+    "commit": SealCommitted, "commit_many": SealCommitted, "reveal": ResultRevealed,
+    "reveal_many": ResultRevealed, "deliver": ResultRevealed, "deliver_many": ResultRevealed,
+    "finalize": JobFinalized, "finalize_many": JobFinalized, "challenge": JobChallenged,
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,16 @@ class Call:
     @property
     def tx(self) -> dict:
         return {"to": self.to, "data": "0x" + self.data.hex(), "value": 0}
+
+
+@dataclass
+class StepGas:
+    """Gas of one contract function over a block range (see ``Marketplace.gas_by_step``)."""
+
+    function: str
+    txs: int = 0
+    items: int = 0  # jobs moved (events of ITEM_EVENTS); 0 for non-job steps
+    gas: int = 0
 
 
 def _type_string(param: dict) -> str:
@@ -62,7 +85,7 @@ def _pythonic(param: dict, value: Any) -> Any:
         inner = {**param, "type": kind[:-2]}
         return tuple(_pythonic(inner, v) for v in value)
     if kind == "address":
-        return to_checksum_address(value)
+        return _checksum(value)
     if kind.startswith("tuple"):
         return {c["name"]: _pythonic(c, v) for c, v in zip(param["components"], value)}
     return value
@@ -110,7 +133,7 @@ class _EventDef:
         meta = LogMeta(
             block_number=log["blockNumber"], block_hash=bytes(log["blockHash"]),
             tx_hash=bytes(log["transactionHash"]), log_index=log["logIndex"],
-            address=to_checksum_address(log["address"]),
+            address=_checksum(log["address"]),
         )
         return self.cls(meta=meta, **values)
 
@@ -131,6 +154,11 @@ def _tables(contract: str) -> tuple[dict[str, _Function], dict[bytes, _EventDef]
             event = _EventDef(item)
             events[event.topic] = event
     return functions, events
+
+
+@cache
+def _selectors(contract: str) -> dict[bytes, str]:
+    return {f.selector: f.name for f in _tables(contract)[0].values()}
 
 
 def _job_topic(job_id: int) -> str:
@@ -172,16 +200,82 @@ class _Contract:
         """A ``Call`` of ``function(*args)`` on this contract."""
         return Call(self.address, self._functions[function].encode(args), function)
 
+    def function_of(self, calldata: bytes) -> str | None:
+        """The name of this contract's function that a transaction's input calls (None if
+        its selector is none of them).
+
+        >>> m = Marketplace(None, "0x" + "11" * 20)
+        >>> m.function_of(m.build_claim_many([256, 257]).data), m.function_of(b"\\0" * 4)
+        ('claim_many', None)
+        """
+        return _selectors(self.CONTRACT).get(bytes(calldata[:4]))
+
     def call(self, function: str, *args: Any, block: int | str = "latest") -> Any:
         """The decoded result of the view ``function(*args)``; reverts map to named errors."""
         fn = self._functions[function]
-        with translate_errors():
-            raw = self.w3.eth.call({"to": self.address, "data": fn.encode(args)}, block)
-        return fn.decode(bytes(raw))
+        data = fn.encode(args)
+        answers = self._raw_calls([data], block)
+        if answers is None:
+            with translate_errors():
+                return fn.decode(bytes(self.w3.eth.call({"to": self.address, "data": data}, block)))
+        return fn.decode(answers[0])
+
+    def call_many(self, calls: Iterable[tuple[str, Sequence[Any]]], block: int | str = "latest") -> list[Any]:
+        """The decoded results of many views ``(function, args)``, in order, all read at
+        the same ``block``: sent as JSON-RPC batches of ``BATCH_CALLS`` (one round trip
+        each) where the node takes batches, else one by one. The first revert raises its
+        named error, as ``call`` does.
+        """
+        prepared = [(name, self._functions[name].encode(args), args) for name, args in calls]
+        if not prepared:
+            return []
+        if block == "latest":  # it moves between requests: pin every batch to one block
+            with translate_errors():
+                block = self.w3.eth.block_number
+        out: list[Any] = []
+        for start in range(0, len(prepared), BATCH_CALLS):
+            chunk = prepared[start:start + BATCH_CALLS]
+            answers = self._raw_calls([data for _, data, _ in chunk], block) if len(chunk) > 1 else None
+            if answers is None:  # one call, or no batches here: one request per call
+                out += [self.call(name, *args, block=block) for name, _, args in chunk]
+            else:
+                out += [self._functions[name].decode(raw) for (name, _, _), raw in zip(chunk, answers)]
+        return out
+
+    def _raw_calls(self, datas: list[bytes], block: int | str) -> list[bytes] | None:
+        """Raw results of eth_calls at ``block``, one JSON-RPC request (a batch for
+        several) sent straight to the node: web3's middlewares cost several times the
+        round trip on a local node (a chain-id request per call, formatters). None where
+        the provider speaks no JSON-RPC (ape's embedded chain) or the node refused the batch.
+        """
+        provider = self.w3.provider
+        if not hasattr(provider, "make_batch_request"):  # HTTP / IPC / WS providers have it
+            return None
+        block_id = hex(block) if isinstance(block, int) else block
+        requests = [("eth_call", [{"to": self.address, "data": "0x" + d.hex()}, block_id]) for d in datas]
+        try:
+            with translate_errors():
+                answers = (provider.make_batch_request(requests) if len(requests) > 1
+                           else [provider.make_request(*requests[0])])
+        except NotImplementedError:
+            return None
+        if not isinstance(answers, list) or len(answers) != len(datas):
+            return None  # the node refused the batch as a whole (e.g. too large): go one by one
+        out = []
+        for answer in answers:
+            error = answer.get("error")
+            if error is not None:
+                message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+                with translate_errors():  # a revert becomes its named error
+                    if "revert" in message.lower():
+                        raise ContractLogicError(message, data=error.get("data") if isinstance(error, dict) else None)
+                    raise Web3RPCError(message, rpc_response=answer)
+            out.append(bytes.fromhex(answer["result"].removeprefix("0x")))
+        return out
 
     def decode_log(self, log: dict) -> Event | None:
         """The event of one raw log of this contract, or None for logs it did not emit."""
-        if not log["topics"] or to_checksum_address(log["address"]) != self.address:
+        if not log["topics"] or _checksum(log["address"]) != self.address:
             return None
         event = self._events.get(bytes(log["topics"][0]))
         return event.decode(log) if event and event.cls else None
@@ -346,9 +440,16 @@ class Marketplace(_Contract):
 
     def job(self, job_id: int, block: int | str = "latest") -> JobInfo:
         """A job's terms and current state (``JobNotFound`` for unknown ids)."""
-        view = self.call("job", job_id, block=block)
-        view["status"] = JobStatus(view["status"])
-        return JobInfo(job_id=job_id, **view)
+        return _job_info(job_id, self.call("job", job_id, block=block))
+
+    def jobs(self, job_ids: Iterable[int], block: int | str = "latest") -> list[JobInfo]:
+        """Many jobs' views (as ``job``), read at one block in batched round trips.
+
+        >>> [i.status for i in market.jobs([256, 257])]  # doctest: +SKIP
+        [<JobStatus.OPEN: 0>, <JobStatus.DELIVERED: 2>]
+        """
+        ids = list(job_ids)
+        return [_job_info(j, v) for j, v in zip(ids, self.call_many([("job", (j,)) for j in ids], block))]
 
     def seat(self, job_id: int, index: int) -> Seat:
         """Seat ``index`` of a job."""
@@ -371,6 +472,18 @@ class Marketplace(_Contract):
         info = self.call("provider_info", account)
         models = self.call("provider_models", account)
         return ProviderInfo(address=to_checksum_address(account), model_ids=models, **info)
+
+    def providers(self, accounts: Iterable[str], block: int | str = "latest") -> list[ProviderInfo]:
+        """Many providers' views (as ``provider``), read at one block in batched round trips."""
+        accounts = [to_checksum_address(a) for a in accounts]
+        views = self.call_many([(name, (a,)) for a in accounts for name in ("provider_info", "provider_models")],
+                               block)
+        return [ProviderInfo(address=a, model_ids=views[2 * i + 1], **views[2 * i]) for i, a in enumerate(accounts)]
+
+    def provider_accounts(self, from_block: int = 0, to_block: int | str = "latest") -> set[str]:
+        """Every account that registered as a provider in ``[from_block, to_block]``
+        (registered or not today: ``providers`` says)."""
+        return {e.provider for e in self.get_events(from_block, to_block, events=["ProviderRegistered"])}
 
     def pending_payouts(self, provider: str) -> PendingPayouts:
         """A provider's r = 1 pay waiting for its challenge windows (released lazily)."""
@@ -425,6 +538,37 @@ class Marketplace(_Contract):
             out += self.get_events(from_block, to_block, events=events, job_ids=ids[start:start + TOPICS_PER_QUERY],
                                    chunk=chunk)
         return sorted(out, key=lambda e: e.meta.position)
+
+    def gas_by_step(self, from_block: int, to_block: int | None = None) -> dict[str, StepGas]:
+        """Gas per function of every transaction to this marketplace or its tokens in blocks
+        ``[from_block, to_block]`` (default: to the head), from their receipts; ``items``
+        counts the jobs each entry point of ``ITEM_EVENTS`` moved. One RPC call per block
+        and per transaction: meant for benchmarks and reports, not hot paths."""
+        contracts: dict[str, _Contract] = {self.address: self}
+        for token in {self.pay_token(), self.stake_token()}:
+            contracts[to_checksum_address(token)] = Token(self.w3, token)
+        steps: dict[str, StepGas] = {}
+        with translate_errors():
+            last = self.w3.eth.block_number if to_block is None else to_block
+            for number in range(from_block, last + 1):
+                for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+                    contract = contracts.get(tx.get("to") and to_checksum_address(tx["to"]))
+                    if contract is None:
+                        continue
+                    calldata = bytes(tx.get("input", tx.get("data", b"")))  # eth-tester says "data"
+                    function = contract.function_of(calldata) or "unknown"
+                    receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
+                    step = steps.setdefault(function, StepGas(function))
+                    step.txs += 1
+                    step.gas += receipt["gasUsed"]
+                    kind = ITEM_EVENTS.get(function)
+                    if kind is not None and contract is self:
+                        step.items += sum(isinstance(e, kind) for e in self.decode_receipt(receipt))
+        return steps
+
+
+def _job_info(job_id: int, view: dict) -> JobInfo:
+    return JobInfo(job_id=job_id, **{**view, "status": JobStatus(view["status"])})
 
 
 class Token(_Contract):

@@ -13,14 +13,14 @@ re-execute it and mallory loses that stake too. Every result is verified through
 SDK, then rich tables show nearest neighbours, each job's path, gas per step and
 balances before and after.
 
-The in-process pieces (`start_agents`, `drive`, `advance_time`, `gas_by_step`,
-`job_path`) are reused by the end-to-end tests and the e2e benchmark.
+The in-process pieces (`start_agents`, `drive`, `advance_time`, `job_path`) are reused
+by the end-to-end tests.
 """
 
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +28,13 @@ import click
 import numpy as np
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand
-from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
 from client import Client
-from client.abi import load_abi
 from client.events import (Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
                            ProviderSlashed, ResultRevealed, SealCommitted)
-from client.marketplace import Marketplace
+from client.marketplace import Marketplace, StepGas
 from client.protocol import Fault, JobStatus
 from client.records import Deadlines
 from client.transport import ape_local_account
@@ -66,15 +64,6 @@ SENTENCES_R1 = [
 CHALLENGED_SENTENCE = "The forecast says it will pour all day tomorrow."
 CACHED_ANSWER = "I did not really compute this."  # what mallory returns for every job
 
-# Which event counts as one item of each batched entry point (for gas per job).
-ITEM_EVENTS: dict[str, type[Event]] = {
-    "post_job": JobPosted, "post_jobs": JobPosted, "claim": JobClaimed, "claim_many": JobClaimed,
-    "commit": SealCommitted, "commit_many": SealCommitted, "reveal": ResultRevealed,
-    "reveal_many": ResultRevealed, "deliver": ResultRevealed, "deliver_many": ResultRevealed,
-    "finalize": JobFinalized, "finalize_many": JobFinalized, "challenge": JobChallenged,
-}
-
-
 class DemoError(RuntimeError):
     """The marketplace did not reach the state the demo waits for."""
 
@@ -99,11 +88,7 @@ class InProcessAgent:
         return self.agent.store
 
     def step(self) -> None:
-        """One turn: catch up on events, move jobs forward, track transactions."""
-        while not self.agent.watcher.step():
-            pass
-        self.agent.worker.tick()
-        self.agent.txm.poll()
+        self.agent.step()
 
     def send(self, call) -> None:
         """A transaction of the provider's own (e.g. withdraw) through its tx manager,
@@ -157,47 +142,6 @@ def advance_time(seconds: int) -> None:
 
 
 # ---------------------------------------------------------------- reading the chain
-
-
-@dataclass
-class StepGas:
-    """Gas of one contract function over a run."""
-
-    function: str
-    txs: int = 0
-    items: int = 0  # jobs moved (events of ITEM_EVENTS); 0 for non-job steps
-    gas: int = 0
-
-
-def _selectors(contract: str) -> dict[bytes, str]:
-    return {function_abi_to_4byte_selector(item): item["name"]
-            for item in load_abi(contract) if item["type"] == "function"}
-
-
-def gas_by_step(w3, market: Marketplace, from_block: int, to_block: int | None = None,
-                senders: Iterable[str] | None = None) -> dict[str, StepGas]:
-    """Gas per marketplace / token function over blocks [from_block, to_block], from the
-    receipts of every transaction to them (optionally only those of `senders`)."""
-    names = {market.address: _selectors("Marketplace"),
-             to_checksum_address(market.pay_token()): _selectors("TestToken")}
-    wanted = None if senders is None else {to_checksum_address(s) for s in senders}
-    steps: dict[str, StepGas] = {}
-    last = w3.eth.block_number if to_block is None else to_block
-    for number in range(from_block, last + 1):
-        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
-            to = tx.get("to") and to_checksum_address(tx["to"])
-            if to not in names or (wanted is not None and to_checksum_address(tx["from"]) not in wanted):
-                continue
-            calldata = bytes(tx.get("input", tx.get("data", b"")))  # eth-tester says "data"
-            function = names[to].get(calldata[:4], "unknown")
-            receipt = w3.eth.get_transaction_receipt(tx["hash"])
-            step = steps.setdefault(function, StepGas(function))
-            step.txs += 1
-            step.gas += receipt["gasUsed"]
-            kind = ITEM_EVENTS.get(function)
-            if kind is not None and to == market.address:
-                step.items += sum(isinstance(e, kind) for e in market.decode_receipt(receipt))
-    return steps
 
 
 FAULTS = {Fault.NO_COMMIT: "no commit", Fault.NO_REVEAL: "no reveal",
@@ -380,7 +324,7 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
 
     console.print(neighbours_table(texts, {j: r.embedding for j, r in results.items()}))
     console.print(paths_table(client, all_jobs, names))
-    console.print(gas_table(gas_by_step(w3, market, start_block)))
+    console.print(gas_table(market.gas_by_step(start_block)))
     after = {a: holdings(market, token, a) for a in names}
     console.print(balances_table(names, before, after))
     console.rule(f"done in {time.monotonic() - t0:.0f}s")

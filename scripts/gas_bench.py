@@ -16,6 +16,7 @@ import os
 
 import click
 from ape import accounts, chain
+from ape.logging import LogLevel, logger
 from ape.cli import ConnectedProviderCommand
 from eth_abi import encode
 from eth_utils import keccak
@@ -23,14 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from client.encoding import EMBEDDING_SIZE
-from scripts.deploy import ModelEntry, deploy
 
 BATCH = 32
 TARGET_SINGLE = 250_000
 TARGET_BATCHED = 120_000
 WINDOW = 600
 REWARD = 10**18
-MODEL = ModelEntry(keccak(text="gas-bench-model"), "gas-bench", keccak(text="weights"), 1)
+MODEL_ID = keccak(text="gas-bench-model")
 SENTENCE = b"A quick brown fox jumps over the lazy dog near the riverbank."
 
 
@@ -50,15 +50,20 @@ class Bench:
     """Runs the flows on a fresh deployment and collects gas per step."""
 
     def __init__(self, owner, client, providers, keeper):
+        # Imported here: `ape run` runs scripts/deploy.py as a script of its own, and a
+        # module-level import would load it first (runpy warns about that).
+        from scripts.deploy import ModelEntry, deploy
+
         self.owner, self.client, self.providers, self.keeper = owner, client, providers, keeper
-        deployed = deploy(owner, [MODEL], record=False)
+        model = ModelEntry(MODEL_ID, "gas-bench", keccak(text="weights"), 1)
+        deployed = deploy(owner, [model], record=False)
         self.market, token = deployed.marketplace, deployed.pay_token
         for acct in [client, *providers]:
             token.mint(acct, 10**30, sender=acct)
             token.approve(self.market, 2**256 - 1, sender=acct)
         self.market.deposit(10**28, sender=client)
         for p in providers:
-            self.market.register([MODEL.model_id], 0, sender=p)
+            self.market.register([MODEL_ID], 0, sender=p)
             self.market.stake(10**27, sender=p)
         # Steady state of a running market: the counters exist, providers and the
         # treasury hold balances, provider 0 has an open payout bucket.
@@ -68,9 +73,9 @@ class Bench:
     def _post(self, r: int, n: int):
         inputs = [SENTENCE] * n
         if n == 1:
-            tx = self.market.post_job(MODEL.model_id, inputs[0], r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
+            tx = self.market.post_job(MODEL_ID, inputs[0], r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
         else:
-            tx = self.market.post_jobs(MODEL.model_id, inputs, r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
+            tx = self.market.post_jobs(MODEL_ID, inputs, r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
         ids = [log.job_id for log in tx.events if log.event_name == "JobPosted"]
         return ids, _gas(tx)
 
@@ -154,8 +159,11 @@ def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
 def cli():
     """Print the gas table (run it on anvil: --network ethereum:local:foundry)."""
     accts = accounts.test_accounts
-    bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5])
-    r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
-    r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)
-    table = render(r1_single, r1_batch, r3_single, r3_batch, bench.withdraw())
+    # Every transaction's INFO "Confirmed ..." line would bury the table (-v DEBUG keeps them).
+    with logger.at_level(LogLevel.WARNING if logger.level == LogLevel.INFO else logger.level):
+        bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5])
+        r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
+        r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)
+        withdraw = bench.withdraw()
+    table = render(r1_single, r1_batch, r3_single, r3_batch, withdraw)
     Console(width=int(os.environ.get("COLUMNS", 120))).print(table)

@@ -30,7 +30,7 @@ def cli(provider, account, config_path, no_dashboard) -> None:
     from provider.agent.config import load_config
     from provider.agent.errors import AgentError
     from provider.agent.logs import configure_logging
-    from provider.agent.main import _locate, build_agent
+    from provider.agent.main import build_agent, locate_marketplace
     from provider.engine import Engine
 
     try:
@@ -42,7 +42,7 @@ def cli(provider, account, config_path, no_dashboard) -> None:
         signer = ape_local_account(account)
         engine = Engine.load()
         w3 = provider.web3
-        marketplace, start_block = _locate(config, w3.eth.chain_id)
+        marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
         agent = build_agent(config, w3, signer, marketplace=marketplace, start_block=start_block,
                             engines={engine.model_id: engine})
     except (AgentError, VerinferError) as err:

@@ -1,7 +1,8 @@
-"""Shared chain fixtures: accounts, the test token, a deployed marketplace with one model.
+"""Shared fixtures: accounts, the test token, a deployed marketplace with one model, and
+the real engine.
 
-Kept small and chain-only; subsystem fixtures live in their own subfolder conftests.
-Session-scoped deploys + ape's per-test snapshot isolation keep tests fast.
+Subsystem fixtures live in their own subfolder conftests; helpers shared across folders
+in tests/support. Session-scoped deploys + ape's per-test snapshot isolation keep tests fast.
 """
 
 import pytest
@@ -9,6 +10,14 @@ from eth_utils import keccak
 
 TEST_MODEL_ID = keccak(text="verinfer-test-model")
 TOKEN_SUPPLY = 10**30
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The real integer MiniLM engine on its CPU path (loaded once: a few seconds)."""
+    from provider.engine import Engine
+
+    return Engine.load("cpu")
 
 
 @pytest.fixture(scope="session")

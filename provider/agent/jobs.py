@@ -16,15 +16,27 @@ carries on from it):
 A result and its salt are fsync'ed in the store before the seal that binds them is
 sent, and never recomputed: a crash between commit and reveal reveals the stored bytes.
 Per-job data (JSON in the store): the posted terms, `pending` (the one transaction in
-flight for the job: kind and intent id), `failures`, `reason` for refusals.
+flight for the job: kind and intent id), `last_tx` (the last step applied), `failures`,
+`reason` for refusals.
+
+Reorgs: when the tx manager re-opens a step it had confirmed (a reorg took its block),
+the job's pending becomes a `resync` on its last transaction in flight; once that is
+mined again, the job's state is re-derived from the contract (which seat is ours now),
+so a re-mined claim carries on and a lost one is not mistaken for ours.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
+
+from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound
 
 from client.errors import ContractError
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
@@ -34,9 +46,10 @@ from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
 from provider.agent.metrics import Metrics
+from provider.agent.partition import ProviderDirectory, claim_delay
 from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
-from provider.agent.store import JobRecord, JobState, Store, TxStatus
+from provider.agent.store import JobRecord, JobState, Store, TxRecord, TxStatus
 from provider.agent.txmanager import TxManager
 
 log = logging.getLogger("verinfer.agent.jobs")
@@ -45,6 +58,11 @@ log = logging.getLogger("verinfer.agent.jobs")
 WATCHED_EVENTS = ("JobPosted", "JobChallenged", "ProviderSlashed", "JobFinalized")
 MAX_FAILURES = 3  # a job whose transaction keeps failing is given up (FAILED)
 CLAIM_MARGIN = 2  # seconds of chain time left before a deadline to still try
+STEPS = ("claim", "deliver", "commit", "reveal")  # transactions that change our seat
+RESYNC = "resync"  # pending kind: re-derive the job from the contract once that tx is mined
+# Outcomes the chain's own events decided: no reorg of our steps can change them.
+SETTLED = (JobState.PAID, JobState.SLASHED, JobState.RELEASED, JobState.CANCELLED,
+           JobState.REFUSED)
 
 
 class Engine(Protocol):
@@ -104,14 +122,22 @@ class JobBook:
 
     def _challenged(self, job: JobRecord, event: JobChallenged) -> None:
         """A disputed r = 1 delivery re-opens as a round of R_CHALLENGE fresh seats:
-        a job we did not deliver becomes claimable again (the deliverer may not)."""
-        if job.state in (JobState.REVEALED, JobState.CLAIMING, JobState.REFUSED):
+        a job we did not deliver becomes claimable again (the deliverer may not).
+
+        A challenger may act right after the delivery, while our own delivery is still
+        in flight (CLAIMING) or computing: it goes on, and if it lost, its receipt
+        re-opens the job for the round (JobWorker._apply)."""
+        if job.state in (JobState.REVEALED, JobState.REFUSED):
             return
-        self.store.update_job(
-            job.job_id, state=JobState.SEEN, challenge=True, pending=None, failures=0,
-            claim_deadline=event.claim_deadline, commit_deadline=event.commit_deadline,
-            reveal_deadline=event.reveal_deadline,
-        )
+        round_terms = {
+            "challenge": True, "claim_deadline": event.claim_deadline,
+            "commit_deadline": event.commit_deadline, "reveal_deadline": event.reveal_deadline,
+        }
+        if job.state is JobState.CLAIMING:
+            self.store.update_job(job.job_id, **round_terms)
+        else:
+            self.store.update_job(job.job_id, state=JobState.SEEN, pending=None, failures=0,
+                                  **round_terms)
         log.info("job challenged; re-execution round open", extra={"job_id": job.job_id})
 
     def _finalized(self, job: JobRecord, event: JobFinalized) -> None:
@@ -167,9 +193,11 @@ class JobWorker(Service):
         poll_interval: float = 0.25,
         metrics: Metrics | None = None,
         result_hook: Callable[[int, bytes], bytes] | None = None,
+        start_block: int = 0,
     ):
         """`result_hook(job_id, result) -> result` replaces results before they are
-        sealed: only for demos and fault tests of a dishonest provider."""
+        sealed: only for demos and fault tests of a dishonest provider. `start_block`:
+        where to look for provider registrations (the marketplace's deploy block)."""
         super().__init__()
         self.store, self.txm, self.market = store, txm, market
         self.engines, self.policy, self.poll_interval = dict(engines), policy, poll_interval
@@ -179,11 +207,17 @@ class JobWorker(Service):
         self._compute: Batcher[bytes, int] = Batcher(engine_batch.max_size, engine_batch.max_wait)
         self._queued: set[int] = set()  # ids inside one of the batchers
         self._next_check: dict[int, float] = {}  # job id -> monotonic time of its next view
+        self._delivered_until: dict[int, int] = {}  # our delivery -> end of its challenge window
+        self.providers = ProviderDirectory(market, start_block=start_block)
+        self._turn_at: dict[int, float] = {}  # SEEN job id -> monotonic time we may take it
+        self._vetted: set[int] = set()  # SEEN job ids whose input the engine accepted
         self.stake_free: int | None = None  # last read from the contract (for the dashboard)
         metrics = metrics or Metrics()
         self._steps = metrics.counter("verinfer_job_steps_total", "Job transitions sent")
         self._engine_jobs = metrics.counter("verinfer_engine_jobs_total", "Jobs computed")
         self._engine_seconds = metrics.counter("verinfer_engine_seconds_total", "Engine time")
+        self._engine_cpu = metrics.counter("verinfer_engine_cpu_seconds_total",
+                                           "Engine CPU time (its thread and thread pools)")
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -266,7 +300,20 @@ class JobWorker(Service):
         self._finalize(now)
 
     def _fail(self, job: JobRecord, reason: str) -> None:
-        """Count a failed step; retry it later, or give up after MAX_FAILURES."""
+        """Count a failed step; retry it later, or give up after MAX_FAILURES.
+
+        A seat we applied but the chain does not show lost its claim to a reorg that
+        the tx manager may not have noticed yet: no failure then (giving up would get
+        us slashed once the claim is mined again); the job waits for its last step
+        and re-derives its state from the contract."""
+        last_tx = job.data.get("last_tx")
+        if (job.state in (JobState.CLAIMED, JobState.COMMITTED) and last_tx is not None
+                and not self.market.assignment(job.job_id, self.me).assigned):
+            if (job.data.get("pending") or {}).get("kind") != RESYNC:
+                self.store.update_job(job.job_id, pending={"kind": RESYNC, "tx": last_tx})
+            log.warning("job seat not on chain (reorg); re-checking",
+                        extra={"job_id": job.job_id, "reason": reason})
+            return
         failures = job.data.get("failures", 0) + 1
         # A failed claim / delivery leaves the job open to us: back to SEEN.
         retry_as = JobState.SEEN if job.state is JobState.CLAIMING else job.state
@@ -282,47 +329,132 @@ class JobWorker(Service):
     # ---- transactions in flight ------------------------------------------------------
 
     def _track_transactions(self) -> None:
-        waiting: dict[int, list[JobRecord]] = {}
+        self._notice_reorgs()
+        waiting: dict[tuple[int, str], list[JobRecord]] = {}
         for job in self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED,
                                    JobState.COMMITTED, JobState.REVEALED):
             pending = job.data.get("pending")
             if pending:
-                waiting.setdefault(pending["tx"], []).append(job)
-        for tx_id, jobs in waiting.items():
+                waiting.setdefault((pending["tx"], pending["kind"]), []).append(job)
+        for (tx_id, kind), jobs in waiting.items():
             record = self.txm.store.tx(tx_id)
             if record is None or record.status.is_open:
                 continue
-            kind = jobs[0].data["pending"]["kind"]
+            if kind == RESYNC:
+                for job in jobs:
+                    self._resync(job, record)
+                continue
             if record.status is TxStatus.NONCE_TAKEN or not record.succeeded:
                 for job in jobs:
                     self._fail(job, f"{kind} transaction {record.status.value}"
                                     f"{'' if record.succeeded else ' (reverted)'}")
                 continue
-            self._apply(kind, jobs, record.mined_hash)
+            self._apply(kind, jobs, record)
 
-    def _apply(self, kind: str, jobs: list[JobRecord], tx_hash: bytes | None) -> None:
+    def _receipt(self, tx_hash: bytes | None) -> Any | None:
+        """The receipt, or None while the transaction is not mined (anymore): a reorg
+        can take it out of the chain after the tx manager counted it confirmed."""
+        if tx_hash is None:
+            return None
+        try:
+            receipt = self.txm.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+        return receipt if receipt is not None and receipt.get("blockNumber") is not None else None
+
+    def _apply(self, kind: str, jobs: list[JobRecord], record: TxRecord) -> None:
+        receipt = None
         if kind in ("claim", "deliver"):
-            receipt = self.txm.w3.eth.get_transaction_receipt(tx_hash)
-            events = self.market.decode_receipt(receipt)
-            won = {e.job_id for e in events if getattr(e, "provider", None) == self.me}
-            for job in jobs:
-                if job.job_id not in won:
-                    state = JobState.LOST
-                    log.info("job lost", extra={"job_id": job.job_id, "step": kind})
-                else:
-                    state = JobState.CLAIMED if kind == "claim" else JobState.REVEALED
-                job = self.store.update_job(job.job_id, state=state, pending=None)
-                if "settled" in job.data:  # it settled while our receipt was in flight
-                    self.store.update_job(job.job_id, state=outcome(self.store, job))
-        elif kind == "commit":
-            for job in jobs:
-                self.store.update_job(job.job_id, state=JobState.COMMITTED, pending=None)
-        elif kind == "reveal":
-            for job in jobs:
-                self.store.update_job(job.job_id, state=JobState.REVEALED, pending=None)
-        else:  # finalize: the JobFinalized event settles it; a skipped one is retried
-            for job in jobs:
-                self.store.update_job(job.job_id, pending=None)
+            receipt = self._receipt(record.mined_hash)
+            if receipt is None:
+                return  # orphaned: the tx manager re-opens and re-sends it; wait for it
+        won = set() if receipt is None else {
+            e.job_id for e in self.market.decode_receipt(receipt)
+            if getattr(e, "provider", None) == self.me}
+        for job_id in [j.job_id for j in jobs]:
+            with self.store.atomic():  # the watcher's thread may have moved the job meanwhile
+                job = self.store.job(job_id)
+                if job is None or (job.data.get("pending") or {}).get("tx") != record.id:
+                    continue
+                # finalize (state None): the JobFinalized event settles it; a skipped one
+                # is retried
+                state = {"commit": JobState.COMMITTED, "reveal": JobState.REVEALED}.get(kind)
+                extra: dict[str, Any] = {}
+                if kind == "claim":
+                    state = JobState.CLAIMED if job_id in won else JobState.LOST
+                elif kind == "deliver":
+                    state = JobState.REVEALED if job_id in won else JobState.LOST
+                    if state is JobState.LOST and job.data.get("challenge"):
+                        # Beaten to the delivery, but a challenge re-opened the job:
+                        # claim a seat in the re-execution round instead.
+                        state, extra = JobState.SEEN, {"failures": 0}
+                if state is JobState.LOST:
+                    log.info("job lost", extra={"job_id": job_id, "step": kind})
+                if kind in STEPS:
+                    extra["last_tx"] = record.id
+                job = self.store.update_job(job_id, state=state, pending=None, **extra)
+                if "settled" in job.data and kind in ("claim", "deliver") and (
+                        state is not JobState.SEEN):
+                    # it settled while our receipt was in flight
+                    self.store.update_job(job_id, state=outcome(self.store, job))
+
+    # ---- reorgs of our own steps -----------------------------------------------------
+
+    def _notice_reorgs(self) -> None:
+        """Steps the tx manager re-opened because a reorg took their block: it sends each
+        again at its nonce. Its job waits for its last transaction in flight (the nonces
+        mine in order), then `_resync` re-derives its state: a re-mined claim may now
+        lose its seat, or win one it had lost."""
+        for tx in self.txm.store.reorged_txs():
+            if tx.kind not in STEPS:
+                continue
+            for job_id in tx.meta.get("jobs", []):
+                with self.store.atomic():
+                    job = self.store.job(job_id)
+                    if job is None or job.state in SETTLED:
+                        continue
+                    pending = job.data.get("pending") or {}
+                    if pending.get("tx") == tx.id and pending.get("kind") in (tx.kind, RESYNC):
+                        continue  # never applied, or already waiting for it
+                    if pending.get("kind") == RESYNC and pending["tx"] > tx.id:
+                        continue
+                    # A lost or given-up job may hold the seat once its claim is re-mined.
+                    state = JobState.CLAIMING if job.state in (
+                        JobState.SEEN, JobState.LOST, JobState.FAILED) else None
+                    self.store.update_job(job_id, state=state, pending={
+                        "kind": RESYNC, "tx": max(tx.id, pending.get("tx", 0))})
+                log.warning("job step orphaned by a reorg; re-checking once mined again",
+                            extra={"job_id": job_id, "step": tx.kind, "tx_id": tx.id})
+
+    def _resync(self, job: JobRecord, record: TxRecord) -> None:
+        """Re-derive a job's state from the contract: which seat of it is ours now."""
+        if record.mined_hash is not None and self._receipt(record.mined_hash) is None:
+            return  # confirmed, then orphaned: the tx manager has yet to notice
+        info = self.market.job(job.job_id)
+        # Seat 0 is an r = 1 job's deliverer; seats 1..R_CHALLENGE its re-execution round.
+        seats = [self.market.seat(job.job_id, i)
+                 for i in range(info.r + (R_CHALLENGE if info.r == 1 else 0))]
+        mine = next((s for s in seats if s.provider == self.me), None)
+        extra: dict[str, Any] = {}
+        if mine is not None:
+            state = (JobState.REVEALED if mine.revealed
+                     else JobState.COMMITTED if mine.committed else JobState.CLAIMED)
+        elif info.status in (JobStatus.OPEN, JobStatus.CHALLENGED) and (
+                info.nclaimed < _seats(info)):
+            state = JobState.SEEN  # the seat went back to the pool: take it again
+            extra = {"challenge": info.status is JobStatus.CHALLENGED,
+                     "claim_deadline": info.claim_deadline,
+                     "commit_deadline": info.commit_deadline,
+                     "reveal_deadline": info.reveal_deadline}
+        else:
+            state = JobState.LOST
+        with self.store.atomic():
+            job = self.store.update_job(job.job_id, state=state, pending=None, failures=0,
+                                        last_tx=record.id, **extra)
+            if "settled" in job.data and state is not JobState.SEEN:
+                job = self.store.update_job(job.job_id, state=outcome(self.store, job))
+        log.info("job re-derived from the contract", extra={"job_id": job.job_id,
+                                                             "state": job.state.value})
 
     # ---- taking jobs -----------------------------------------------------------------
 
@@ -331,49 +463,80 @@ class JobWorker(Service):
         log.info("job refused", extra={"job_id": job.job_id, "reason": reason})
 
     def _consider_new(self, now: int) -> None:
+        """Take the open jobs that policy, input, our turn (`_my_turn`), capacity and
+        stake allow: r = 1 jobs go to the engine (their delivery claims them), others
+        to a claim batch. Their contract state is read in one batched view."""
+        seen = self.store.jobs(JobState.SEEN)
+        seen_ids = {j.job_id for j in seen}
+        for gone in [j for j in self._turn_at if j not in seen_ids]:
+            del self._turn_at[gone]
+        self._vetted &= seen_ids
         # Capacity bounds work in progress; revealed jobs only wait for settlement.
         held = len(self.store.jobs(JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED))
-        held += sum(1 for j in self._queued if self._is_seen(j))
+        held += len(self._queued & seen_ids)
+        due: list[JobRecord] = []
+        with self.store.atomic():  # one commit for every refusal of this pass
+            for job in seen:
+                if job.job_id in self._queued or job.data.get("pending"):
+                    continue
+                if now + CLAIM_MARGIN > job.data["claim_deadline"]:
+                    self.store.update_job(job.job_id, state=JobState.LOST, reason="claim deadline")
+                elif job.reward < self.policy.min_price:
+                    self._refuse(job, "reward below min_price")
+                elif self._my_turn(job) and self._valid_input(job):
+                    if held + len(due) >= self.policy.capacity:
+                        break
+                    due.append(job)
+        if not due:
+            return
+        infos = self.market.jobs([j.job_id for j in due])
         at_risk = self.store.stake_at_risk()
-        free = None
-        for job in self.store.jobs(JobState.SEEN):
-            if job.job_id in self._queued or job.data.get("pending"):
-                continue
-            if now + CLAIM_MARGIN > job.data["claim_deadline"]:
-                self.store.update_job(job.job_id, state=JobState.LOST, reason="claim deadline")
-                continue
-            if job.reward < self.policy.min_price:
-                self._refuse(job, "reward below min_price")
-                continue
-            engine = self.engines[job.model_id]
-            try:
-                engine.tokenize(bytes.fromhex(job.data["input"]))
-            except ValueError as err:  # the engine's InvalidInputError family
-                self._refuse(job, f"invalid input: {err}")
-                continue
-            if held >= self.policy.capacity:
-                return
-            info = self.market.job(job.job_id)
-            if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
-                info.nclaimed >= _seats(info)
-            ):
-                self.store.update_job(job.job_id, state=JobState.LOST, reason="taken")
-                continue
-            collateral = info.collateral_per_seat
-            if free is None:
-                free = self.stake_free = self.market.provider(self.me).free
-            if at_risk + collateral > self.policy.max_stake_at_risk or collateral > free:
-                continue  # wait: stake frees up when held jobs settle
-            at_risk += collateral
-            free -= collateral
-            held += 1
-            self.store.update_job(job.job_id, collateral=collateral)
-            self._queued.add(job.job_id)
-            if job.data["r"] == 1 and not job.data.get("challenge"):
-                # deliver = claim + result in one call: compute first
-                self._compute.put(job.model_id, job.job_id)
-            else:
-                self._claims.put(None, job.job_id)
+        free = self.stake_free = self.market.provider(self.me).free
+        with self.store.atomic():
+            for job, info in zip(due, infos):
+                if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
+                    info.nclaimed >= _seats(info)
+                ):
+                    self.store.update_job(job.job_id, state=JobState.LOST, reason="taken")
+                    continue
+                collateral = info.collateral_per_seat
+                if at_risk + collateral > self.policy.max_stake_at_risk or collateral > free:
+                    continue  # wait: stake frees up when held jobs settle
+                at_risk += collateral
+                free -= collateral
+                self.store.update_job(job.job_id, collateral=collateral)
+                self._queued.add(job.job_id)
+                if _delivers(job):  # deliver = claim + result in one call: compute first
+                    self._compute.put(job.model_id, job.job_id)
+                else:
+                    self._claims.put(None, job.job_id)
+
+    def _my_turn(self, job: JobRecord) -> bool:
+        """Whether our turn for this job has come. An r = 1 delivery is computed before
+        it is claimed, so racing for it wastes the engine and gas of every loser: it
+        goes to the provider it hashes to, the others only take it after a grace
+        (provider/agent/partition.py). Claims of other jobs race: a lost one costs a
+        skipped batch item, no computation."""
+        grace = self.policy.takeover_grace
+        if not grace or not _delivers(job):
+            return True
+        if job.job_id not in self._turn_at:  # ranked once, with the providers known then
+            serving = self.providers.serving(job.model_id)
+            self._turn_at[job.job_id] = time.monotonic() + claim_delay(
+                job.job_id, self.me, serving, 1, grace)
+        return time.monotonic() >= self._turn_at[job.job_id]
+
+    def _valid_input(self, job: JobRecord) -> bool:
+        """Tokenize a job's input once; refuse it if the engine can't take it."""
+        if job.job_id in self._vetted:
+            return True
+        try:
+            self.engines[job.model_id].tokenize(bytes.fromhex(job.data["input"]))
+        except ValueError as err:  # the engine's InvalidInputError family
+            self._refuse(job, f"invalid input: {err}")
+            return False
+        self._vetted.add(job.job_id)
+        return True
 
     def _is_seen(self, job_id: int) -> bool:
         job = self.store.job(job_id)
@@ -415,15 +578,17 @@ class JobWorker(Service):
             else:
                 todo.append(job)
         if todo:
-            started = time.monotonic()
+            started, cpu = time.monotonic(), _engine_cpu()
             computed = self.engines[model_id].embed([bytes.fromhex(j.data["input"]) for j in todo])
             self._engine_seconds.inc(time.monotonic() - started)
+            self._engine_cpu.inc(_engine_cpu() - cpu)
             self._engine_jobs.inc(len(todo))
-            for job, result in zip(todo, computed):
-                if self.result_hook is not None:
-                    result = self.result_hook(job.job_id, result)
-                self.store.save_result(job.job_id, result_digest(result), result, new_salt())
-                out[job.job_id] = result
+            with self.store.atomic():  # one fsync for the batch, still before any seal is sent
+                for job, result in zip(todo, computed):
+                    if self.result_hook is not None:
+                        result = self.result_hook(job.job_id, result)
+                    self.store.save_result(job.job_id, result_digest(result), result, new_salt())
+                    out[job.job_id] = result
         return out
 
     def _compute_and_seal(self, model_id: bytes, jobs: list[JobRecord]) -> None:
@@ -473,12 +638,16 @@ class JobWorker(Service):
         self._next_check[job_id] = now + self.poll_interval
         return True
 
+    def _viewed(self, jobs: list[JobRecord], now: int) -> list[tuple[JobRecord, Any]]:
+        """The jobs due for a fresh view, with their views read in one batch. Our r = 1
+        deliveries are left alone until their challenge window ends (chain time)."""
+        due = [j for j in jobs if not j.data.get("pending")
+               and self._delivered_until.get(j.job_id, -1) < now and self._due_for_check(j.job_id)]
+        return list(zip(due, self.market.jobs([j.job_id for j in due])))
+
     def _reveal(self, now: int) -> None:
         ready = []
-        for job in self.store.jobs(JobState.COMMITTED):
-            if job.data.get("pending") or not self._due_for_check(job.job_id):
-                continue
-            info = self.market.job(job.job_id)
+        for job, info in self._viewed(self.store.jobs(JobState.COMMITTED), now):
             if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
                 continue  # settled meanwhile; the JobFinalized event says how
             if now > info.reveal_deadline:
@@ -495,10 +664,9 @@ class JobWorker(Service):
 
     def _finalize(self, now: int) -> None:
         due = []
-        for job in self.store.jobs(JobState.REVEALED):
-            if job.data.get("pending") or not self._due_for_check(job.job_id):
-                continue
-            info = self.market.job(job.job_id)
+        for job, info in self._viewed(self.store.jobs(JobState.REVEALED), now):
+            if info.status is JobStatus.DELIVERED and now <= info.challenge_end:
+                self._delivered_until[job.job_id] = info.challenge_end
             if info.status.settled:
                 # Settled without an event reaching us (an unchallenged r = 1 delivery
                 # settles lazily when its window ends): for a revealed seat the
@@ -525,6 +693,33 @@ def _finalize_due(info, now: int) -> bool:
     return (info.nrevealed == _seats(info)
             or (now > info.commit_deadline and info.nrevealed == info.ncommitted)
             or now > info.reveal_deadline)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _engine_cpu() -> float:
+    """CPU seconds of this thread and of every thread Python did not start (the engine's
+    numba / OpenMP / torch pools), leaving out the agent's other services. Where /proc
+    is missing: this thread's alone."""
+    others = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return time.thread_time()
+    total = 0
+    for task in tasks.iterdir():
+        if int(task.name) not in others:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def _delivers(job: JobRecord) -> bool:
+    """An r = 1 job outside a challenge round: claimed by delivering its result."""
+    return job.data["r"] == 1 and not job.data.get("challenge")
 
 
 def _seats(info) -> int:

@@ -50,6 +50,16 @@ class Agent:
     def runner(self) -> Runner:
         return Runner(self.services)
 
+    def step(self) -> None:
+        """One turn of the services without their threads, for a caller that drives the
+        agent itself (the embedded chain lives in the caller's process and only moves
+        when someone acts on it): catch up on events, move jobs forward, track
+        transactions. The tx manager and the worker must have been set up."""
+        while not self.watcher.step():
+            pass
+        self.worker.tick()
+        self.txm.poll()
+
 
 def build_agent(
     config: AgentConfig,
@@ -71,12 +81,13 @@ def build_agent(
     metrics = Metrics()
     watch_store(metrics, store)
     market = Marketplace(w3, marketplace)
-    txm = TxManager(w3, signer, store, config.tx, metrics=metrics)
+    txm = TxManager(w3, signer, store, config.tx, metrics=metrics,
+                    reorg_window=config.watcher.reorg_window)
     worker = JobWorker(
         store=store, txm=txm, market=market, engines=engines, policy=config.policy,
         claim_batch=config.claim_batch, engine_batch=config.engine_batch,
         poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
-        result_hook=result_hook,
+        result_hook=result_hook, start_block=start_block,
     )
     watcher = Watcher(
         w3, store, MarketplaceLogs(market), JobBook(store, signer.address, engines),
@@ -112,8 +123,9 @@ def _web3(config: AgentConfig) -> Iterator[Web3]:
         yield provider.web3
 
 
-def _locate(config: AgentConfig, chain_id: int) -> tuple[str, int]:
-    """Marketplace address and the block to start watching from."""
+def locate_marketplace(config: AgentConfig, chain_id: int) -> tuple[str, int]:
+    """The marketplace address (the config's, else the deployment recorded for
+    `chain_id`) and the block to start watching from; ConfigError if there is none."""
     from client.deployments import load_deployment
     from client.errors import DeploymentNotFound
 
@@ -150,7 +162,7 @@ def cli(config_path: Path | None, no_dashboard: bool) -> None:
 
         engine = InferenceEngine.load()
         with _web3(config) as w3:
-            marketplace, start_block = _locate(config, w3.eth.chain_id)
+            marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
             agent = build_agent(config, w3, signer, marketplace=marketplace,
                                 start_block=start_block, engines={engine.model_id: engine})
             log.info("agent starting", extra={

@@ -24,7 +24,7 @@ from typing import Any
 
 from provider.agent.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration i brings a database from user_version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
@@ -85,6 +85,13 @@ _MIGRATIONS: tuple[str, ...] = (
         sent_at REAL NOT NULL
     );
     CREATE INDEX broadcasts_tx ON broadcasts (tx_id);
+    """,
+    # 2: the block a receipt was seen in, and how often a reorg took a transaction's block
+    # away (confirmed transactions are re-checked against both).
+    """
+    ALTER TABLE txs ADD COLUMN block_hash BLOB;
+    ALTER TABLE txs ADD COLUMN reorgs INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX txs_block ON txs (block_number);
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -184,6 +191,8 @@ class TxRecord:
     error: str | None
     created_at: float
     broadcasts: tuple[Broadcast, ...]
+    block_hash: bytes | None = None
+    reorgs: int = 0  # times a reorg removed the block holding its receipt
 
     @property
     def succeeded(self) -> bool:
@@ -472,19 +481,31 @@ class Store:
         *,
         mined_hash: bytes | None = None,
         block_number: int | None = None,
+        block_hash: bytes | None = None,
         receipt_status: int | None = None,
         gas_used: int | None = None,
         effective_gas_price: int | None = None,
         error: str | None = None,
     ) -> None:
         self._write(
-            "UPDATE txs SET status = ?, mined_hash = ?, block_number = ?, receipt_status = ?,"
-            " gas_used = ?, effective_gas_price = ?, error = ?, updated_at = ? WHERE id = ?",
+            "UPDATE txs SET status = ?, mined_hash = ?, block_number = ?, block_hash = ?,"
+            " receipt_status = ?, gas_used = ?, effective_gas_price = ?, error = ?,"
+            " updated_at = ? WHERE id = ?",
             (
-                TxStatus(status).value, mined_hash, block_number, receipt_status, gas_used,
-                None if effective_gas_price is None else str(effective_gas_price),
+                TxStatus(status).value, mined_hash, block_number, block_hash, receipt_status,
+                gas_used, None if effective_gas_price is None else str(effective_gas_price),
                 error, time.time(), tx_id,
             ),
+        )
+
+    def reopen_tx(self, tx_id: int) -> None:
+        """A reorg removed the block holding the transaction's receipt: pending again,
+        its receipt forgotten, the reorg counted."""
+        self._write(
+            "UPDATE txs SET status = ?, mined_hash = NULL, block_number = NULL,"
+            " block_hash = NULL, receipt_status = NULL, gas_used = NULL,"
+            " effective_gas_price = NULL, reorgs = reorgs + 1, updated_at = ? WHERE id = ?",
+            (TxStatus.PENDING.value, time.time(), tx_id),
         )
 
     def set_tx_error(self, tx_id: int, error: str | None) -> None:
@@ -521,6 +542,8 @@ class Store:
                           bytes(b["raw"]), b["head_block"], b["sent_at"])
                 for b in casts
             ),
+            block_hash=None if row["block_hash"] is None else bytes(row["block_hash"]),
+            reorgs=row["reorgs"],
         )
 
     def tx(self, tx_id: int) -> TxRecord | None:
@@ -541,6 +564,39 @@ class Store:
 
     def open_txs(self) -> list[TxRecord]:
         return self.txs(*(s for s in TxStatus if s.is_open))
+
+    def confirmed_txs(self, *, nonce_from: int | None = None,
+                      block_from: int | None = None) -> list[TxRecord]:
+        """Confirmed transactions at nonces from `nonce_from` or mined in blocks from
+        `block_from` (either or both), in nonce order: those to re-check after a reorg."""
+        rows = self._rows(
+            # Found through the nonce and block indexes: nearly every transaction is
+            # confirmed, so the status index would scan them all.
+            "SELECT * FROM txs WHERE id IN (SELECT id FROM txs WHERE nonce >= ?"
+            " UNION SELECT id FROM txs WHERE block_number >= ?) AND +status = ?"
+            " ORDER BY nonce",
+            (2**62 if nonce_from is None else nonce_from,
+             2**62 if block_from is None else block_from, TxStatus.CONFIRMED.value),
+        )
+        return [self._tx(r) for r in rows]
+
+    def newest_receipt_block(self) -> tuple[int, bytes] | None:
+        """(number, hash) of the newest block holding a confirmed transaction's receipt."""
+        rows = self._rows(
+            "SELECT block_number, block_hash FROM txs WHERE +status = ?"
+            " AND block_hash IS NOT NULL ORDER BY block_number DESC LIMIT 1",
+            (TxStatus.CONFIRMED.value,),
+        )
+        return (rows[0]["block_number"], bytes(rows[0]["block_hash"])) if rows else None
+
+    def reorged_txs(self) -> list[TxRecord]:
+        """Open transactions that a reorg took out of a block, in nonce order."""
+        marks = ",".join("?" * sum(1 for s in TxStatus if s.is_open))
+        rows = self._rows(
+            f"SELECT * FROM txs WHERE reorgs > 0 AND status IN ({marks}) ORDER BY nonce",
+            [s.value for s in TxStatus if s.is_open],
+        )
+        return [self._tx(r) for r in rows]
 
     def max_nonce(self) -> int | None:
         return self._rows("SELECT MAX(nonce) AS n FROM txs")[0]["n"]

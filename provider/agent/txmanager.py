@@ -6,6 +6,9 @@ version is stored before it is sent. So after a crash nothing is lost or sent tw
 a nonce that another transaction used, re-sends byte for byte what the node no longer
 has (or never got), confirms receipts, notices receipts that a reorg removed, and
 replaces stuck transactions at the same nonce with a fee bump, up to a hard fee cap.
+Confirmed is not final: within `reorg_window` blocks a confirmed transaction whose
+block a reorg took away is re-opened and sent again at its nonce, so the account's
+nonces never gap (its `reorgs` count tells the job logic to re-check what it applied).
 
 The account must be used by this agent only: a second sender would take its nonces.
 """
@@ -22,7 +25,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
+from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
 
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
@@ -56,17 +59,24 @@ class TxManager(Service):
         config: TxConfig,
         *,
         metrics: Metrics | None = None,
+        reorg_window: int = 64,
     ):
+        """`reorg_window`: how many blocks back a confirmed transaction is still
+        re-checked (the watcher's `reorg_window`: deeper reorgs stop the agent)."""
         super().__init__()
         self.w3, self.signer, self.store, self.config = w3, signer, store, config
+        self.reorg_window = reorg_window
         self._lock = threading.RLock()
         self._next_nonce: int | None = None
+        self._head: int | None = None  # head block number at the last poll
         # tx id -> consecutive polls that saw its nonce counted with none of its hashes mined
         self._nonce_suspects: dict[int, int] = {}
         self.chain_id: int | None = None
         metrics = metrics or Metrics()
         self._sent = metrics.counter("verinfer_tx_broadcasts_total", "Signed transactions sent")
         self._replaced = metrics.counter("verinfer_tx_replaced_total", "Fee-bumped replacements")
+        self._reorged = metrics.counter("verinfer_tx_reorged_total",
+                                        "Mined transactions a reorg took out of the chain")
         self._done = metrics.counter("verinfer_tx_confirmed_total", "Confirmed transactions")
         self._fees = metrics.counter("verinfer_tx_fees_wei_total", "Wei paid for gas")
 
@@ -260,14 +270,57 @@ class TxManager(Service):
 
     def _poll(self) -> None:
         open_txs = self.store.open_txs()
-        if not open_txs:
-            return
+        newest = self.store.newest_receipt_block()
+        if not open_txs and (newest is None or (
+                self._head is not None and newest[0] <= self._head - self.reorg_window)):
+            return  # nothing in flight, nothing a reorg could still take away
         # Read the mined nonce before any receipt: a nonce counted here whose tx has
         # no receipt among our hashes below was certainly used by someone else.
         mined_nonce = self.w3.eth.get_transaction_count(self.address, "latest")
         block = self.w3.eth.get_block("latest")
+        self._head = block["number"]
+        if self._recheck_confirmed(block["number"], mined_nonce, newest):
+            open_txs = self.store.open_txs()
         for tx in open_txs:
             self._check(tx, block["number"], block["baseFeePerGas"], mined_nonce)
+
+    def _recheck_confirmed(self, head: int, mined_nonce: int,
+                           newest: tuple[int, bytes] | None) -> bool:
+        """Re-open confirmed transactions a reorg took out of the chain; True if any.
+
+        A confirmed nonce the chain no longer counts lost its block for certain (and
+        every later nonce would wait behind it forever). If the newest block holding one
+        of our receipts changed its hash, any receipt in the reorg window may have moved:
+        those are all looked up again (a block hash commits to every block below it).
+        """
+        suspects = self.store.confirmed_txs(nonce_from=mined_nonce)
+        if newest is not None and newest[0] > head - self.reorg_window:
+            if self._hash_at(newest[0]) != newest[1]:
+                suspects = self.store.confirmed_txs(
+                    nonce_from=mined_nonce, block_from=head - self.reorg_window + 1)
+        reopened = False
+        for tx in suspects:
+            receipt = self._receipt(tx)
+            if receipt is not None:  # still mined, maybe in another block: recount its depth
+                self._record_receipt(tx, receipt, head)
+                continue
+            log.warning("confirmed tx lost its block to a reorg; sending it again",
+                        extra={"tx_id": tx.id, "nonce": tx.nonce, "kind": tx.kind,
+                               "block": tx.block_number})
+            self.store.reopen_tx(tx.id)
+            self._reorged.inc(kind=tx.kind)
+            if tx.broadcasts:  # the same bytes first; the stuck clock restarts from now
+                last = tx.broadcasts[-1]
+                self.store.touch_broadcast(last.hash, head)
+                self._push(tx, last.hash, last.raw)
+            reopened = True
+        return reopened
+
+    def _hash_at(self, number: int) -> bytes | None:
+        try:
+            return bytes(self.w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
 
     def _receipt(self, tx: TxRecord) -> Any | None:
         for cast in reversed(tx.broadcasts):
@@ -294,7 +347,8 @@ class TxManager(Service):
         if tx.status is TxStatus.MINED:
             log.warning("tx receipt gone (reorg); back to pending",
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
-            self.store.update_tx(tx.id, TxStatus.PENDING)
+            self.store.reopen_tx(tx.id)
+            self._reorged.inc(kind=tx.kind)
         # A nonce read taken before a reorg removed our receipt is stale: judge it later.
         elif tx.nonce < mined_nonce:
             # A node may count a nonce before it serves the receipt, and a reorg may be
@@ -338,19 +392,20 @@ class TxManager(Service):
     def _record_receipt(self, tx: TxRecord, receipt: Any, head: int) -> None:
         depth = head - receipt["blockNumber"] + 1
         status = TxStatus.CONFIRMED if depth >= self.config.confirmations else TxStatus.MINED
-        mined_hash = bytes(receipt["transactionHash"])
-        if status is tx.status and mined_hash == tx.mined_hash:
+        mined_hash, block_hash = bytes(receipt["transactionHash"]), bytes(receipt["blockHash"])
+        if (status, mined_hash, block_hash) == (tx.status, tx.mined_hash, tx.block_hash):
             return
         price = receipt.get("effectiveGasPrice")
         self.store.update_tx(
             tx.id, status,
             mined_hash=mined_hash,
             block_number=receipt["blockNumber"],
+            block_hash=block_hash,
             receipt_status=receipt["status"],
             gas_used=receipt["gasUsed"],
             effective_gas_price=None if price is None else int(price),
         )
-        if status is TxStatus.CONFIRMED:
+        if status is TxStatus.CONFIRMED and tx.status is not TxStatus.CONFIRMED:
             outcome = "success" if receipt["status"] == 1 else "reverted"
             self._done.inc(kind=tx.kind, result=outcome)
             self._fees.inc(receipt["gasUsed"] * int(price or 0))

@@ -101,7 +101,7 @@ class PackedLinear:
         return accs[0], accs[1] if len(accs) > 1 else accs[0][:0]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def split_planes(x, bounds, planes):
     """x int16 [M, K] -> planes int8 [C, 2M, Kc]: for chunk c (columns bounds[c]), rows
     0..M-1 hold hi = x >> 8 and rows M..2M-1 hold lo = (x & 255) - 128."""
@@ -124,7 +124,7 @@ def _requantize_one(acc, mult, const, shift, out_max, lut):
     return y
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
     """linear's epilogue: acc = 256 * A_hi + A_lo over the K chunks (``const`` holds the
     rest), y = clamp((acc * M + const) >> shift), then GELU by table if ``lut`` is not
@@ -143,7 +143,7 @@ def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
                 out[i, j] = _requantize_one(total, mult[j], const[j], shift, out_max, lut)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _quantize(x, start, stop, q):
     """quantize_rows of ``x[start:stop]`` into ``q`` (float32); returns the row max."""
     m = np.int64(0)
@@ -155,7 +155,7 @@ def _quantize(x, start, stop, q):
     return m
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     """Per-token int8 Q and K rows and per-channel int8 V columns (over unmasked
     tokens, masked rows zero) of ``attention``, as float32 for the exact matmuls.
@@ -185,7 +185,7 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
                 out[:] = 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, probs):
     """Integer softmax of ``attention``: scores float32 [B, H, L, L] = q8 . k8 (exact
     integers), mask a prefix per sequence (right padding); probs float32 [B, H, 2L, L]
@@ -221,7 +221,7 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
                 lo[j] = prob & 127
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def attention_out(ctx2, mask, mv, out_mult, out_shift, out):
     """ctx = 128 * (prob_hi . v8) + (prob_lo . v8) from ctx2 float32 [B, H, 2L, D];
     out int16 [B, L, H*D] = clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
@@ -239,7 +239,7 @@ def attention_out(ctx2, mask, mv, out_mult, out_shift, out):
                 out[s, i, h * dim + c] = y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _isqrt(n):
     """floor(sqrt(n)) for 0 <= n < 2**62, exactly: the float64 root is within 1 of it
     (relative error < 2**-52 on a value below 2**31), one correction each way fixes it."""
@@ -251,7 +251,7 @@ def _isqrt(n):
     return r
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def add_layernorm(x, residual, gamma, beta, mean_recip, out_max, out):
     """Fused residual add + integer LayerNorm of ``intops.add_layernorm`` per row.
     x, residual int16/int32 [R, N]; out int16 [R, N]."""

@@ -3,13 +3,14 @@ that runs in-process agents step by step (for the job-logic tests)."""
 
 import time
 
-from agent_chain import deploy_market, funded_account, transact
 
 from client.events import JobPosted
 from client.protocol import JobStatus
 from provider.agent.config import AgentConfig
 from provider.agent.main import build_agent
 from provider.agent.store import TxStatus
+from tests.support.anvil import funded_account
+from tests.support.market import deploy_market, transact
 
 REWARD = 10**18
 STAKE = 10**21
@@ -33,14 +34,19 @@ class Env:
             transact(self.w3, self.owner, self.token.build_mint(who.address, 10**24))
         transact(self.w3, self.client, self.token.build_approve(self.market.address, 10**24))
 
-    def agent(self, index: int, tmp_path, result_hook=None, tx_confirmations: int = 1):
-        config = AgentConfig(
-            models=["0x" + self.engine.model_id.hex()], db_path=tmp_path / f"agent{index}.db",
-            dashboard=False, metrics={"enabled": False},
-            policy={"stake": STAKE, "price": REWARD},
-            claim_batch={"max_wait": 0.01}, engine_batch={"max_wait": 0.01},
-            watcher={"confirmations": 0, "poll_interval": 0.05}, tx={"confirmations": 1},
-        )
+    def agent(self, index: int, tmp_path, result_hook=None, tx_confirmations: int = 1,
+              **sections):
+        """An agent set up (registered, staked) on this market; `sections` replace the
+        config sections given here (e.g. watcher={"confirmations": 2})."""
+        config = AgentConfig(**{
+            "models": ["0x" + self.engine.model_id.hex()],
+            "db_path": tmp_path / f"agent{index}.db",
+            "dashboard": False, "metrics": {"enabled": False},
+            "policy": {"stake": STAKE, "price": REWARD},
+            "claim_batch": {"max_wait": 0.01}, "engine_batch": {"max_wait": 0.01},
+            "watcher": {"confirmations": 0, "poll_interval": 0.05}, "tx": {"confirmations": 1},
+            **sections,
+        })
         agent = build_agent(config, self.w3, funded_account(index),
                             marketplace=self.market.address, start_block=self.start_block,
                             engines={self.engine.model_id: self.engine}, result_hook=result_hook)
@@ -63,20 +69,12 @@ class Env:
         self.anvil.rpc("evm_mine")
 
 
-def step(agent) -> None:
-    """One turn of an in-process agent: catch up on events, move jobs, track txs."""
-    while not agent.watcher.step():
-        pass
-    agent.worker.tick()
-    agent.txm.poll()
-
-
 def drive(agents, done, rounds=200, anvil=None):
     """Step every agent in turn until done(); with `anvil`, mine a block per round
     (confirmations need blocks, and on automine only transactions make them)."""
     for _ in range(rounds):
         for agent in agents:
-            step(agent)
+            agent.step()
         if done():
             return
         if anvil is not None:

@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 import vyper
-from agent_chain import (
-    ANVIL_KEYS,
-    PING_SOURCE,
-    REPO,
-    Anvil,
-    Ping,
-    RpcProxy,
-    start_anvil,
-    subprocess_env,
-)
+from agent_chain import PING_SOURCE, Ping
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+
+from tests.support.anvil import ANVIL_KEYS, REPO, Anvil, RpcProxy, start_anvil, subprocess_env
 
 
 @pytest.fixture
@@ -63,14 +56,6 @@ def ping_artifacts() -> dict:
 @pytest.fixture
 def ping(anvil, other, ping_artifacts) -> Ping:
     return Ping(anvil.w3(), other, ping_artifacts)
-
-
-@pytest.fixture(scope="session")
-def engine():
-    """The real integer MiniLM engine on its CPU path (loaded once: a few seconds)."""
-    from provider.engine import Engine
-
-    return Engine.load("cpu")
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from agent_chain import ANVIL_KEYS
 from eth_account import Account
 
 from provider.agent.accounts import load_signer, passphrase_variable
 from provider.agent.errors import AccountError
+from tests.support.anvil import ANVIL_KEYS
 
 
 def test_test_account_is_anvils_funded_account():

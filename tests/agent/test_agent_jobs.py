@@ -5,7 +5,6 @@ refusal of malformed jobs, and a reorg under running agents."""
 import time
 
 import pytest
-from agent_chain import transact
 from agent_market import (
     CHALLENGE_WINDOW,
     REWARD,
@@ -15,12 +14,12 @@ from agent_market import (
     Env,
     assert_clean_transactions,
     drive,
-    step,
 )
 from eth_utils import keccak
 
 from client.protocol import JobStatus
 from provider.agent.store import JobState
+from tests.support.market import transact
 
 pytestmark = pytest.mark.anvil
 
@@ -80,7 +79,7 @@ def test_a_reorg_under_running_agents_is_survived(anvil, engine, tmp_path):
     # Automine: each claim lands in its own block. Stop as soon as all three landed.
     for _ in range(200):
         for agent in agents:
-            step(agent)
+            agent.step()
             if env.market.job(job_id).nclaimed == 3:
                 break
         else:

@@ -9,10 +9,10 @@ import time
 import urllib.request
 
 import pytest
-from agent_chain import REPO, free_port, funded_account, subprocess_env
 from agent_market import SENTENCES, Env, assert_clean_transactions, drive
 
 from provider.agent.store import JobState, Store
+from tests.support.anvil import REPO, free_port, funded_account, subprocess_env
 
 pytestmark = pytest.mark.anvil
 

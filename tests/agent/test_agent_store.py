@@ -140,3 +140,42 @@ def test_transactions_by_status_and_fees(tmp_path):
     assert store.tx_counts() == {TxStatus.CONFIRMED: 1, TxStatus.PENDING: 1}
     store.set_tx_error(b, "replacement transaction underpriced")
     assert store.tx(b).error == "replacement transaction underpriced"
+
+
+def test_a_version_1_database_is_migrated_keeping_its_transactions(tmp_path):
+    from provider.agent.store import _MIGRATIONS
+
+    path = tmp_path / "agent.db"
+    with sqlite3.connect(path) as db:  # what an agent of schema version 1 left behind
+        db.executescript(_MIGRATIONS[0] + "PRAGMA user_version=1;")
+        db.execute("INSERT INTO txs (kind, to_address, data, value, gas, nonce, status, meta,"
+                   " block_number, created_at, updated_at)"
+                   " VALUES ('claim', '0x', x'', '0', 1, 0, 'confirmed', '{}', 7, 0, 0)")
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    [tx] = store.txs()
+    assert (tx.status, tx.block_number, tx.block_hash, tx.reorgs) == (
+        TxStatus.CONFIRMED, 7, None, 0)
+
+
+def test_confirmed_transactions_to_recheck_and_reopened_ones(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    ids = [store.add_tx(kind="claim", to="0x" + "11" * 20, data=b"", value=0, gas=1, nonce=n)
+           for n in range(4)]
+    for n, tx_id in enumerate(ids):
+        store.update_tx(tx_id, TxStatus.CONFIRMED, mined_hash=bytes([n]) * 32,
+                        block_number=10 + n, block_hash=bytes([100 + n]) * 32, receipt_status=1)
+    assert store.newest_receipt_block() == (13, bytes([103]) * 32)
+    assert [t.nonce for t in store.confirmed_txs(nonce_from=3)] == [3]
+    assert [t.nonce for t in store.confirmed_txs(nonce_from=3, block_from=11)] == [1, 2, 3]
+    assert store.confirmed_txs() == [] and store.reorged_txs() == []
+
+    store.reopen_tx(ids[3])  # a reorg took its block
+    again = store.tx(ids[3])
+    assert (again.status, again.mined_hash, again.block_number, again.reorgs) == (
+        TxStatus.PENDING, None, None, 1)
+    assert [t.id for t in store.reorged_txs()] == [ids[3]]
+    assert store.newest_receipt_block() == (12, bytes([102]) * 32)
+    store.update_tx(ids[3], TxStatus.CONFIRMED, mined_hash=b"\x03" * 32, block_number=14,
+                    block_hash=b"\x99" * 32, receipt_status=1)
+    assert store.reorged_txs() == [] and store.tx(ids[3]).reorgs == 1  # mined again

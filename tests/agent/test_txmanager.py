@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from agent_chain import send_signed
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
@@ -17,6 +16,7 @@ from provider.agent.metrics import Metrics
 from provider.agent.rpc import connect
 from provider.agent.store import Broadcast, Store, TxStatus
 from provider.agent.txmanager import TxManager
+from tests.support.anvil import send_signed
 
 pytestmark = pytest.mark.anvil
 GWEI = 10**9
@@ -207,6 +207,31 @@ def test_receipt_removed_by_a_reorg_is_sent_again(anvil, ping, signer, tmp_path)
     anvil.rpc("anvil_mine", 2)
     txm.poll()
     assert txm.store.tx(tx_id).status is TxStatus.CONFIRMED
+    assert_one_mined_tx_per_intent(anvil.w3(), txm, ping)
+
+
+def test_a_reorg_deeper_than_the_confirmations_re_sends_at_the_same_nonces(
+    anvil, ping, signer, tmp_path
+):
+    # Confirmed after one block, as in the sample config: a 2-block reorg reaches below it.
+    txm = manager(anvil.url, signer, tmp_path / "a.db", confirmations=1)
+    ids = [txm.send(ping.address, ping.calldata("ping", n, b""), kind="ping") for n in range(3)]
+    txm.poll()
+    before = [txm.store.tx(i) for i in ids]
+    assert all(t.status is TxStatus.CONFIRMED for t in before)
+    # The blocks of nonces 1 and 2 go; the new chain re-includes nonce 1, one block later.
+    anvil.rpc("anvil_reorg", 2, [["0x" + before[1].broadcasts[0].raw.hex(), 1]])
+    assert anvil.w3().eth.get_transaction_count(signer.address) == 2
+    later = txm.send(ping.address, ping.calldata("ping", 3, b""), kind="ping")
+    mine_until_confirmed(anvil, txm)  # without re-sending nonce 2, nonce 3 waits forever
+
+    after = [txm.store.tx(i) for i in ids]
+    assert [t.reorgs for t in after] == [0, 0, 1]  # only nonce 2 lost its block
+    assert after[1].block_number == before[1].block_number + 1  # tracked where it is now
+    assert after[1].block_hash != before[1].block_hash
+    assert after[2].mined_hash == before[2].mined_hash  # the same signed bytes again
+    assert txm.store.tx(later).nonce == 3
+    assert [n for _, n in ping.logged()] == [0, 1, 2, 3]  # each once, none skipped
     assert_one_mined_tx_per_intent(anvil.w3(), txm, ping)
 
 

@@ -7,7 +7,6 @@ Prints "sent <intent id> <nonce>" after each send.
 import sys
 import time
 
-from agent_chain import ANVIL_KEYS
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
 
@@ -15,6 +14,7 @@ from provider.agent.config import TxConfig
 from provider.agent.rpc import connect
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
+from tests.support.anvil import ANVIL_KEYS
 
 url, db_path, ping_address = sys.argv[1:4]
 # ping(uint256 n, bytes note) with note = b"": head (n, offset 0x40), then length 0.

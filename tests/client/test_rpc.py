@@ -1,9 +1,6 @@
 """The plain-RPC way in (URL + private key), SDK and CLI, against a real anvil node."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 from eth_utils import keccak
@@ -11,12 +8,9 @@ from eth_utils import keccak
 from client import Client
 from client.cli import main
 from client.errors import InvalidArgument
-from client.marketplace import Marketplace, Token
 from client.protocol import JobStatus
-
-# The anvil process and raw deploy helpers are shared with the agent tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_chain import ANVIL_KEYS, deploy, funded_account, start_anvil, transact  # noqa: E402
+from tests.support.anvil import ANVIL_KEYS, funded_account, start_anvil
+from tests.support.market import deploy_market, transact
 
 pytestmark = pytest.mark.anvil
 
@@ -33,11 +27,9 @@ def node():
 @pytest.fixture(scope="module")
 def market(node) -> str:
     w3, owner = node.w3(), funded_account(8)
-    token = deploy(w3, owner, "TestToken", "Verinfer Test", "VIT")
-    address = deploy(w3, owner, "Marketplace", token, token, owner.address)
-    transact(w3, owner, Marketplace(w3, address).build("register_model", MODEL_ID, "rpc-model", bytes(32), 1))
-    transact(w3, owner, Token(w3, token).build_mint(funded_account(1).address, 10**21))
-    return address
+    _, market, token = deploy_market(w3, owner, MODEL_ID, model_name="rpc-model")
+    transact(w3, owner, token.build_mint(funded_account(1).address, 10**21))
+    return market.address
 
 
 def test_client_over_rpc(node, market):

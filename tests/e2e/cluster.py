@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_chain import (
-    REPO, Anvil, RpcProxy, deploy_market, funded_account, start_anvil, subprocess_env, transact,
-)
-
 from client import Client
 from client.records import Deadlines
 from provider.agent.store import JobRecord, Store, TxRecord
+from tests.support.anvil import REPO, Anvil, RpcProxy, funded_account, start_anvil, subprocess_env
+from tests.support.market import deploy_market, transact
 
 REWARD = 10**16
 STAKE = 10**21

@@ -5,8 +5,9 @@ Every test ends with the job settled by the honest majority and each agent's
 transactions clean: every intent confirmed once, nonces contiguous.
 
 The chain mines a block a second and agents take a receipt as final only after
-CONFIRMATIONS blocks: a reorg must stay shallower than that for an agent to undo
-what it saw (deeper ones are out of its reach)."""
+CONFIRMATIONS blocks. A shallower reorg undoes receipts before the agents act on them;
+a deeper one takes receipts they counted confirmed and acted on, which they notice
+(within the watcher's reorg window) and send again at the same nonces."""
 
 import signal
 import time
@@ -17,7 +18,7 @@ from eth_utils import keccak
 
 from client.errors import InvalidInput, ModelNotFound
 from client.protocol import MAX_INPUT, JobStatus
-from provider.agent.store import JobState
+from provider.agent.store import JobState, TxStatus
 
 pytestmark = pytest.mark.anvil
 
@@ -163,3 +164,25 @@ def test_a_reorg_under_running_agents(cluster):
     assert all(cluster.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in orphaned)
     for agent in cluster.agents:
         assert len(intents(agent, "claim", job)) == 1
+
+
+def test_a_reorg_deeper_than_the_confirmations(cluster):
+    for agent in cluster.agents:
+        agent.signal(signal.SIGSTOP)
+    [job] = cluster.post(["The chain reorganises below the confirmations."], r=3)
+    cluster.anvil.rpc("anvil_mine", CONFIRMATIONS + 3)  # the post stays below the coming reorg
+    for agent in cluster.agents:
+        agent.signal(signal.SIGCONT)
+    cluster.wait(lambda: all((c := intents(a, "claim", job)) and c[0].status is TxStatus.CONFIRMED
+                             for a in cluster.agents), "every claim confirmed")
+    cluster.anvil.rpc("evm_setIntervalMining", 0)
+    head = cluster.w3.eth.block_number
+    depth = head - min(intents(a, "claim", job)[0].block_number for a in cluster.agents) + 1
+    assert depth >= CONFIRMATIONS  # it reaches receipts the agents counted final
+    cluster.anvil.rpc("anvil_reorg", depth, [])  # every claim goes, and all that followed
+    assert cluster.market.job(job).nclaimed == 0
+    cluster.anvil.rpc("evm_setIntervalMining", 1)
+    settled_by_all(cluster, [job], "the job after the deep reorg")  # nonces contiguous
+    for agent in cluster.agents:
+        [claim] = intents(agent, "claim", job)  # sent again at its nonce, not intended twice
+        assert claim.reorgs == 1

@@ -1,0 +1,77 @@
+"""Splitting r = 1 jobs among providers without talking to each other.
+
+An r = 1 job is computed *before* it is claimed (one `deliver` claims it with the
+result), so agents that race for it all pay the engine and the calldata, and all but
+one delivery is skipped. Instead each agent ranks the providers serving the job's
+model by keccak(job id, provider) (rendezvous hashing): the same ranking everywhere,
+from public data alone. The first `seats` providers of the ranking take the job at
+once; the provider at rank k >= seats waits (k - seats + 1) x grace, so the share of a
+dead or slow provider is still served, by one backup at a time. A provider joining or
+leaving moves only the jobs it ranks first (about 1/n of them), and an agent whose
+view of the providers is stale or wrong only wastes work, never a job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+from client.marketplace import Marketplace
+
+
+def ranking(job_id: int, providers: Iterable[str]) -> list[str]:
+    """The providers (checksummed) in the job's preference order, highest weight first."""
+    key = job_id.to_bytes(32, "big")
+    unique = {to_checksum_address(p) for p in providers}
+    return sorted(unique, key=lambda p: keccak(key + to_canonical_address(p)), reverse=True)
+
+
+def claim_delay(job_id: int, me: str, providers: Iterable[str], seats: int, grace: float) -> float:
+    """Seconds after a job appears before `me` may take it: 0 for the `seats` providers
+    the job prefers, (k - seats + 1) x grace at rank k beyond them. `me` always counts
+    as a provider (its own registration may not be in `providers` yet).
+
+    >>> claim_delay(7, "0x" + "11" * 20, [], seats=1, grace=30.0)
+    0.0
+    """
+    if seats < 1 or grace < 0:
+        raise ValueError(f"need seats >= 1 and grace >= 0, got {seats} and {grace}")
+    me = to_checksum_address(me)
+    rank = ranking(job_id, [*providers, me]).index(me)
+    return max(0, rank - seats + 1) * grace
+
+
+class ProviderDirectory:
+    """Who serves each model: registered providers with bonded stake, from the chain.
+
+    New registrations are read incrementally from the events; every provider's state
+    (models, stake) is re-read in one batched view at most every `refresh` seconds.
+    """
+
+    def __init__(self, market: Marketplace, *, start_block: int = 0, refresh: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.market, self.refresh, self._clock = market, refresh, clock
+        self._next_block = start_block
+        self._accounts: set[str] = set()
+        self._serving: dict[bytes, list[str]] = {}
+        self._read_at: float | None = None
+
+    def serving(self, model_id: bytes) -> list[str]:
+        """Providers serving `model_id` with stake bonded, as of the last refresh."""
+        if self._read_at is None or self._clock() - self._read_at >= self.refresh:
+            self._read()
+        return self._serving.get(model_id, [])
+
+    def _read(self) -> None:
+        head = self.market.w3.eth.block_number
+        if head >= self._next_block:
+            self._accounts |= self.market.provider_accounts(self._next_block, head)
+            self._next_block = head + 1
+        serving: dict[bytes, list[str]] = {}
+        for info in self.market.providers(sorted(self._accounts), block=head):
+            if info.registered and info.free + info.locked > 0:  # unbonding all: leaving
+                for model_id in info.model_ids:
+                    serving.setdefault(model_id, []).append(info.address)
+        self._serving, self._read_at = serving, self._clock()

@@ -1,0 +1,135 @@
+"""Splitting r = 1 jobs among providers without coordination: the rule (rendezvous
+ranking and claim delays), the chain-backed directory of providers, and agents on anvil
+that deliver each job once, serve a dead provider's share after the grace, and work alone."""
+
+import pytest
+from agent_market import SINGLE, Env, drive
+from eth_account import Account
+from hypothesis import given
+from hypothesis import strategies as st
+
+from client.events import ItemSkipped
+from client.protocol import JobStatus
+from provider.agent.partition import ProviderDirectory, claim_delay, ranking
+from tests.support.anvil import funded_account
+from tests.support.market import transact
+
+ADDRESSES = [Account.from_key(i.to_bytes(32, "big")).address for i in range(1, 9)]
+job_ids = st.integers(min_value=0, max_value=2**256 - 1)
+provider_sets = st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=8, unique=True)
+
+
+@given(job_ids, provider_sets, st.integers(min_value=1, max_value=4))
+def test_each_job_has_seats_immediate_takers_then_one_backup_per_grace(job_id, providers, seats):
+    delays = sorted(claim_delay(job_id, p, providers, seats, 5.0) for p in providers)
+    immediate = min(seats, len(providers))
+    assert delays == [0.0] * immediate + [5.0 * k for k in range(1, len(providers) - immediate + 1)]
+
+
+@given(job_ids, provider_sets)
+def test_the_ranking_is_the_same_for_every_agent(job_id, providers):
+    shuffled = list(reversed(providers)) + [p.lower() for p in providers]
+    assert ranking(job_id, providers) == ranking(job_id, shuffled)
+    assert sorted(ranking(job_id, providers)) == sorted(providers)
+
+
+@given(job_ids, provider_sets, st.sampled_from(ADDRESSES))
+def test_a_joining_provider_takes_over_only_jobs_it_ranks_first(job_id, providers, newcomer):
+    before, after = ranking(job_id, providers)[0], ranking(job_id, providers + [newcomer])[0]
+    assert after in (before, newcomer)
+
+
+@given(job_ids, provider_sets, st.sampled_from(ADDRESSES))
+def test_an_agent_missing_from_its_own_list_still_counts_itself(job_id, providers, me):
+    others = [p for p in providers if p != me]
+    assert claim_delay(job_id, me, others, 1, 2.0) == claim_delay(job_id, me, others + [me], 1, 2.0)
+
+
+def test_a_lone_provider_never_waits_and_shares_are_even():
+    assert claim_delay(12345, ADDRESSES[0], [ADDRESSES[0]], 1, 60.0) == 0.0
+    three = ADDRESSES[:3]
+    firsts = [ranking(j, three)[0] for j in range(3000)]
+    assert all(900 <= firsts.count(p) <= 1100 for p in three)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="seats >= 1"):
+        claim_delay(1, ADDRESSES[0], ADDRESSES, 0, 1.0)
+    with pytest.raises(ValueError, match="grace >= 0"):
+        claim_delay(1, ADDRESSES[0], ADDRESSES, 1, -1.0)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.anvil
+def test_the_directory_follows_registrations_and_unbonding(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    clock = Clock()
+    directory = ProviderDirectory(env.market, start_block=env.start_block, refresh=10.0, clock=clock)
+    assert directory.serving(engine.model_id) == []
+    a, b = env.agent(1, tmp_path), env.agent(2, tmp_path)
+    assert directory.serving(engine.model_id) == []  # not re-read before `refresh` seconds
+    clock.now += 10
+    assert sorted(directory.serving(engine.model_id)) == sorted([a.txm.address, b.txm.address])
+    assert directory.serving(b"\x01" * 32) == []
+
+    leaver = funded_account(2)  # b's account unbonds all its stake: it is leaving
+    stake = env.market.provider(leaver.address).free
+    transact(env.w3, leaver, env.market.build_request_unbond(stake))
+    clock.now += 10
+    assert directory.serving(engine.model_id) == [a.txm.address]
+
+
+def _partitioned(agent, grace: float):
+    agent.worker.policy = agent.worker.policy.model_copy(update={"takeover_grace": grace})
+    return agent
+
+
+def _engine_runs(agents) -> int:
+    return sum(a.metrics.counter("verinfer_engine_jobs_total", "").get() for a in agents)
+
+
+def _deliverers(env) -> dict[int, str]:
+    return {e.job_id: e.provider for e in env.market.get_events(env.start_block, events=["ResultRevealed"])}
+
+
+def _skipped(env) -> list:
+    return [e for e in env.market.get_events(env.start_block, events=["ItemSkipped"])
+            if isinstance(e, ItemSkipped)]
+
+
+@pytest.mark.anvil
+def test_agents_deliver_each_job_once_and_serve_a_dead_providers_share(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    grace = 5.0  # well over one agent step, so a backup delivers before the next one's turn
+    agents = [_partitioned(env.agent(i, tmp_path), grace) for i in (1, 2)]
+    env.agent(3, tmp_path)  # registered and staked, then never runs: a dead provider
+    texts = SINGLE + [b"Provider %d takes its share." % i for i in range(10)]
+    engine.embed(texts)  # compiled and warm: an agent step stays far below the grace
+    jobs = env.post(texts, r=1)
+    ranks = {j: ranking(j, [funded_account(i).address for i in (1, 2, 3)]) for j in jobs}
+    dead = funded_account(3).address
+    own = [j for j in jobs if ranks[j][0] != dead]
+    assert own and len(own) < len(jobs)  # the hash gives the dead provider some jobs
+
+    drive(agents, lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs), rounds=400)
+    # Each job delivered by the provider it prefers; the dead provider's share, after the
+    # grace, by its first backup alone.
+    assert {j: ranks[j][0] if j in own else ranks[j][1] for j in jobs} == _deliverers(env)
+    assert _engine_runs(agents) == len(jobs)  # nobody computed a job another delivered
+    assert _skipped(env) == []
+
+
+@pytest.mark.anvil
+def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    alone = _partitioned(env.agent(1, tmp_path), 600.0)
+    jobs = env.post(SINGLE, r=1)
+    drive([alone], lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs))
+    assert set(_deliverers(env).values()) == {alone.txm.address}

@@ -12,6 +12,15 @@ from client import Client
 from client.marketplace import Marketplace, Token
 from client.transport import Signer, ape_local_account
 from scripts.deploy import deploy
+from tests.support.anvil import start_anvil
+
+
+@pytest.fixture(scope="module")
+def node():
+    """An anvil node of its own for each module that talks JSON-RPC."""
+    anvil = start_anvil()
+    yield anvil
+    anvil.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import client.marketplace as marketplace_module
 from client.errors import JobNotFound
 from client.marketplace import Marketplace, Token
 from client.protocol import JobStatus
-from tests.support.anvil import funded_account, start_anvil
+from tests.support.anvil import funded_account
 from tests.support.market import deploy, transact
 
 
@@ -26,13 +26,6 @@ def test_jobs_and_providers_equal_single_views_on_the_embedded_chain(client, bot
     assert sdk_market.jobs([]) == [] and sdk_market.call_many([]) == []
     with pytest.raises(JobNotFound):
         sdk_market.jobs([ids[0], 10**9])
-
-
-@pytest.fixture(scope="module")
-def node():
-    anvil = start_anvil()
-    yield anvil
-    anvil.stop()
 
 
 @pytest.fixture(scope="module")

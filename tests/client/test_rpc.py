@@ -9,19 +9,12 @@ from client import Client
 from client.cli import main
 from client.errors import InvalidArgument
 from client.protocol import JobStatus
-from tests.support.anvil import ANVIL_KEYS, funded_account, start_anvil
+from tests.support.anvil import ANVIL_KEYS, funded_account
 from tests.support.market import deploy_market, transact
 
 pytestmark = pytest.mark.anvil
 
 MODEL_ID = keccak(text="verinfer-rpc-test-model")
-
-
-@pytest.fixture(scope="module")
-def node():
-    anvil = start_anvil()
-    yield anvil
-    anvil.stop()
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ class PackedLinear:
         if chunks > 2:
             raise ValueError(f"K = {k} > {2 * K_CHUNK} is not supported")
         step = -(-k // chunks)
-        self.bounds = [(a, min(a + step, k)) for a in range(0, k, step)]
+        self.bounds = np.array([(a, min(a + step, k)) for a in range(0, k, step)], dtype=np.int64)
         self.n = n
         self.mult = m.numpy()
         self.const = (128 * w.to(torch.int64).sum(dim=1) * m + p.bias + (1 << (p.shift - 1))).numpy()
@@ -81,7 +81,7 @@ class PackedLinear:
         self.lut = lut.numpy()
         self.onednn = onednn
         if onednn:
-            self.packed = [torch.ops.onednn.qlinear_prepack(w[:, a:b].contiguous(), [GEMM_ROWS, b - a])
+            self.packed = [torch.ops.onednn.qlinear_prepack(w[:, a:b].contiguous(), [GEMM_ROWS, int(b - a)])
                            for a, b in self.bounds]
             self.ones, self.zeros = torch.ones(n), torch.zeros(n, dtype=torch.int64)
         else:

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import torch
 
 # Version of the arithmetic this module specifies; part of model_id, so a change to any
@@ -165,11 +164,10 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
 
     w = p._packed
     out = torch.empty(x.shape[0], w.n, dtype=p.out_dtype)
-    bounds = np.array(w.bounds, dtype=np.int64)
     with ck.threads():
         # torch allocates 64-byte aligned buffers: the GEMM reads them faster
-        planes = torch.empty(len(w.bounds), 2 * x.shape[0], w.bounds[0][1], dtype=torch.int8)
-        ck.split_planes(x.numpy(), bounds, planes.numpy())
+        planes = torch.empty(len(w.bounds), 2 * x.shape[0], int(w.bounds[0, 1]), dtype=torch.int8)
+        ck.split_planes(x.numpy(), w.bounds, planes.numpy())
         ck.requantize(*w.gemm(planes), w.mult, w.const, p.shift, p.out_max, w.lut,
                       out.numpy())
     return out

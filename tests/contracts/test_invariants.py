@@ -425,6 +425,12 @@ class MarketMachine(RuleBasedStateMachine):
     def _committable(self):
         return self._pairs(self.model.check_commit, b"s" * 32)
 
+    def _draw_batch(self, data, pairs):
+        """One provider and up to 4 of its (provider, job) pairs, for a *_many call."""
+        provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
+        valid = sorted({j for p, j in pairs if p == provider})
+        return provider, data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
+
     @precondition(lambda self: self._committable())
     @rule(data=st.data())
     def commit(self, data):
@@ -432,9 +438,7 @@ class MarketMachine(RuleBasedStateMachine):
         (commit_many: all or nothing)."""
         pairs = self._committable()
         if self._batched(data):
-            provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
-            valid = sorted({j for p, j in pairs if p == provider})
-            job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
+            provider, job_ids = self._draw_batch(data, pairs)
             self._commit(provider, job_ids, [self._seal_for(data, provider, j) for j in job_ids])
             return
         job_id, providers = self._wave(data, pairs, "committers")
@@ -478,9 +482,7 @@ class MarketMachine(RuleBasedStateMachine):
         provider reveals several seats at once (reveal_many: all or nothing)."""
         pairs = self._revealable()
         if self._batched(data):
-            provider = data.draw(st.sampled_from(sorted({p for p, _ in pairs})), label="provider")
-            valid = sorted({j for p, j in pairs if p == provider})
-            job_ids = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=4), label="jobs")
+            provider, job_ids = self._draw_batch(data, pairs)
             self._reveal(provider, job_ids, [self._opening(data, provider, j) for j in job_ids])
             return
         job_id, providers = self._wave(data, pairs, "revealers")

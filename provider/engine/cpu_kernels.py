@@ -31,6 +31,7 @@ LOCK = threading.RLock()
 # numba freezes module globals into the compiled code as constants
 QUANT_NUM = 127 << QUANT_SHIFT
 QUANT_HALF = 1 << (QUANT_SHIFT - 1)
+QUANT_HALF_F, QUANT_UNIT = 2.0 ** (QUANT_SHIFT - 1), 2.0 ** -QUANT_SHIFT  # float64 forms
 PROB_NUM = PROB_MAX << PROB_SHIFT
 PROB_HALF = 1 << (PROB_SHIFT - 1)
 RATE_HALF = 1 << (RATE_SHIFT - 1)
@@ -143,54 +144,68 @@ def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
                 out[i, j] = _requantize_one(total, mult[j], const[j], shift, out_max, lut)
 
 
-@njit(cache=True, nogil=True)
-def _quantize(x, start, stop, q):
-    """quantize_rows of ``x[start:stop]`` into ``q`` (float32); returns the row max."""
-    m = np.int64(0)
-    for k in range(start, stop):
-        m = max(m, abs(np.int64(x[k])))
-    r = QUANT_NUM // max(m, 1)
-    for k in range(start, stop):
-        q[k - start] = (np.int64(x[k]) * r + QUANT_HALF) >> QUANT_SHIFT
-    return m
+@njit(cache=True, nogil=True, inline="always")
+def _scaled(x, r):
+    """round_shift(x * r, QUANT_SHIFT) in float64, exactly: |x * r| <= 127 * 2**40 and
+    the rounding constant keep every value an integer below 2**53, and the scaling by a
+    power of two is exact, so floor gives the arithmetic shift."""
+    return np.floor((x * r + QUANT_HALF_F) * QUANT_UNIT)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     """Per-token int8 Q and K rows and per-channel int8 V columns (over unmasked
     tokens, masked rows zero) of ``attention``, as float32 for the exact matmuls.
-    qkv int16 [B, L, 3*H*D]; q8/k8/v8 float32 [B, H, L, D]; mq/mk int64 [B, H, L];
-    mv int64 [B, H, D]."""
+    qkv int16 [B, L, 3*H*D], mask a prefix per sequence; q8/k8/v8 float32 [B, H, L, D];
+    mq/mk int64 [B, H, L]; mv int64 [B, H, D]."""
     b, length = mask.shape
     hd = heads * dim
-    for bh in prange(b * heads):
-        s, h = bh // heads, bh % heads
-        q0, k0, v0 = h * dim, hd + h * dim, 2 * hd + h * dim
-        vmax = np.zeros(dim, dtype=np.int64)
+    for s in prange(b):
+        n = 0
+        while n < length and mask[s, n]:
+            n += 1
+        vmax = np.zeros(hd, dtype=np.int32)
         for t in range(length):
             row = qkv[s, t]
-            mq[s, h, t] = _quantize(row, q0, q0 + dim, q8[s, h, t])
-            mk[s, h, t] = _quantize(row, k0, k0 + dim, k8[s, h, t])
-            if mask[s, t]:
-                for c in range(dim):
-                    vmax[c] = max(vmax[c], abs(np.int64(row[v0 + c])))
-        r = QUANT_NUM // np.maximum(vmax, 1)
-        mv[s, h] = vmax
+            for part in range(2):  # Q, then K
+                for h in range(heads):
+                    a = part * hd + h * dim
+                    m = 0
+                    for c in range(dim):
+                        m = max(m, abs(np.int32(row[a + c])))
+                    r = np.float64(QUANT_NUM // max(np.int64(m), 1))
+                    out = q8[s, h, t] if part == 0 else k8[s, h, t]
+                    for c in range(dim):
+                        out[c] = _scaled(row[a + c], r)
+                    if part == 0:
+                        mq[s, h, t] = m
+                    else:
+                        mk[s, h, t] = m
+            if t < n:
+                for c in range(hd):
+                    vmax[c] = max(vmax[c], abs(np.int32(row[2 * hd + c])))
+        r = np.empty(hd, dtype=np.float64)
+        for c in range(hd):
+            r[c] = QUANT_NUM // max(np.int64(vmax[c]), 1)
+        for h in range(heads):
+            mv[s, h] = vmax[h * dim:(h + 1) * dim]
         for t in range(length):
-            row, out = qkv[s, t], v8[s, h, t]
-            if mask[s, t]:
-                for c in range(dim):
-                    out[c] = (np.int64(row[v0 + c]) * r[c] + QUANT_HALF) >> QUANT_SHIFT
-            else:
-                out[:] = 0
+            row = qkv[s, t]
+            for h in range(heads):
+                out = v8[s, h, t]
+                if t < n:
+                    for c in range(dim):
+                        out[c] = _scaled(row[2 * hd + h * dim + c], r[h * dim + c])
+                else:
+                    out[:] = 0
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, probs):
     """Integer softmax of ``attention``: scores float32 [B, H, L, L] = q8 . k8 (exact
-    integers), mask a prefix per sequence (right padding); probs float32 [B, H, 2L, L]
-    gets prob >> 7 in rows 0..L-1 and prob & 127 in rows L..2L-1 (int8-range halves, so
-    prob . v8 stays exact in float32). One simple loop per step, so that they vectorise."""
+    integers), mask a prefix per sequence (right padding); probs float32 [B, H, L, L]
+    gets prob for the unmasked keys of the unmasked queries, 0 elsewhere. One simple
+    loop per step, so that they vectorise."""
     b, heads, length, _ = scores.shape
     cap = exp_table.shape[0] - 1
     half = np.int64(1) << (score_shift - 1)
@@ -202,7 +217,6 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
         t = np.empty(n, dtype=np.int64)
         pe = np.empty(n, dtype=np.int64)
         mkj = mk[s, h, :n]
-        probs[s, h] = 0
         for i in range(n):
             row = scores[s, h, i, :n]
             for j in range(n):
@@ -214,19 +228,17 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
             for j in range(n):
                 pe[j] = exp_table[t[j]]
             recip = PROB_NUM // pe.sum()
-            hi, lo = probs[s, h, i, :n], probs[s, h, length + i, :n]
+            out = probs[s, h, i]
             for j in range(n):
-                prob = (pe[j] * recip + PROB_HALF) >> PROB_SHIFT
-                hi[j] = prob >> 7
-                lo[j] = prob & 127
-
+                out[j] = (pe[j] * recip + PROB_HALF) >> PROB_SHIFT
+            out[n:] = 0
+        probs[s, h, n:] = 0  # masked queries: no stale NaN in the matmul
 
 @njit(cache=True, nogil=True, parallel=True)
-def attention_out(ctx2, mask, mv, out_mult, out_shift, out):
-    """ctx = 128 * (prob_hi . v8) + (prob_lo . v8) from ctx2 float32 [B, H, 2L, D];
-    out int16 [B, L, H*D] = clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
-    b, heads, length2, dim = ctx2.shape
-    length = length2 // 2
+def attention_out(ctx, mask, mv, out_mult, out_shift, out):
+    """ctx float32 [B, H, L, D] = prob . v8 (exact integers); out int16 [B, L, H*D] =
+    clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
+    b, heads, length, dim = ctx.shape
     half = np.int64(1) << (out_shift - 1)
     for bh in prange(b * heads):
         s, h = bh // heads, bh % heads
@@ -234,8 +246,8 @@ def attention_out(ctx2, mask, mv, out_mult, out_shift, out):
             for c in range(dim):
                 y = 0
                 if mask[s, i]:
-                    ctx = np.int64(ctx2[s, h, i, c]) * 128 + np.int64(ctx2[s, h, length + i, c])
-                    y = min(max((ctx * (mv[s, h, c] * out_mult) + half) >> out_shift, -INT16_MAX), INT16_MAX)
+                    y = min(max((np.int64(ctx[s, h, i, c]) * (mv[s, h, c] * out_mult) + half) >> out_shift,
+                                -INT16_MAX), INT16_MAX)
                 out[s, i, h * dim + c] = y
 
 

@@ -194,9 +194,10 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     Masked query rows output 0. Returns int16 [B, L, H * D] in V's fixed point.
 
     CPU route: ``cpu_kernels`` quantises Q, K, V and runs the softmax and the output
-    requantisation in int64; torch multiplies q8 . k8 (partial sums < 32 * 127**2) and
-    the two int8-range halves of prob (prob >> 7, prob & 127) by v8 (partial sums
-    < 512 * 127**2) in float32, exact below 2**24.
+    requantisation in int64; torch multiplies q8 . k8 and prob . v8 in float32, exact
+    because every partial sum, in any order, is an integer below 2**24: |q8 . k8| <=
+    32 * 127**2, and prob >= 0 bounds any partial sum of prob . v8 by 127 * sum(prob)
+    <= 127 * (PROB_MAX + L/2) < 2**22.
     """
     from . import cpu_kernels as ck
 
@@ -207,7 +208,7 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     q8, k8, v8 = (torch.empty(b, h, length, d) for _ in range(3))
     mq, mk = (torch.empty(b, h, length, dtype=torch.int64) for _ in range(2))
     mv = torch.empty(b, h, d, dtype=torch.int64)
-    probs = torch.empty(b, h, 2 * length, length)
+    probs = torch.empty(b, h, length, length)
     out = torch.empty(b, length, h * d, dtype=torch.int16)
     m = mask.numpy()
     with ck.threads():
@@ -216,8 +217,8 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
         scores = torch.matmul(q8, k8.transpose(-1, -2))
         ck.attention_probs(scores.numpy(), m, mq.numpy(), mk.numpy(), p.score_mult,
                            p.score_shift, p.exp_table.numpy(), probs.numpy())
-        ctx2 = torch.matmul(probs, v8)
-        ck.attention_out(ctx2.numpy(), m, mv.numpy(), p.out_mult, p.out_shift, out.numpy())
+        ctx = torch.matmul(probs, v8)
+        ck.attention_out(ctx.numpy(), m, mv.numpy(), p.out_mult, p.out_shift, out.numpy())
     return out
 
 

@@ -6,15 +6,18 @@ memory, in int64, with exactly the formulas ``intops`` documents. numba's int64 
 is arithmetic as torch's, and the kernels only divide non-negative by positive
 numbers, so floor and truncation agree.
 
-Threads: numba's OpenMP layer, loaded beside torch's, makes torch's GEMMs several times
-slower, so the kernels use numba's own ``workqueue`` layer. That layer must not be
-entered from two Python threads at once (the agent and the demo call the engine from
-worker threads): every call holds ``LOCK`` and uses as many threads as torch is set to.
+Threads: each kernel has two builds (``kernel``). The parallel build runs on numba's
+``workqueue`` layer (its OpenMP layer, loaded beside torch's, makes torch's GEMMs several
+times slower); that layer must not be entered from two Python threads at once, so every
+call holds ``LOCK`` and uses as many threads as torch is set to. The serial build needs
+no pool and no lock: ``threads`` picks it when torch runs one thread in the calling
+thread (the engine's side-by-side chunks, and agents set to one thread).
 """
 from __future__ import annotations
 
 import math
 import threading
+import types
 from contextlib import contextmanager
 
 import numba
@@ -42,12 +45,30 @@ Z_HALF = 1 << (Z_SHIFT - 1)
 Y_HALF = 1 << (LN_Z_BITS - 1)
 
 
+PARALLEL, SERIAL = types.SimpleNamespace(), types.SimpleNamespace()
+
+
+def kernel(f):
+    """Compile ``f`` twice, into ``PARALLEL`` and ``SERIAL`` (see the module doc). The
+    serial build gets its own name, so numba's on-disk cache keeps the two apart."""
+    name = f"{f.__name__}_serial"
+    serial = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
+    setattr(PARALLEL, f.__name__, njit(cache=True, nogil=True, parallel=True)(f))
+    setattr(SERIAL, f.__name__, njit(cache=True, nogil=True)(serial))
+    return f
+
+
 @contextmanager
 def threads():
-    """Hold the kernel lock with numba's thread count set to torch's."""
+    """The kernels to use at torch's thread count in this thread: the serial builds at
+    one, else the parallel ones, holding the lock, with numba's thread count set to it."""
+    count = torch.get_num_threads()
+    if count == 1:
+        yield SERIAL
+        return
     with LOCK:
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        yield
+        numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+        yield PARALLEL
 
 
 # oneDNN's quantised linear (s8 x s8 into int32 accumulators, written out as float32:
@@ -102,7 +123,7 @@ class PackedLinear:
         return accs[0], accs[1] if len(accs) > 1 else accs[0][:0]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def split_planes(x, bounds, planes):
     """x int16 [M, K] -> planes int8 [C, 2M, Kc]: for chunk c (columns bounds[c]), rows
     0..M-1 hold hi = x >> 8 and rows M..2M-1 hold lo = (x & 255) - 128."""
@@ -125,7 +146,7 @@ def _requantize_one(acc, mult, const, shift, out_max, lut):
     return y
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
     """linear's epilogue: acc = 256 * A_hi + A_lo over the K chunks (``const`` holds the
     rest), y = clamp((acc * M + const) >> shift), then GELU by table if ``lut`` is not
@@ -152,7 +173,7 @@ def _scaled(x, r):
     return np.floor((x * r + QUANT_HALF_F) * QUANT_UNIT)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     """Per-token int8 Q and K rows and per-channel int8 V columns (over unmasked
     tokens, masked rows zero) of ``attention``, as float32 for the exact matmuls.
@@ -200,7 +221,7 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
                     out[:] = 0
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, probs):
     """Integer softmax of ``attention``: scores float32 [B, H, L, L] = q8 . k8 (exact
     integers), mask a prefix per sequence (right padding); probs float32 [B, H, L, L]
@@ -234,7 +255,7 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
             out[n:] = 0
         probs[s, h, n:] = 0  # masked queries: no stale NaN in the matmul
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def attention_out(ctx, mask, mv, out_mult, out_shift, out):
     """ctx float32 [B, H, L, D] = prob . v8 (exact integers); out int16 [B, L, H*D] =
     clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
@@ -263,7 +284,7 @@ def _isqrt(n):
     return r
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel
 def add_layernorm(x, residual, gamma, beta, mean_recip, out_max, out):
     """Fused residual add + integer LayerNorm of ``intops.add_layernorm`` per row.
     x, residual int16/int32 [R, N]; out int16 [R, N]."""

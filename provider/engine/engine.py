@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +59,8 @@ class Engine:
         self._tokenizer = tokenizer
         self._ops = ops
         self.model_info = info
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def load(cls, backend: str = "auto") -> Engine:
@@ -110,19 +114,45 @@ class Engine:
         for i, seq in enumerate(token_ids):
             if not 0 < len(seq) <= MAX_TOKENS or min(seq) < 0 or max(seq) >= vocab:
                 raise InvalidInputError("token ids out of range (use tokenize)", i)
+        threads = torch.get_num_threads() if self._ops.name == "cpu" else 1
+        # Several CPU threads: at least as many chunks as threads, when there are enough inputs.
+        budget = min(BATCH_TOKENS, -(-sum(map(len, token_ids)) // threads))
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        results: list[bytes] = [b""] * len(token_ids)
-        start = 0
+        chunks, start = [], 0
         while start < len(order):  # ascending lengths: the next one is the chunk's longest
             stop = start + 1
-            while (stop < len(order)
-                   and (stop + 1 - start) * len(token_ids[order[stop]]) <= BATCH_TOKENS):
+            while stop < len(order) and (stop + 1 - start) * len(token_ids[order[stop]]) <= budget:
                 stop += 1
-            chunk = order[start:stop]
-            for i, vec in zip(chunk, self._run([token_ids[i] for i in chunk])):
-                results[i] = encode_embedding(vec)
+            chunks.append(order[start:stop])
             start = stop
+        batches = [[token_ids[i] for i in chunk] for chunk in chunks]
+        if threads > 1 and len(chunks) > 1:
+            outs = self._side_by_side(batches, threads)
+        else:
+            outs = map(self._run, batches)
+        results: list[bytes] = [b""] * len(token_ids)
+        for chunk, out in zip(chunks, outs):
+            for i, vec in zip(chunk, out):
+                results[i] = encode_embedding(vec)
         return results
+
+    def _side_by_side(self, batches: list[list[Sequence[int]]], threads: int) -> list:
+        """Run the chunks on ``threads`` workers at one torch thread each: on CPU, chunks
+        side by side scale better than every op split across threads. torch's thread
+        count is process-wide, so it is restored when they are done."""
+        def run(batch):
+            torch.set_num_threads(1)
+            return self._run(batch)
+
+        with self._pool_lock:
+            if self._pool is None or self._pool._max_workers != threads:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool = ThreadPoolExecutor(threads, "verinfer-engine")
+            try:
+                return list(self._pool.map(run, batches))
+            finally:
+                torch.set_num_threads(threads)
 
     def _run(self, batch: list[Sequence[int]]):
         length = max(len(ids) for ids in batch)

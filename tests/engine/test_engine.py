@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from client.encoding import EMBEDDING_SIZE, decode_embedding
 from provider.engine import (MAX_INPUT_BYTES, MAX_TOKENS, EmptyInputError, EngineError,
@@ -35,6 +36,24 @@ def test_batch_and_padding_invariance(engine, sentences):
     ids = engine.tokenize(target)
     longest = engine.tokenize(max(sentences, key=len))
     assert engine.embed_ids([longest, ids, ids[:5] + [102]])[1] == alone
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_thread_counts_give_the_same_bytes(engine, sentences, torch_threads):
+    """One thread runs the serial kernels; two run several chunks side by side (serial
+    kernels, one torch thread each) or one chunk with the parallel kernels."""
+    batch = sentences[:40]  # several chunks
+    torch_threads(1)
+    one = engine.embed(batch), engine.embed(batch[-1:])
+    torch_threads(2)
+    assert (engine.embed(batch), engine.embed(batch[-1:])) == one
+    assert torch.get_num_threads() == 2  # restored after the side-by-side chunks
 
 
 def test_truncation_at_max_tokens(engine):

@@ -49,13 +49,14 @@ PARALLEL, SERIAL = types.SimpleNamespace(), types.SimpleNamespace()
 
 
 def kernel(f):
-    """Compile ``f`` twice, into ``PARALLEL`` and ``SERIAL`` (see the module doc). The
-    serial build gets its own name, so numba's on-disk cache keeps the two apart."""
+    """Compile ``f`` twice, into ``PARALLEL`` and ``SERIAL`` (see the module doc); the
+    module keeps the parallel build. The serial build gets its own name, so numba's
+    on-disk cache keeps the two apart."""
     name = f"{f.__name__}_serial"
     serial = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
-    setattr(PARALLEL, f.__name__, njit(cache=True, nogil=True, parallel=True)(f))
     setattr(SERIAL, f.__name__, njit(cache=True, nogil=True)(serial))
-    return f
+    setattr(PARALLEL, f.__name__, njit(cache=True, nogil=True, parallel=True)(f))
+    return getattr(PARALLEL, f.__name__)
 
 
 @contextmanager
@@ -241,7 +242,8 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
         while n < length and mask[s, n]:
             n += 1
         t = np.empty(n, dtype=np.int64)
-        pe = np.empty(n, dtype=np.int64)
+        e = np.empty(n, dtype=np.int32)  # int32 indices and values: twice the lanes
+        pe = np.empty(n, dtype=np.int32)
         mkj = mk[s, h, :n]
         for i in range(n):
             row = scores[s, h, i, :n]
@@ -250,10 +252,13 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
             top = t.max()
             rate = (mq[s, h, i] * score_mult + RATE_HALF) >> RATE_SHIFT
             for j in range(n):
-                t[j] = min(((top - t[j]) * rate + half) >> score_shift, cap)
+                e[j] = min(((top - t[j]) * rate + half) >> score_shift, cap)
             for j in range(n):
-                pe[j] = exp_table[t[j]]
-            recip = PROB_NUM // pe.sum()
+                pe[j] = exp_table[e[j]]
+            total = np.int64(0)
+            for j in range(n):
+                total += pe[j]
+            recip = PROB_NUM // total
             out = probs[s, h, i]
             for j in range(n):
                 out[j] = (pe[j] * recip + PROB_HALF) >> PROB_SHIFT

@@ -27,12 +27,10 @@ setup() {
   export PATH="$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
   export VIRTUAL_ENV="$ROOT/.venv"
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-  # Compile the engine's numba kernels once, serial (one thread) and parallel builds (about
-  # a minute; numba caches them beside the sources) rather than in each of the processes a
-  # test or the bench starts at once.
+  # Compile the engine's numba kernels once (about 30 s; numba caches them beside the
+  # sources) rather than in each of the processes a test or the bench starts at once.
   compgen -G "provider/engine/__pycache__/cpu_kernels.*.nbi" > /dev/null ||
-    python -c "import torch; from provider.engine import Engine; e = Engine.load('cpu')
-for n in (1, 2): torch.set_num_threads(n); e.embed(['warm up'])"
+    python -c "from provider.engine import Engine; Engine.load('cpu').embed(['warm up'])"
 }
 
 task=${1:-help}; shift || true

@@ -6,30 +6,21 @@ memory, in int64, with exactly the formulas ``intops`` documents. numba's int64 
 is arithmetic as torch's, and the kernels only divide non-negative by positive
 numbers, so floor and truncation agree.
 
-Threads: each kernel has two builds (``kernel``). The parallel build runs on numba's
-``workqueue`` layer (its OpenMP layer, loaded beside torch's, makes torch's GEMMs several
-times slower); that layer must not be entered from two Python threads at once, so every
-call holds ``LOCK`` and uses as many threads as torch is set to. The serial build needs
-no pool and no lock: ``threads`` picks it when torch runs one thread in the calling
-thread (the engine's side-by-side chunks, and agents set to one thread).
+Threads: the kernels are serial and release the GIL. Several threads run several
+forward chunks side by side (``Engine``); within one chunk only torch's GEMMs use more
+than one thread. (Parallel builds were slower: numba's thread pool and torch's OpenMP
+threads, which spin after each GEMM, fought over the cores.)
 """
 from __future__ import annotations
 
 import math
-import threading
-import types
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 
 from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS,
                      PROB_MAX, PROB_SHIFT, QUANT_SHIFT, RATE_SHIFT)
-
-numba.config.THREADING_LAYER = "workqueue"
-LOCK = threading.RLock()
 
 # numba freezes module globals into the compiled code as constants
 QUANT_NUM = 127 << QUANT_SHIFT
@@ -45,40 +36,12 @@ Z_HALF = 1 << (Z_SHIFT - 1)
 Y_HALF = 1 << (LN_Z_BITS - 1)
 
 
-PARALLEL, SERIAL = types.SimpleNamespace(), types.SimpleNamespace()
-
-
-def kernel(f):
-    """Compile ``f`` twice, into ``PARALLEL`` and ``SERIAL`` (see the module doc); the
-    module keeps the parallel build. The serial build gets its own name, so numba's
-    on-disk cache keeps the two apart."""
-    name = f"{f.__name__}_serial"
-    serial = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
-    setattr(SERIAL, f.__name__, njit(cache=True, nogil=True)(serial))
-    setattr(PARALLEL, f.__name__, njit(cache=True, nogil=True, parallel=True)(f))
-    return getattr(PARALLEL, f.__name__)
-
-
-@contextmanager
-def threads():
-    """The kernels to use at torch's thread count in this thread: the serial builds at
-    one, else the parallel ones, holding the lock, with numba's thread count set to it."""
-    count = torch.get_num_threads()
-    if count == 1:
-        yield SERIAL
-        return
-    with LOCK:
-        numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
-        yield PARALLEL
-
-
 # oneDNN's quantised linear (s8 x s8 into int32 accumulators, written out as float32:
 # exact while |sum| < 2**24) runs several times faster than ``torch._int_mm`` on x86, 14x on
 # small batches. The planes are int8-range (|.| <= 128) and |W| <= 127, so K is split into
 # chunks of at most K_CHUNK: 128 * 127 * 1024 < 2**24.
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
 K_CHUNK = 1024  # and at most two chunks (K <= 2048): ``requantize`` takes two
-ROW_BLOCK = 32  # rows per block of a parallel loop that needs a scratch row
 GEMM_ROWS = 1024  # the row count oneDNN's weight packing is tuned for (2 x BATCH_TOKENS)
 
 
@@ -125,12 +88,12 @@ class PackedLinear:
         return accs[0], accs[1] if len(accs) > 1 else accs[0][:0]
 
 
-@kernel
+@njit(cache=True, nogil=True)
 def split_planes(x, bounds, planes):
     """x int16 [M, K] -> planes int8 [C, 2M, Kc]: for chunk c (columns bounds[c]), rows
     0..M-1 hold hi = x >> 8 and rows M..2M-1 hold lo = (x & 255) - 128."""
     m = x.shape[0]
-    for i in prange(m):
+    for i in range(m):
         for c in range(bounds.shape[0]):
             a, b = bounds[c, 0], bounds[c, 1]
             row, hi, lo = x[i, a:b], planes[c, i], planes[c, m + i]
@@ -140,7 +103,7 @@ def split_planes(x, bounds, planes):
                 lo[k] = (row[k] & 255) - 128
 
 
-@kernel
+@njit(cache=True, nogil=True)
 def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
     """linear's epilogue: acc = 256 * A_hi + A_lo over the K chunks (``const`` holds the
     rest), y = clamp((acc * M + const) >> shift), then GELU by table if ``lut`` is not
@@ -150,25 +113,24 @@ def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
     the arithmetic loop stops that: 2-3x slower)."""
     m, n = out.shape
     top = lut.shape[0] - 1
-    for block in prange(-(-m // ROW_BLOCK)):
-        y = np.empty(n, dtype=np.int32)  # |y| <= out_max <= 2**21
-        for i in range(block * ROW_BLOCK, min(m, (block + 1) * ROW_BLOCK)):
-            if acc2.shape[0] == 0:
-                for j in range(n):
-                    total = np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
-                    y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
-            else:
-                for j in range(n):
-                    total = (np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
-                             + np.int64(acc2[i, j]) * 256 + np.int64(acc2[m + i, j]))
-                    y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
-            if top >= 0:
-                for j in range(n):
-                    v = y[j]
-                    out[i, j] = max(v, 0) + lut[min(abs(v), top)]
-            else:
-                for j in range(n):
-                    out[i, j] = y[j]
+    y = np.empty(n, dtype=np.int32)  # |y| <= out_max <= 2**21
+    for i in range(m):
+        if acc2.shape[0] == 0:
+            for j in range(n):
+                total = np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
+                y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
+        else:
+            for j in range(n):
+                total = (np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
+                         + np.int64(acc2[i, j]) * 256 + np.int64(acc2[m + i, j]))
+                y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
+        if top >= 0:
+            for j in range(n):
+                v = y[j]
+                out[i, j] = max(v, 0) + lut[min(abs(v), top)]
+        else:
+            for j in range(n):
+                out[i, j] = y[j]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -179,7 +141,7 @@ def _scaled(x, r):
     return np.floor((x * r + QUANT_HALF_F) * QUANT_UNIT)
 
 
-@kernel
+@njit(cache=True, nogil=True)
 def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     """Per-token int8 Q and K rows and per-channel int8 V columns (over unmasked
     tokens, masked rows zero) of ``attention``, as float32 for the exact matmuls.
@@ -187,7 +149,7 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     mq/mk int64 [B, H, L]; mv int64 [B, H, D]."""
     b, length = mask.shape
     hd = heads * dim
-    for s in prange(b):
+    for s in range(b):
         n = 0
         while n < length and mask[s, n]:
             n += 1
@@ -227,7 +189,7 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
                     out[:] = 0
 
 
-@kernel
+@njit(cache=True, nogil=True)
 def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, probs):
     """Integer softmax of ``attention``: scores float32 [B, H, L, L] = q8 . k8 (exact
     integers), mask a prefix per sequence (right padding); probs float32 [B, H, L, L]
@@ -236,7 +198,7 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
     b, heads, length, _ = scores.shape
     cap = exp_table.shape[0] - 1
     half = np.int64(1) << (score_shift - 1)
-    for bh in prange(b * heads):
+    for bh in range(b * heads):
         s, h = bh // heads, bh % heads
         n = 0
         while n < length and mask[s, n]:
@@ -265,13 +227,13 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
             out[n:] = 0
         probs[s, h, n:] = 0  # masked queries: no stale NaN in the matmul
 
-@kernel
+@njit(cache=True, nogil=True)
 def attention_out(ctx, mask, mv, out_mult, out_shift, out):
     """ctx float32 [B, H, L, D] = prob . v8 (exact integers); out int16 [B, L, H*D] =
     clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
     b, heads, length, dim = ctx.shape
     half = np.int64(1) << (out_shift - 1)
-    for bh in prange(b * heads):
+    for bh in range(b * heads):
         s, h = bh // heads, bh % heads
         scale = mv[s, h] * out_mult
         for i in range(length):
@@ -296,25 +258,24 @@ def _isqrt(n):
     return r
 
 
-@kernel
+@njit(cache=True, nogil=True)
 def add_layernorm(x, residual, gamma, beta, mean_recip, out_max, out):
     """Fused residual add + integer LayerNorm of ``intops.add_layernorm`` per row.
     x, residual int16/int32 [R, N]; out int16 [R, N]."""
     rows, n = x.shape
-    for block in prange(-(-rows // ROW_BLOCK)):
-        d = np.empty(n, dtype=np.int64)
-        for i in range(block * ROW_BLOCK, min(rows, (block + 1) * ROW_BLOCK)):
-            total = np.int64(0)
-            for k in range(n):
-                d[k] = np.int64(x[i, k]) + np.int64(residual[i, k])
-                total += d[k]
-            mean = (total * mean_recip + MEAN_HALF) >> LN_MEAN_SHIFT
-            var = np.int64(0)
-            for k in range(n):
-                d[k] -= mean
-                var += d[k] * d[k]
-            r = LN_ONE // max(_isqrt(var), 1)
-            for k in range(n):
-                z = (d[k] * r + Z_HALF) >> Z_SHIFT
-                y = (z * gamma[k] + beta[k] + Y_HALF) >> LN_Z_BITS
-                out[i, k] = min(max(y, -out_max), out_max)
+    d = np.empty(n, dtype=np.int64)
+    for i in range(rows):
+        total = np.int64(0)
+        for k in range(n):
+            d[k] = np.int64(x[i, k]) + np.int64(residual[i, k])
+            total += d[k]
+        mean = (total * mean_recip + MEAN_HALF) >> LN_MEAN_SHIFT
+        var = np.int64(0)
+        for k in range(n):
+            d[k] -= mean
+            var += d[k] * d[k]
+        r = LN_ONE // max(_isqrt(var), 1)
+        for k in range(n):
+            z = (d[k] * r + Z_HALF) >> Z_SHIFT
+            y = (z * gamma[k] + beta[k] + Y_HALF) >> LN_Z_BITS
+            out[i, k] = min(max(y, -out_max), out_max)

@@ -164,12 +164,11 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
 
     w = p._packed
     out = torch.empty(x.shape[0], w.n, dtype=p.out_dtype)
-    with ck.threads() as k:
-        # torch allocates 64-byte aligned buffers: the GEMM reads them faster
-        planes = torch.empty(len(w.bounds), 2 * x.shape[0], int(w.bounds[0, 1]), dtype=torch.int8)
-        k.split_planes(x.numpy(), w.bounds, planes.numpy())
-        k.requantize(*w.gemm(planes), w.mult, w.const, p.shift, p.out_max, w.lut,
-                      out.numpy())
+    # torch allocates 64-byte aligned buffers: the GEMM reads them faster
+    planes = torch.empty(len(w.bounds), 2 * x.shape[0], int(w.bounds[0, 1]), dtype=torch.int8)
+    ck.split_planes(x.numpy(), w.bounds, planes.numpy())
+    ck.requantize(*w.gemm(planes), w.mult, w.const, p.shift, p.out_max, w.lut,
+                  out.numpy())
     return out
 
 
@@ -211,14 +210,13 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     probs = torch.empty(b, h, length, length)
     out = torch.empty(b, length, h * d, dtype=torch.int16)
     m = mask.numpy()
-    with ck.threads() as k:
-        k.attention_quantize(qkv.numpy(), m, h, d, q8.numpy(), k8.numpy(), v8.numpy(),
-                              mq.numpy(), mk.numpy(), mv.numpy())
-        scores = torch.matmul(q8, k8.transpose(-1, -2))
-        k.attention_probs(scores.numpy(), m, mq.numpy(), mk.numpy(), p.score_mult,
-                           p.score_shift, p.exp_table.numpy(), probs.numpy())
-        ctx = torch.matmul(probs, v8)
-        k.attention_out(ctx.numpy(), m, mv.numpy(), p.out_mult, p.out_shift, out.numpy())
+    ck.attention_quantize(qkv.numpy(), m, h, d, q8.numpy(), k8.numpy(), v8.numpy(),
+                          mq.numpy(), mk.numpy(), mv.numpy())
+    scores = torch.matmul(q8, k8.transpose(-1, -2))
+    ck.attention_probs(scores.numpy(), m, mq.numpy(), mk.numpy(), p.score_mult,
+                       p.score_shift, p.exp_table.numpy(), probs.numpy())
+    ctx = torch.matmul(probs, v8)
+    ck.attention_out(ctx.numpy(), m, mv.numpy(), p.out_mult, p.out_shift, out.numpy())
     return out
 
 
@@ -243,10 +241,9 @@ def add_layernorm(x: torch.Tensor, residual: torch.Tensor, p: LayerNormParams,
 
     n = x.shape[-1]
     out = torch.empty(x.shape, dtype=torch.int16)
-    with ck.threads() as k:
-        k.add_layernorm(x.reshape(-1, n).numpy(), residual.expand_as(x).reshape(-1, n).numpy(),
-                         p.gamma.numpy(), p.beta.numpy(), p.mean_recip, out_max,
-                         out.view(-1, n).numpy())
+    ck.add_layernorm(x.reshape(-1, n).numpy(), residual.expand_as(x).reshape(-1, n).numpy(),
+                     p.gamma.numpy(), p.beta.numpy(), p.mean_recip, out_max,
+                     out.view(-1, n).numpy())
     return out
 
 

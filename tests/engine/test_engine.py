@@ -46,8 +46,8 @@ def torch_threads():
 
 
 def test_thread_counts_give_the_same_bytes(engine, sentences, torch_threads):
-    """One thread runs the serial kernels; two run several chunks side by side (serial
-    kernels, one torch thread each) or one chunk with the parallel kernels."""
+    """Two threads run several chunks side by side (one torch thread each), or one
+    chunk with two-thread GEMMs."""
     batch = sentences[:40]  # several chunks
     torch_threads(1)
     one = engine.embed(batch), engine.embed(batch[-1:])

@@ -59,7 +59,7 @@ class Engine:
         self._tokenizer = tokenizer
         self._ops = ops
         self.model_info = info
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool)
         self._pool_lock = threading.Lock()
 
     @classmethod
@@ -145,12 +145,12 @@ class Engine:
             return self._run(batch)
 
         with self._pool_lock:
-            if self._pool is None or self._pool._max_workers != threads:
+            if self._pool is None or self._pool[0] != threads:
                 if self._pool is not None:
-                    self._pool.shutdown()
-                self._pool = ThreadPoolExecutor(threads, "verinfer-engine")
+                    self._pool[1].shutdown()
+                self._pool = threads, ThreadPoolExecutor(threads, "verinfer-engine")
             try:
-                return list(self._pool.map(run, batches))
+                return list(self._pool[1].map(run, batches))
             finally:
                 torch.set_num_threads(threads)
 

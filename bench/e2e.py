@@ -359,7 +359,7 @@ def table(phases: list[Phase], threads: int) -> Table:
                   f"{p.gas // max(p.completed, 1):,}", f"{p.engine_jobs / max(p.completed, 1):.2f}",
                   f"{engine_share:.0%}", f"{c.chain / c.total:.0%}" if c.total else "-",
                   f"{c.total / (p.wall * (os.cpu_count() or 1)):.0%}" if p.wall else "-",
-                  f"{c.anvil:.0f} / {c.client:.0f} / {sum(c.agents):.0f} / {sum(c.engine):.0f}",
+                  f"{c.anvil:.1f} / {c.client:.1f} / {sum(c.agents):.1f} / {sum(c.engine):.1f}",
                   f"{threads} / {max(p.threads)}")
     return t
 

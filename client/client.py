@@ -394,7 +394,7 @@ class Client:
         >>> client.results(ids)[ids[0]].embedding[:3]  # doctest: +SKIP
         """
         ids = list(dict.fromkeys(job_ids))
-        infos = {j: self.job(j) for j in ids}
+        infos = dict(zip(ids, self.marketplace.jobs(ids)))  # batched views, one block
         missing = {j: i.status.name for j, i in infos.items() if not i.status.has_result}
         if missing:
             raise ResultUnavailable(f"no standing result for jobs {missing}")

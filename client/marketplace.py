@@ -98,6 +98,7 @@ class _Function:
         self.outputs_abi = item.get("outputs", [])
         self.outputs = [_type_string(p) for p in self.outputs_abi]
         self.selector = keccak(text=f"{self.name}({','.join(self.inputs)})")[:4]
+        self.words = _word_types(self.outputs_abi)
 
     def encode(self, args: Sequence[Any]) -> bytes:
         try:
@@ -106,9 +107,46 @@ class _Function:
             raise InvalidInput(f"{self.name}: cannot encode arguments {args!r}: {exc}") from None
 
     def decode(self, data: bytes) -> Any:
-        values = abi_decode(self.outputs, data)
+        values = _decode_words(self.words, data) if self.words else None
+        if values is None:
+            values = abi_decode(self.outputs, data)
         out = [_pythonic(p, v) for p, v in zip(self.outputs_abi, values)]
         return out[0] if len(out) == 1 else tuple(out)
+
+
+_WORD_TYPES = ("uint256", "bytes32", "address", "bool")
+
+
+def _word_types(outputs: list[dict]) -> list[str] | None:
+    """The types of a view's outputs if they are one tuple of one-word scalars (the job
+    view): those are decoded by slicing words, as eth_abi takes ~0.3 ms per job view,
+    more than the view's round trip. None for any other outputs."""
+    if len(outputs) == 1 and outputs[0]["type"] == "tuple":
+        types = [c["type"] for c in outputs[0]["components"]]
+        if all(t in _WORD_TYPES for t in types):
+            return types
+    return None
+
+
+def _decode_words(types: list[str], data: bytes) -> tuple | None:
+    """As eth_abi decodes a tuple of one-word scalars, or None for anything eth_abi should
+    judge (wrong length, non-zero padding), so errors stay eth_abi's."""
+    if len(data) != 32 * len(types):
+        return None
+    out: list[Any] = []
+    for i, kind in enumerate(types):
+        word = data[32 * i:32 * i + 32]
+        if kind == "uint256":
+            out.append(int.from_bytes(word, "big"))
+        elif kind == "bytes32":
+            out.append(bytes(word))
+        elif kind == "address" and not any(word[:12]):
+            out.append("0x" + word[12:].hex())
+        elif kind == "bool" and not any(word[:31]) and word[31] <= 1:
+            out.append(bool(word[31]))
+        else:
+            return None
+    return (tuple(out),)
 
 
 class _EventDef:

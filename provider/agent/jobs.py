@@ -35,9 +35,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from hexbytes import HexBytes
-from web3.exceptions import TransactionNotFound
-
 from client.errors import ContractError
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace, Token
@@ -47,7 +44,7 @@ from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
 from provider.agent.metrics import Metrics
 from provider.agent.partition import ProviderDirectory, claim_delay
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, headers, mined_receipt, retry
 from provider.agent.service import Service
 from provider.agent.store import JobRecord, JobState, Store, TxRecord, TxStatus
 from provider.agent.txmanager import TxManager
@@ -290,7 +287,7 @@ class JobWorker(Service):
     # ---- one tick --------------------------------------------------------------------
 
     def tick(self) -> None:
-        now = self.txm.w3.eth.get_block("latest")["timestamp"]
+        now = headers(self.txm.w3, ["latest"])[0].timestamp
         self._track_transactions()
         self._consider_new(now)
         self._send_claims()
@@ -332,10 +329,9 @@ class JobWorker(Service):
         self._notice_reorgs()
         waiting: dict[tuple[int, str], list[JobRecord]] = {}
         for job in self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED,
-                                   JobState.COMMITTED, JobState.REVEALED):
-            pending = job.data.get("pending")
-            if pending:
-                waiting.setdefault((pending["tx"], pending["kind"]), []).append(job)
+                                   JobState.COMMITTED, JobState.REVEALED, pending=True):
+            pending = job.data["pending"]
+            waiting.setdefault((pending["tx"], pending["kind"]), []).append(job)
         for (tx_id, kind), jobs in waiting.items():
             record = self.txm.store.tx(tx_id)
             if record is None or record.status.is_open:
@@ -354,13 +350,7 @@ class JobWorker(Service):
     def _receipt(self, tx_hash: bytes | None) -> Any | None:
         """The receipt, or None while the transaction is not mined (anymore): a reorg
         can take it out of the chain after the tx manager counted it confirmed."""
-        if tx_hash is None:
-            return None
-        try:
-            receipt = self.txm.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-        except TransactionNotFound:
-            return None
-        return receipt if receipt is not None and receipt.get("blockNumber") is not None else None
+        return None if tx_hash is None else mined_receipt(self.txm.w3, tx_hash)
 
     def _apply(self, kind: str, jobs: list[JobRecord], record: TxRecord) -> None:
         receipt = None
@@ -371,8 +361,10 @@ class JobWorker(Service):
         won = set() if receipt is None else {
             e.job_id for e in self.market.decode_receipt(receipt)
             if getattr(e, "provider", None) == self.me}
-        for job_id in [j.job_id for j in jobs]:
-            with self.store.atomic():  # the watcher's thread may have moved the job meanwhile
+        # One commit for the batch; each job is re-read inside it, as the watcher's
+        # thread may have moved it meanwhile.
+        with self.store.atomic():
+            for job_id in [j.job_id for j in jobs]:
                 job = self.store.job(job_id)
                 if job is None or (job.data.get("pending") or {}).get("tx") != record.id:
                     continue
@@ -472,7 +464,9 @@ class JobWorker(Service):
             del self._turn_at[gone]
         self._vetted &= seen_ids
         # Capacity bounds work in progress; revealed jobs only wait for settlement.
-        held = len(self.store.jobs(JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED))
+        counts = self.store.job_counts()
+        held = sum(counts.get(s, 0) for s in (JobState.CLAIMING, JobState.CLAIMED,
+                                              JobState.COMMITTED))
         held += len(self._queued & seen_ids)
         due: list[JobRecord] = []
         with self.store.atomic():  # one commit for every refusal of this pass

@@ -13,6 +13,7 @@ view of the providers is stale or wrong only wastes work, never a job.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 
@@ -24,8 +25,13 @@ from client.marketplace import Marketplace
 def ranking(job_id: int, providers: Iterable[str]) -> list[str]:
     """The providers (checksummed) in the job's preference order, highest weight first."""
     key = job_id.to_bytes(32, "big")
-    unique = {to_checksum_address(p) for p in providers}
-    return sorted(unique, key=lambda p: keccak(key + to_canonical_address(p)), reverse=True)
+    unique = dict(map(_forms, providers))  # checksummed -> 20 bytes
+    return sorted(unique, key=lambda p: keccak(key + unique[p]), reverse=True)
+
+
+@functools.cache  # a handful of providers, ranked for every job: checksumming costs a keccak
+def _forms(address: str) -> tuple[str, bytes]:
+    return to_checksum_address(address), to_canonical_address(address)
 
 
 def claim_delay(job_id: int, me: str, providers: Iterable[str], seats: int, grace: float) -> float:
@@ -38,7 +44,7 @@ def claim_delay(job_id: int, me: str, providers: Iterable[str], seats: int, grac
     """
     if seats < 1 or grace < 0:
         raise ValueError(f"need seats >= 1 and grace >= 0, got {seats} and {grace}")
-    me = to_checksum_address(me)
+    me = _forms(me)[0]
     rank = ranking(job_id, [*providers, me]).index(me)
     return max(0, rank - seats + 1) * grace
 

@@ -383,14 +383,16 @@ class Store:
         rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))
         return self._job(rows[0]) if rows else None
 
-    def jobs(self, *states: JobState) -> list[JobRecord]:
+    def jobs(self, *states: JobState, pending: bool = False) -> list[JobRecord]:
+        """Jobs in `states` (all without), in id order; with `pending`, only those whose
+        data holds a pending transaction (filtered in sqlite: decoding every waiting
+        job's JSON on each poll cost the agent more than its RPC)."""
+        sql = "SELECT * FROM jobs WHERE 1"
         if states:
-            marks = ",".join("?" * len(states))
-            rows = self._rows(
-                f"SELECT * FROM jobs WHERE state IN ({marks})", [JobState(s).value for s in states]
-            )
-        else:
-            rows = self._rows("SELECT * FROM jobs")
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+        if pending:
+            sql += " AND json_extract(data, '$.pending') IS NOT NULL"
+        rows = self._rows(sql, [JobState(s).value for s in states])
         return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
 
     def job_counts(self) -> dict[JobState, int]:

@@ -25,12 +25,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, block_hash, headers, mined_receipt, retry
 from provider.agent.service import Service
 from provider.agent.store import Broadcast, Store, TxRecord, TxStatus
 
@@ -155,7 +155,7 @@ class TxManager(Service):
         if gas is None:
             gas = retry(lambda: self._estimate(to, data, value), what="estimate gas",
                         stop=self.stop_event, deadline=deadline)
-        block = retry(lambda: self.w3.eth.get_block("latest"), what="latest block",
+        block = retry(lambda: headers(self.w3, ["latest"])[0], what="latest block",
                       stop=self.stop_event, deadline=deadline)
         with self._lock:
             nonce = self._next_nonce
@@ -168,7 +168,7 @@ class TxManager(Service):
                 self._next_nonce = nonce + 1
             tx = self.store.tx(tx_id)
             assert tx is not None
-            self._sign_and_send(tx, *self._initial_fees(block["baseFeePerGas"]), block["number"])
+            self._sign_and_send(tx, *self._initial_fees(block.base_fee), block.number)
         log.info("tx intent", extra={"tx_id": tx_id, "kind": kind, "nonce": nonce, "gas": gas})
         return tx_id
 
@@ -277,12 +277,12 @@ class TxManager(Service):
         # Read the mined nonce before any receipt: a nonce counted here whose tx has
         # no receipt among our hashes below was certainly used by someone else.
         mined_nonce = self.w3.eth.get_transaction_count(self.address, "latest")
-        block = self.w3.eth.get_block("latest")
-        self._head = block["number"]
-        if self._recheck_confirmed(block["number"], mined_nonce, newest):
+        block = headers(self.w3, ["latest"])[0]
+        self._head = block.number
+        if self._recheck_confirmed(block.number, mined_nonce, newest):
             open_txs = self.store.open_txs()
         for tx in open_txs:
-            self._check(tx, block["number"], block["baseFeePerGas"], mined_nonce)
+            self._check(tx, block.number, block.base_fee, mined_nonce)
 
     def _recheck_confirmed(self, head: int, mined_nonce: int,
                            newest: tuple[int, bytes] | None) -> bool:
@@ -295,7 +295,7 @@ class TxManager(Service):
         """
         suspects = self.store.confirmed_txs(nonce_from=mined_nonce)
         if newest is not None and newest[0] > head - self.reorg_window:
-            if self._hash_at(newest[0]) != newest[1]:
+            if block_hash(self.w3, newest[0]) != newest[1]:
                 suspects = self.store.confirmed_txs(
                     nonce_from=mined_nonce, block_from=head - self.reorg_window + 1)
         reopened = False
@@ -309,27 +309,14 @@ class TxManager(Service):
                                "block": tx.block_number})
             self.store.reopen_tx(tx.id)
             self._reorged.inc(kind=tx.kind)
-            if tx.broadcasts:  # the same bytes first; the stuck clock restarts from now
-                last = tx.broadcasts[-1]
-                self.store.touch_broadcast(last.hash, head)
-                self._push(tx, last.hash, last.raw)
+            self._resend(tx, head)
             reopened = True
         return reopened
 
-    def _hash_at(self, number: int) -> bytes | None:
-        try:
-            return bytes(self.w3.eth.get_block(number)["hash"])
-        except BlockNotFound:
-            return None
-
     def _receipt(self, tx: TxRecord) -> Any | None:
         for cast in reversed(tx.broadcasts):
-            try:
-                receipt = self.w3.eth.get_transaction_receipt(HexBytes(cast.hash))
-            except TransactionNotFound:
-                continue
-            if receipt is not None and receipt.get("blockNumber") is not None:
-                return receipt
+            if (mined := mined_receipt(self.w3, cast.hash)) is not None:
+                return mined
         return None
 
     def _in_pool(self, tx_hash: bytes) -> bool:
@@ -349,8 +336,10 @@ class TxManager(Service):
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
             self.store.reopen_tx(tx.id)
             self._reorged.inc(kind=tx.kind)
-        # A nonce read taken before a reorg removed our receipt is stale: judge it later.
-        elif tx.nonce < mined_nonce:
+            # A nonce read taken before a reorg removed our receipt is stale: judged later.
+            self._resend(tx, head)
+            return
+        if tx.nonce < mined_nonce:
             # A node may count a nonce before it serves the receipt, and a reorg may be
             # in flight: only a nonce that stays counted, with none of our hashes mined,
             # over several polls (each with a fresh nonce read) was used by someone else.
@@ -387,6 +376,14 @@ class TxManager(Service):
         elif not self._in_pool(last.hash):
             log.warning("tx dropped by the node; sending again",
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
+            self._push(tx, last.hash, last.raw)
+
+    def _resend(self, tx: TxRecord, head: int) -> None:
+        """Send the last signed bytes of a transaction a reorg took out again. Its stuck
+        clock restarts from now: a fee bump must not race the same bytes' re-mining."""
+        if tx.broadcasts:
+            last = tx.broadcasts[-1]
+            self.store.touch_broadcast(last.hash, head)
             self._push(tx, last.hash, last.raw)
 
     def _record_receipt(self, tx: TxRecord, receipt: Any, head: int) -> None:

@@ -20,12 +20,12 @@ from typing import Any, Protocol
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import BlockNotFound, Web3RPCError
+from web3.exceptions import Web3RPCError
 
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, Header, block_hash, get_logs, headers
 from provider.agent.service import Service
 from provider.agent.store import Checkpoint, Store
 
@@ -154,35 +154,25 @@ class Watcher(Service):
             if delay:
                 self.stop_event.wait(delay)
 
-    def _hash_at(self, number: int) -> bytes | None:
-        try:
-            return bytes(self.w3.eth.get_block(number)["hash"])
-        except BlockNotFound:
-            return None
-
     def step(self) -> bool:
         """Process one range (or one reorg). Returns True when caught up with the safe head."""
-        head = self.w3.eth.block_number
-        self.head_block = head
-        safe = head - self.config.confirmations
         checkpoint = self.store.checkpoint()
-        if checkpoint is not None and self._hash_at(checkpoint.number) != checkpoint.hash:
+        held = [] if checkpoint is None else [checkpoint]  # blocks whose hash we rely on
+        latest, *found = headers(self.w3, ["latest", *(b.number for b in held)])
+        head = self.head_block = latest.number
+        safe = head - self.config.confirmations
+        if checkpoint is not None and not _unchanged(found, held):
             self._rewind_to_fork(checkpoint)
             return False
         start = self.start_block if checkpoint is None else checkpoint.number + 1
         if start > safe:
             return True
         end = min(safe, start + self._range - 1)
-        end_hash = self._hash_at(end)
+        end_hash = block_hash(self.w3, end)
         if end_hash is None:
             return False
         try:
-            raw_logs = self.w3.eth.get_logs({
-                "fromBlock": start,
-                "toBlock": end,
-                "address": self.addresses,
-                "topics": [self.decoder.topics],
-            })
+            raw_logs = get_logs(self.w3, start, end, self.addresses, [self.decoder.topics])
         except Web3RPCError as err:
             if self._range == 1:
                 raise
@@ -192,9 +182,8 @@ class Watcher(Service):
             return False
         # Logs and hashes were read at different moments: if the range end or the
         # checkpoint block changed meanwhile, a reorg raced us; read the range again.
-        if self._hash_at(end) != end_hash or (
-            checkpoint is not None and self._hash_at(checkpoint.number) != checkpoint.hash
-        ):
+        held.append(Checkpoint(end, end_hash))
+        if not _unchanged(headers(self.w3, [b.number for b in held]), held):
             return False
         events = []
         for raw in sorted(raw_logs, key=lambda r: (r["blockNumber"], r["logIndex"])):
@@ -219,7 +208,7 @@ class Watcher(Service):
         known = self.store.known_blocks()
         fork: Checkpoint | None = None
         for block in known:
-            if self._hash_at(block.number) == block.hash:
+            if block_hash(self.w3, block.number) == block.hash:
                 fork = block
                 break
         if fork is None and len(known) >= self.config.reorg_window:
@@ -236,3 +225,8 @@ class Watcher(Service):
             "stale_checkpoint": stale.number, "fork_block": fork_block,
             "redeliver_from": fork_block + 1,
         })
+
+
+def _unchanged(found: list[Header | None], held: list[Checkpoint]) -> bool:
+    """Whether the chain still holds each of `held` blocks with the hash we know."""
+    return all(h is not None and h.hash == b.hash for h, b in zip(found, held, strict=True))

@@ -110,6 +110,11 @@ def test_jobs_states_and_money(tmp_path):
     assert store.stake_at_risk() == 1200
     assert store.earnings() == 20
     assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED)] == [1, 3]
+    store.update_job(3, pending={"kind": "reveal", "tx": 8})
+    store.update_job(2, pending={"kind": "finalize", "tx": 9})
+    store.update_job(1, pending=None)  # cleared: not pending
+    assert [j.job_id for j in store.jobs(pending=True)] == [2, 3]
+    assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED, pending=True)] == [3]
     with pytest.raises(KeyError):
         store.update_job(99, state=JobState.LOST)
 

@@ -210,6 +210,22 @@ def test_receipt_removed_by_a_reorg_is_sent_again(anvil, ping, signer, tmp_path)
     assert_one_mined_tx_per_intent(anvil.w3(), txm, ping)
 
 
+def test_a_reorged_receipt_is_sent_again_as_is_even_when_old_enough_to_bump(
+    anvil, ping, signer, tmp_path
+):
+    txm = manager(anvil.url, signer, tmp_path / "a.db", confirmations=5, stuck_blocks=1)
+    tx_id = txm.send(ping.address, ping.calldata("ping", 1, b""), kind="ping")
+    txm.poll()
+    mined = txm.store.tx(tx_id)
+    anvil.rpc("anvil_mine", 1)
+    anvil.rpc("anvil_reorg", 2, [])  # our block goes, sent 2 blocks before the head
+    txm.poll()  # the same bytes again, its stuck clock restarted: no fee bump
+    txm.poll()
+    again = txm.store.tx(tx_id)
+    assert again.status is TxStatus.MINED and again.mined_hash == mined.mined_hash
+    assert len(again.broadcasts) == 1
+
+
 def test_a_reorg_deeper_than_the_confirmations_re_sends_at_the_same_nonces(
     anvil, ping, signer, tmp_path
 ):

@@ -5,10 +5,11 @@ import threading
 import time
 
 import pytest
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
-from provider.agent.rpc import connect
+from provider.agent.rpc import Header, block_hash, connect, get_logs, headers, mined_receipt
 from provider.agent.store import JobState, Store
 from provider.agent.watcher import EventDecoder, Watcher
 
@@ -47,6 +48,44 @@ def sync(watcher: Watcher, limit: int = 100) -> None:
         if watcher.step():
             return
     raise AssertionError("watcher did not catch up")
+
+
+def _header(block) -> Header:
+    return Header(block["number"], bytes(block["hash"]), block["timestamp"], block["baseFeePerGas"])
+
+
+def test_raw_headers_equal_web3_blocks(anvil, ping):
+    ping.ping(1)
+    w3, formatted = anvil.w3(), Web3(HTTPProvider(anvil.url))  # the latter: web3's defaults
+    head = w3.eth.block_number
+    found = headers(w3, ["latest", head - 1, head + 5])  # one batch
+    assert found == [_header(formatted.eth.get_block(head)),
+                     _header(formatted.eth.get_block(head - 1)), None]
+    assert headers(w3, [head]) == found[:1]  # alone: not batched
+    assert (block_hash(w3, head), block_hash(w3, head + 5)) == (found[0].hash, None)
+
+
+def test_raw_receipts_and_logs_equal_web3s(anvil, ping):
+    sent = ping.ping(5, b"note")
+    w3, formatted = anvil.w3(), Web3(HTTPProvider(anvil.url))
+    tx_hash = bytes(sent["transactionHash"])
+    ours, theirs = mined_receipt(w3, tx_hash), formatted.eth.get_transaction_receipt(tx_hash)
+    assert {k: theirs[k] for k in ours if k != "logs"} == {k: v for k, v in ours.items() if k != "logs"}
+    assert set(ours) == {"transactionHash", "blockNumber", "blockHash", "status", "gasUsed",
+                         "effectiveGasPrice", "logs"}
+    block = sent["blockNumber"]
+    found = get_logs(w3, block, block, [ping.address], [])
+    assert found == ours["logs"] and len(found) == 1
+    [log] = theirs["logs"]
+    assert {k: v for k, v in found[0].items() if k != "address"} == {
+        k: log[k] for k in found[0] if k != "address"}
+    assert found[0]["address"].lower() == log["address"].lower()
+    assert mined_receipt(w3, b"\x01" * 32) is None
+
+
+def test_raw_headers_on_an_in_process_chain():
+    w3 = Web3(EthereumTesterProvider())  # ape's embedded chain: no batches, int fields
+    assert headers(w3, ["latest", 7]) == [_header(w3.eth.get_block("latest")), None]
 
 
 def test_trails_the_head_by_confirmations_in_bounded_ranges(anvil, ping, tmp_path):

@@ -7,7 +7,7 @@ from eth_utils import keccak
 
 from client import Client
 from client.cli import main
-from client.errors import InvalidArgument
+from client.errors import InvalidArgument, JobNotFound, ResultUnavailable
 from client.protocol import JobStatus
 from tests.support.anvil import ANVIL_KEYS, funded_account
 from tests.support.market import deploy_market, transact
@@ -33,6 +33,16 @@ def test_client_over_rpc(node, market):
         assert client.cancel(job).client_refund == client.estimate(reward=10**15, r=2).total
         with pytest.raises(InvalidArgument, match="jobs: bad window"):  # a node's revert data, mapped
             client.send(client.marketplace.build_post_job(MODEL_ID, b"x", 1, 1, 0, 1, 1))
+
+
+def test_results_over_rpc_refuse_jobs_without_one(node, market):
+    """Client.results reads the views in one batch here: the same errors as one by one."""
+    with Client.connect(rpc=node.url, private_key=ANVIL_KEYS[1], marketplace=market) as client:
+        first, second = client.post_texts(["no result yet", "nor here"], reward=10**15, r=1)
+        with pytest.raises(ResultUnavailable, match=rf"{first}: 'OPEN', {second}: 'OPEN'"):
+            client.results([first, second])
+        with pytest.raises(JobNotFound):
+            client.results([first, 10**9])
 
 
 def test_cli_over_rpc(node, market):

@@ -690,13 +690,15 @@ def _finalize_due(info, now: int) -> bool:
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+ENGINE_POOL = "verinfer-engine"  # name prefix of the engine's worker threads (Engine._side_by_side)
 
 
 def _engine_cpu() -> float:
-    """CPU seconds of this thread and of every thread Python did not start (the engine's
-    numba / OpenMP / torch pools), leaving out the agent's other services. Where /proc
-    is missing: this thread's alone."""
-    others = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
+    """CPU seconds of this thread, of the engine's side-by-side workers and of every
+    thread Python did not start (torch's OpenMP pool), leaving out the agent's other
+    services. Where /proc is missing: this thread's alone."""
+    others = {t.native_id for t in threading.enumerate()
+              if not t.name.startswith(ENGINE_POOL)} - {threading.get_native_id()}
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return time.thread_time()

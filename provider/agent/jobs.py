@@ -207,6 +207,7 @@ class JobWorker(Service):
         self._delivered_until: dict[int, int] = {}  # our delivery -> end of its challenge window
         self.providers = ProviderDirectory(market, start_block=start_block)
         self._turn_at: dict[int, float] = {}  # SEEN job id -> monotonic time we may take it
+        self._finalize_at: dict[int, float] = {}  # REVEALED job id -> time we may finalize it
         self._vetted: set[int] = set()  # SEEN job ids whose input the engine accepted
         self.stake_free: int | None = None  # last read from the contract (for the dashboard)
         metrics = metrics or Metrics()
@@ -511,14 +512,19 @@ class JobWorker(Service):
         goes to the provider it hashes to, the others only take it after a grace
         (provider/agent/partition.py). Claims of other jobs race: a lost one costs a
         skipped batch item, no computation."""
-        grace = self.policy.takeover_grace
-        if not grace or not _delivers(job):
+        if not self.policy.takeover_grace or not _delivers(job):
             return True
-        if job.job_id not in self._turn_at:  # ranked once, with the providers known then
+        return self._turn_come(self._turn_at, job)
+
+    def _turn_come(self, turn_at: dict[int, float], job: JobRecord) -> bool:
+        """Whether our turn at `job` has come: at once if it ranks us first among the
+        providers serving its model, at rank k once k x grace passed since the first ask
+        (recorded in `turn_at`; ranked once, with the providers known then)."""
+        if job.job_id not in turn_at:
             serving = self.providers.serving(job.model_id)
-            self._turn_at[job.job_id] = time.monotonic() + claim_delay(
-                job.job_id, self.me, serving, 1, grace)
-        return time.monotonic() >= self._turn_at[job.job_id]
+            turn_at[job.job_id] = time.monotonic() + claim_delay(
+                job.job_id, self.me, serving, 1, self.policy.takeover_grace)
+        return time.monotonic() >= turn_at[job.job_id]
 
     def _valid_input(self, job: JobRecord) -> bool:
         """Tokenize a job's input once; refuse it if the engine can't take it."""
@@ -657,8 +663,12 @@ class JobWorker(Service):
                 ids, [stored[i].result for i in ids], [stored[i].salt for i in ids]))
 
     def _finalize(self, now: int) -> None:
+        revealed = self.store.jobs(JobState.REVEALED)
+        held = {j.job_id for j in revealed}
+        for gone in [j for j in self._finalize_at if j not in held]:  # settled: forget it
+            del self._finalize_at[gone]
         due = []
-        for job, info in self._viewed(self.store.jobs(JobState.REVEALED), now):
+        for job, info in self._viewed(revealed, now):
             if info.status is JobStatus.DELIVERED and now <= info.challenge_end:
                 self._delivered_until[job.job_id] = info.challenge_end
             if info.status.settled:
@@ -672,10 +682,21 @@ class JobWorker(Service):
                 self.store.update_job(job.job_id, state=state, settled=settled)
                 log.info("job settled", extra={"job_id": job.job_id, "state": state.value,
                                                "status": info.status.name})
-            elif _finalize_due(info, now):
+            elif _finalize_due(info, now) and self._finalize_turn(job, info):
                 due.append(job.job_id)
         for chunk in _chunks(due):
             self._send(self.market.build_finalize_many(chunk), "finalize", chunk)
+
+    def _finalize_turn(self, job: JobRecord, info) -> bool:
+        """Whether to send a due finalize now. Every seat holder finds a job due at once
+        and one finalize settles it, so with a grace the finalize is partitioned like r = 1
+        deliveries: the provider the job ranks first sends it at once, rank k after
+        k x grace if this poll's fresh view still shows the job unsettled. A first choice
+        that is offline or holds no seat only delays settlement, by a bounded time.
+        A delivery has one seat holder: nobody to race with."""
+        if not self.policy.takeover_grace or info.status is JobStatus.DELIVERED:
+            return True
+        return self._turn_come(self._finalize_at, job)
 
 
 def _finalize_due(info, now: int) -> bool:

@@ -9,6 +9,10 @@ once; the provider at rank k >= seats waits (k - seats + 1) x grace, so the shar
 dead or slow provider is still served, by one backup at a time. A provider joining or
 leaving moves only the jobs it ranks first (about 1/n of them), and an agent whose
 view of the providers is stale or wrong only wastes work, never a job.
+
+Finalizing uses the same ranking (seats = 1): every seat holder of a job finds it due
+at once, and one `finalize` settles it, so the provider ranked first sends it at once
+and rank k only if the job is still unsettled k x grace later.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def _forms(address: str) -> tuple[str, bytes]:
 
 
 def claim_delay(job_id: int, me: str, providers: Iterable[str], seats: int, grace: float) -> float:
-    """Seconds after a job appears before `me` may take it: 0 for the `seats` providers
+    """Seconds after a job appears (or is due) before `me` may act: 0 for the `seats` providers
     the job prefers, (k - seats + 1) x grace at rank k beyond them. `me` always counts
     as a provider (its own registration may not be in `providers` yet).
 

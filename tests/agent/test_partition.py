@@ -1,9 +1,12 @@
 """Splitting r = 1 jobs among providers without coordination: the rule (rendezvous
 ranking and claim delays), the chain-backed directory of providers, and agents on anvil
-that deliver each job once, serve a dead provider's share after the grace, and work alone."""
+that deliver each job once, serve a dead provider's share after the grace, and work alone;
+and the same split of finalizing the r = 3 jobs they all hold seats in."""
+
+import time
 
 import pytest
-from agent_market import SINGLE, Env, drive
+from agent_market import SENTENCES, SINGLE, Env, drive
 from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
@@ -133,3 +136,46 @@ def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
     jobs = env.post(SINGLE, r=1)
     drive([alone], lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs))
     assert set(_deliverers(env).values()) == {alone.txm.address}
+
+
+@pytest.mark.anvil
+def test_one_agent_finalizes_each_job_and_a_backup_stands_in_for_a_dead_first_choice(
+        anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    grace = 5.0  # well over one agent step, so the backup's finalize lands before the next's turn
+    agents = [_partitioned(env.agent(i, tmp_path), grace) for i in (1, 2, 3)]
+    dead = funded_account(4).address  # registered and staked, then never runs: holds no seat
+    transact(env.w3, env.owner, env.token.build_mint(dead, 10**24))
+    env.agent(4, tmp_path)
+    texts = SENTENCES + [b"Job %d is finalized once." % i for i in range(5)]
+    engine.embed(texts)
+    jobs = env.post(texts, r=3)
+    ranks = {j: ranking(j, [funded_account(i).address for i in (1, 2, 3, 4)]) for j in jobs}
+    backed_up = [j for j in jobs if ranks[j][0] == dead]
+    assert backed_up and len(backed_up) < len(jobs)  # the hash gives the dead provider some
+
+    revealed_at: dict[int, float] = {}
+    finalized_at: dict[int, float] = {}
+
+    def settled() -> bool:
+        now = time.monotonic()
+        for job_id, info in zip(jobs, env.market.jobs(jobs)):
+            if info.nrevealed == 3:
+                revealed_at.setdefault(job_id, now)
+            if info.status is JobStatus.FINALIZED:
+                finalized_at.setdefault(job_id, now)
+        return len(finalized_at) == len(jobs) and all(
+            a.store.job(j).state.final for a in agents for j in jobs)
+
+    drive(agents, settled, rounds=1000)
+    finalizers = {j: [a.txm.address for a in agents for t in a.store.txs()
+                      if t.kind == "finalize" and j in t.meta["jobs"]] for j in jobs}
+    # One finalize per job: the first-ranked provider's at once; where that one is dead,
+    # the next in line's, once its grace passed.
+    assert finalizers == {j: [ranks[j][1] if j in backed_up else ranks[j][0]] for j in jobs}
+    for job_id in jobs:
+        waited = finalized_at[job_id] - revealed_at[job_id]
+        assert waited >= grace if job_id in backed_up else waited < grace
+    for agent in agents:  # settled jobs' turns are forgotten
+        agent.step()
+        assert agent.worker._finalize_at == {}

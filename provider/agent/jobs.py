@@ -641,6 +641,10 @@ class JobWorker(Service):
     def _viewed(self, jobs: list[JobRecord], now: int) -> list[tuple[JobRecord, Any]]:
         """The jobs due for a fresh view, with their views read in one batch. Our r = 1
         deliveries are left alone until their challenge window ends (chain time)."""
+        # An expired entry means what no entry means: drop them, or both grow by a job each.
+        mono = time.monotonic()
+        self._next_check = {j: t for j, t in self._next_check.items() if t > mono}
+        self._delivered_until = {j: end for j, end in self._delivered_until.items() if end >= now}
         due = [j for j in jobs if not j.data.get("pending")
                and self._delivered_until.get(j.job_id, -1) < now and self._due_for_check(j.job_id)]
         return list(zip(due, self.market.jobs([j.job_id for j in due])))

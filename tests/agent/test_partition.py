@@ -176,6 +176,8 @@ def test_one_agent_finalizes_each_job_and_a_backup_stands_in_for_a_dead_first_ch
     for job_id in jobs:
         waited = finalized_at[job_id] - revealed_at[job_id]
         assert waited >= grace if job_id in backed_up else waited < grace
-    for agent in agents:  # settled jobs' turns are forgotten
+    time.sleep(max(a.worker.poll_interval for a in agents))
+    for agent in agents:  # settled jobs' turns and view times are forgotten
         agent.step()
-        assert agent.worker._finalize_at == {}
+        assert agent.worker._finalize_at == agent.worker._next_check == {}
+        assert agent.worker._delivered_until == {}

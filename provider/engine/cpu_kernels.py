@@ -2,7 +2,8 @@
 
 torch runs the GEMMs (exact int8 ``_int_mm``, float32 matmuls on small integers whose
 sums stay below 2**24); these kernels run everything between them in one pass over
-memory, in int64, with exactly the formulas ``intops`` documents. numba's int64 ``>>``
+memory, in int64 (float64 where every value provably stays an integer below 2**53), with
+exactly the formulas ``intops`` documents. numba's int64 ``>>``
 is arithmetic as torch's, and the kernels only divide non-negative by positive
 numbers, so floor and truncation agree.
 
@@ -24,8 +25,7 @@ from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS,
 
 # numba freezes module globals into the compiled code as constants
 QUANT_NUM = 127 << QUANT_SHIFT
-QUANT_HALF = 1 << (QUANT_SHIFT - 1)
-QUANT_HALF_F, QUANT_UNIT = 2.0 ** (QUANT_SHIFT - 1), 2.0 ** -QUANT_SHIFT  # float64 forms
+QUANT_HALF, QUANT_UNIT = 2.0 ** (QUANT_SHIFT - 1), 2.0 ** -QUANT_SHIFT  # float64: see _scaled
 PROB_NUM = PROB_MAX << PROB_SHIFT
 PROB_HALF = 1 << (PROB_SHIFT - 1)
 RATE_HALF = 1 << (RATE_SHIFT - 1)
@@ -138,7 +138,7 @@ def _scaled(x, r):
     """round_shift(x * r, QUANT_SHIFT) in float64, exactly: |x * r| <= 127 * 2**40 and
     the rounding constant keep every value an integer below 2**53, and the scaling by a
     power of two is exact, so floor gives the arithmetic shift."""
-    return np.floor((x * r + QUANT_HALF_F) * QUANT_UNIT)
+    return np.floor((x * r + QUANT_HALF) * QUANT_UNIT)
 
 
 @njit(cache=True, nogil=True)

@@ -14,14 +14,16 @@ threads, which spin after each GEMM, fought over the cores.)
 """
 from __future__ import annotations
 
+import functools
 import math
+import time
 
 import numpy as np
 import torch
 from numba import njit
 
-from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS,
-                     PROB_MAX, PROB_SHIFT, QUANT_SHIFT, RATE_SHIFT)
+from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS, PROB_MAX,
+                     PROB_SHIFT, QUANT_SHIFT, RATE_SHIFT, LinearParams)
 
 # numba freezes module globals into the compiled code as constants
 QUANT_NUM = 127 << QUANT_SHIFT
@@ -37,12 +39,36 @@ Y_HALF = 1 << (LN_Z_BITS - 1)
 
 
 # oneDNN's quantised linear (s8 x s8 into int32 accumulators, written out as float32:
-# exact while |sum| < 2**24) runs several times faster than ``torch._int_mm`` on x86, 14x on
-# small batches. The planes are int8-range (|.| <= 128) and |W| <= 127, so K is split into
-# chunks of at most K_CHUNK: 128 * 127 * 1024 < 2**24.
+# exact while |sum| < 2**24) is the faster exact GEMM where oneDNN has an optimised int8
+# kernel for the CPU (14x ``torch._int_mm`` on small batches on an Intel x86). The planes
+# are int8-range (|.| <= 128) and |W| <= 127, so K is split into chunks of at most
+# K_CHUNK: 128 * 127 * 1024 < 2**24.
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
 K_CHUNK = 1024  # and at most two chunks (K <= 2048): ``requantize`` takes two
 GEMM_ROWS = 1024  # the row count oneDNN's weight packing is tuned for (2 x BATCH_TOKENS)
+
+
+@functools.cache
+def onednn_is_faster() -> bool:
+    """Whether oneDNN's int8 linear beats ``torch._int_mm`` on this CPU. Where oneDNN has
+    no optimised kernel for our call it runs its reference loop, ~3000x slower (an AMD
+    EPYC with AVX-512 VNNI: 4 s per [1024 x 384] x [384 x 384] GEMM, 1.4 ms by _int_mm).
+    Both are exact, so the choice changes speed only: time each once on a small GEMM."""
+    if not ONEDNN:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randint(-127, 128, (64, 384), dtype=torch.int8, generator=gen)
+    planes = torch.randint(-128, 128, (1, 64, 384), dtype=torch.int8, generator=gen)
+    p = LinearParams(weight=w, multiplier=torch.ones(64, dtype=torch.int64),
+                     bias=torch.zeros(64, dtype=torch.int64), shift=1, out_max=1)
+    times = []
+    for linear in (PackedLinear(p, onednn=True), PackedLinear(p, onednn=False)):
+        linear.gemm(planes)  # the first call builds oneDNN's primitive
+        started = time.perf_counter()
+        for _ in range(3):
+            linear.gemm(planes)
+        times.append(time.perf_counter() - started)
+    return times[0] <= times[1]
 
 
 class PackedLinear:
@@ -53,7 +79,8 @@ class PackedLinear:
     the lo plane's offset, 128 * sum(W).
     """
 
-    def __init__(self, p, onednn: bool = ONEDNN):
+    def __init__(self, p, onednn: bool | None = None):
+        onednn = onednn_is_faster() if onednn is None else onednn
         w, m = p.weight, p.multiplier
         n, k = w.shape
         chunks = -(-k // K_CHUNK) if onednn else 1

@@ -75,16 +75,24 @@ def _linear_exact(x, p: LinearParams):
     return torch.tensor(out)
 
 
+@pytest.fixture(params=["onednn", "int_mm"])
+def gemm_route(request, monkeypatch):
+    """Both exact CPU GEMMs, whichever this CPU runs faster (cpu_kernels.onednn_is_faster)."""
+    if request.param == "onednn" and not cpu_kernels.ONEDNN:
+        pytest.skip("this torch has no oneDNN")
+    monkeypatch.setattr(cpu_kernels, "onednn_is_faster", lambda: request.param == "onednn")
+
+
 @pytest.mark.parametrize("m,k,n,gelu", [(1, 8, 8, False), (7, 40, 24, True), (33, 384, 64, False),
                                         (9, 384, 96, True)])
-def test_linear_equals_integer_formula(m, k, n, gelu):
+def test_linear_equals_integer_formula(m, k, n, gelu, gemm_route):
     _, _, p = _linear_params(n, k, seed=k, gelu=gelu)
     x = randint(-INT16_MAX, INT16_MAX + 1, (m, k)).to(torch.int16)
     assert torch.equal(intops.linear(x, p).to(torch.int64), _linear_exact(x, p))
 
 
 @pytest.mark.parametrize("k", [514, 515, 1536])
-def test_linear_exact_at_extremes(k):
+def test_linear_exact_at_extremes(k, gemm_route):
     # all-max inputs and weights: the largest |acc| the int32 / float64 routes carry
     n = 16
     w = np.ones((n, k), dtype=np.float32) * np.where(np.arange(n) % 2, 1, -1)[:, None]

@@ -80,7 +80,7 @@ def start_anvil(workdir: Path) -> tuple[subprocess.Popen, str]:
         raise click.ClickException("anvil not found: run ./verinfer.sh setup (npm install)")
     port = free_port()
     log = (workdir / "anvil.log").open("w")
-    proc = subprocess.Popen([binary, "--port", str(port), "--accounts", "12"], stdout=log,
+    proc = subprocess.Popen([binary, "--port", str(port), "--accounts", "12", "--gas-limit", "1000000000"], stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     give_up = time.monotonic() + 30
@@ -315,7 +315,7 @@ def run_phase(client, anvil_pid: int, agents: list[AgentProc], model_id: bytes, 
                             fresh.add(e.job_id)
                 if fresh:
                     try:
-                        client.results(sorted(fresh))  # each checked against the chain's digest
+                        client.results(sorted(fresh), first_block)  # each checked against the chain's digest
                     except ResultUnavailable:  # an r = 3 job without majority: not a result
                         fresh = {i.job_id for i in market.jobs(fresh) if i.status.has_result}
                     done_at.update(dict.fromkeys(fresh, time.monotonic()))
@@ -371,8 +371,10 @@ def table(phases: list[Phase], threads: int) -> Table:
 @click.option("--threads", default=1, show_default=True, help="Engine (torch) threads per agent.")
 @click.option("--engine-batch", default=64, show_default=True, help="Agents' max engine batch.")
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds per run.")
+@click.option("--block-time", default=0, show_default=True,
+              help="Seconds per block once deployed (anvil's interval mining; 0: a block per transaction).")
 def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_batch: int,
-         timeout: float) -> None:
+         timeout: float, block_time: int) -> None:
     """Throughput and latency of the whole marketplace, with real agents and engine."""
     console = Console()
     if not console.is_terminal:  # piped: wide enough for the table
@@ -382,7 +384,7 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
     anvil, anvil_url = start_anvil(workdir)
     os.environ["APE_FOUNDRY_HOST"] = anvil_url  # ape's foundry provider connects to it
     try:
-        _run(console, workdir, anvil.pid, jobs, rs, n_agents, threads, engine_batch, timeout, phases)
+        _run(console, workdir, anvil.pid, jobs, rs, n_agents, threads, engine_batch, timeout, block_time, phases)
     finally:
         for pid in sorted(process_tree(anvil.pid), reverse=True):  # the node itself, then its launcher
             os.kill(pid, signal.SIGTERM)
@@ -398,7 +400,7 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
 
 
 def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[int, ...], n_agents: int,
-         threads: int, engine_batch: int, timeout: float, phases: list[Phase]) -> None:
+         threads: int, engine_batch: int, timeout: float, block_time: int, phases: list[Phase]) -> None:
     from ape import accounts, chain, networks
 
     from client import Client
@@ -414,6 +416,8 @@ def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[i
         start_block = chain.blocks.head.number
         for i in range(1, n_agents + 2):
             deployed.pay_token.mint(accounts.test_accounts[i], 10**30, sender=owner)
+        if block_time:  # after the deploy: ape's deployment expects a block per transaction
+            provider.make_request("evm_setIntervalMining", [block_time])
         client = Client.connect(rpc=provider.uri, private_key=client_account.private_key,
                                 marketplace=market, poll_interval=0.2)
         warm_up = WARM_UP_JOBS * n_agents

@@ -387,9 +387,11 @@ class Client:
 
     # ------------------------------------------------------------ results
 
-    def results(self, job_ids: Iterable[int]) -> dict[int, VerifiedResult]:
+    def results(self, job_ids: Iterable[int], from_block: int | None = None) -> dict[int, VerifiedResult]:
         """Each job's result bytes from its reveal event on chain, verified against the
         digest the chain settled on (``ResultUnavailable`` if a job has none).
+        ``from_block``: where the reveals are searched from, no later than the jobs'
+        posts (default: the marketplace's deploy block, a scan of its whole history).
 
         >>> client.results(ids)[ids[0]].embedding[:3]  # doctest: +SKIP
         """
@@ -399,7 +401,8 @@ class Client:
         if missing:
             raise ResultUnavailable(f"no standing result for jobs {missing}")
         reveals: dict[int, list[ResultRevealed]] = {j: [] for j in ids}
-        for e in self.marketplace.job_events(ids, self.start_block, events=["ResultRevealed"]):
+        start = self.start_block if from_block is None else from_block
+        for e in self.marketplace.job_events(ids, start, events=["ResultRevealed"]):
             reveals[e.job_id].append(e)
         out = {}
         for j, info in infos.items():

@@ -26,6 +26,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from client.abi import load_abi
+from client.chain import get_logs
 from client.errors import InvalidInput
 from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
                            ResultRevealed, SealCommitted)
@@ -107,9 +108,8 @@ class _Function:
             raise InvalidInput(f"{self.name}: cannot encode arguments {args!r}: {exc}") from None
 
     def decode(self, data: bytes) -> Any:
-        values = _decode_words(self.words, data) if self.words else None
-        if values is None:
-            values = abi_decode(self.outputs, data)
+        flat = _decode_words(self.words, data) if self.words else None
+        values = (flat,) if flat is not None else abi_decode(self.outputs, data)
         out = [_pythonic(p, v) for p, v in zip(self.outputs_abi, values)]
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -129,14 +129,23 @@ def _word_types(outputs: list[dict]) -> list[str] | None:
 
 
 def _decode_words(types: list[str], data: bytes) -> tuple | None:
-    """As eth_abi decodes a tuple of one-word scalars, or None for anything eth_abi should
-    judge (wrong length, non-zero padding), so errors stay eth_abi's."""
-    if len(data) != 32 * len(types):
-        return None
+    """As eth_abi decodes values of one-word scalars and ``bytes`` (an event's data), or
+    None for anything but their canonical encoding (wrong length or offsets, non-zero
+    padding): eth_abi judges those, so errors stay eth_abi's."""
     out: list[Any] = []
+    tail = 32 * len(types)  # where the next dynamic value must start
     for i, kind in enumerate(types):
         word = data[32 * i:32 * i + 32]
-        if kind == "uint256":
+        if len(word) < 32:
+            return None
+        if kind == "bytes":
+            size = int.from_bytes(data[tail:tail + 32], "big")
+            start, end = tail + 32, tail + 32 + -(-size // 32) * 32
+            if int.from_bytes(word, "big") != tail or len(data) < end or any(data[start + size:end]):
+                return None
+            out.append(bytes(data[start:start + size]))
+            tail = end
+        elif kind == "uint256":
             out.append(int.from_bytes(word, "big"))
         elif kind == "bytes32":
             out.append(bytes(word))
@@ -146,7 +155,7 @@ def _decode_words(types: list[str], data: bytes) -> tuple | None:
             out.append(bool(word[31]))
         else:
             return None
-    return (tuple(out),)
+    return tuple(out) if len(data) == tail else None
 
 
 class _EventDef:
@@ -156,14 +165,17 @@ class _EventDef:
         self.topic = keccak(text=f"{self.name}({','.join(_type_string(p) for p in self.inputs)})")
         self.indexed = [p for p in self.inputs if p["indexed"]]
         self.data = [p for p in self.inputs if not p["indexed"]]
+        self.data_types = [_type_string(p) for p in self.data]
         self.cls = EVENT_TYPES.get(self.name)
         self.enums = _enum_fields(self.cls) if self.cls else {}
 
     def decode(self, log: dict) -> Event:
         values = {}
         for param, topic in zip(self.indexed, log["topics"][1:]):
-            values[param["name"]] = _pythonic(param, abi_decode([param["type"]], bytes(topic))[0])
-        decoded = abi_decode([_type_string(p) for p in self.data], bytes(log["data"]))
+            word = _decode_words([param["type"]], bytes(topic)) or abi_decode([param["type"]], bytes(topic))
+            values[param["name"]] = _pythonic(param, word[0])
+        data = bytes(log["data"])
+        decoded = _decode_words(self.data_types, data) or abi_decode(self.data_types, data)
         for param, value in zip(self.data, decoded):
             values[param["name"]] = _pythonic(param, value)
         for name, enum in self.enums.items():
@@ -348,8 +360,7 @@ class _Contract:
             start = from_block
             while start <= last:
                 end = min(start + chunk - 1, last)
-                logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": start,
-                                             "toBlock": end, "topics": topics})
+                logs = get_logs(self.w3, start, end, [self.address], topics)
                 out.extend(e for e in map(self.decode_log, logs) if e is not None)
                 start = end + 1
         return sorted(out, key=lambda e: e.meta.position)

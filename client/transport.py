@@ -20,9 +20,10 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import ProviderConnectionError, TransactionNotFound
 
+from client.chain import http_web3
 from client.errors import (ConfigError, ContractError, RpcUnavailable, TransactionTimeout,
                            UnknownRevert, error_for_revert, revert_reason)
 
@@ -80,12 +81,7 @@ def connect_rpc(url: str, private_key: str | None = None, *, timeout: float = 30
     """
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"RPC URL must be http(s)://..., got {url!r}")
-    # Without web3's default middlewares: they cost more CPU than a local node's round trip
-    # and none serves the SDK (it signs locally, sets fees and gas, uses no ENS names and
-    # reads results by key).
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None),
-              middleware=[])
-    return Connection(w3, url, account_from_key(private_key) if private_key else None)
+    return Connection(http_web3(url, timeout), url, account_from_key(private_key) if private_key else None)
 
 
 def connect_ape(network: str | None = None, account: Any = None) -> Connection:

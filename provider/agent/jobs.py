@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from client.chain import headers, mined_receipt
 from client.errors import ContractError
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace, Token
@@ -44,7 +45,7 @@ from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
 from provider.agent.metrics import Metrics
 from provider.agent.partition import ProviderDirectory, claim_delay
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, headers, mined_receipt, retry
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import JobRecord, JobState, Store, TxRecord, TxStatus
 from provider.agent.txmanager import TxManager
@@ -459,20 +460,24 @@ class JobWorker(Service):
         """Take the open jobs that policy, input, our turn (`_my_turn`), capacity and
         stake allow: r = 1 jobs go to the engine (their delivery claims them), others
         to a claim batch. Their contract state is read in one batched view."""
-        seen = self.store.jobs(JobState.SEEN)
-        seen_ids = {j.job_id for j in seen}
-        for gone in [j for j in self._turn_at if j not in seen_ids]:
+        seen_ids = self.store.job_ids(JobState.SEEN)
+        seen = set(seen_ids)
+        for gone in [j for j in self._turn_at if j not in seen]:
             del self._turn_at[gone]
-        self._vetted &= seen_ids
+        self._vetted &= seen
         # Capacity bounds work in progress; revealed jobs only wait for settlement.
         counts = self.store.job_counts()
         held = sum(counts.get(s, 0) for s in (JobState.CLAIMING, JobState.CLAIMED,
                                               JobState.COMMITTED))
-        held += len(self._queued & seen_ids)
+        held += len(self._queued & seen)
+        # Jobs waiting for our turn are not even read: at r = 1 most jobs an agent sees
+        # are other providers' to take first.
+        mono = time.monotonic()
+        ready = [i for i in seen_ids if i not in self._queued and self._turn_at.get(i, 0.0) <= mono]
         due: list[JobRecord] = []
         with self.store.atomic():  # one commit for every refusal of this pass
-            for job in seen:
-                if job.job_id in self._queued or job.data.get("pending"):
+            for job in self.store.jobs(JobState.SEEN, ids=ready):
+                if job.data.get("pending"):
                     continue
                 if now + CLAIM_MARGIN > job.data["claim_deadline"]:
                     self.store.update_job(job.job_id, state=JobState.LOST, reason="claim deadline")
@@ -638,20 +643,22 @@ class JobWorker(Service):
         self._next_check[job_id] = now + self.poll_interval
         return True
 
-    def _viewed(self, jobs: list[JobRecord], now: int) -> list[tuple[JobRecord, Any]]:
-        """The jobs due for a fresh view, with their views read in one batch. Our r = 1
-        deliveries are left alone until their challenge window ends (chain time)."""
+    def _viewed(self, state: JobState, now: int) -> list[tuple[JobRecord, Any]]:
+        """The jobs in `state` due for a fresh view, with their views read in one batch.
+        Our r = 1 deliveries are left alone, not even read from the store, until their
+        challenge window ends (chain time)."""
         # An expired entry means what no entry means: drop them, or both grow by a job each.
         mono = time.monotonic()
         self._next_check = {j: t for j, t in self._next_check.items() if t > mono}
         self._delivered_until = {j: end for j, end in self._delivered_until.items() if end >= now}
-        due = [j for j in jobs if not j.data.get("pending")
-               and self._delivered_until.get(j.job_id, -1) < now and self._due_for_check(j.job_id)]
+        ids = [i for i in self.store.job_ids(state)
+               if self._delivered_until.get(i, -1) < now and self._due_for_check(i)]
+        due = [j for j in self.store.jobs(state, ids=ids) if not j.data.get("pending")]
         return list(zip(due, self.market.jobs([j.job_id for j in due])))
 
     def _reveal(self, now: int) -> None:
         ready = []
-        for job, info in self._viewed(self.store.jobs(JobState.COMMITTED), now):
+        for job, info in self._viewed(JobState.COMMITTED, now):
             if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
                 continue  # settled meanwhile; the JobFinalized event says how
             if now > info.reveal_deadline:
@@ -667,12 +674,11 @@ class JobWorker(Service):
                 ids, [stored[i].result for i in ids], [stored[i].salt for i in ids]))
 
     def _finalize(self, now: int) -> None:
-        revealed = self.store.jobs(JobState.REVEALED)
-        held = {j.job_id for j in revealed}
+        held = set(self.store.job_ids(JobState.REVEALED))
         for gone in [j for j in self._finalize_at if j not in held]:  # settled: forget it
             del self._finalize_at[gone]
         due = []
-        for job, info in self._viewed(revealed, now):
+        for job, info in self._viewed(JobState.REVEALED, now):
             if info.status is JobStatus.DELIVERED and now <= info.challenge_end:
                 self._delivered_until[job.job_id] = info.challenge_end
             if info.status.settled:

@@ -25,6 +25,7 @@ from typing import Any
 from provider.agent.errors import StoreError
 
 SCHEMA_VERSION = 2
+IDS_PER_QUERY = 500  # bound on one query's parameters (sqlite caps them)
 
 # Migration i brings a database from user_version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
@@ -383,17 +384,32 @@ class Store:
         rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))
         return self._job(rows[0]) if rows else None
 
-    def jobs(self, *states: JobState, pending: bool = False) -> list[JobRecord]:
+    def jobs(self, *states: JobState, pending: bool = False,
+             ids: Iterable[int] | None = None) -> list[JobRecord]:
         """Jobs in `states` (all without), in id order; with `pending`, only those whose
-        data holds a pending transaction (filtered in sqlite: decoding every waiting
-        job's JSON on each poll cost the agent more than its RPC)."""
+        data holds a pending transaction; with `ids`, only those jobs. (Both filter in
+        sqlite: decoding every waiting job's JSON on each poll cost the agent more than
+        its RPC.)"""
         sql = "SELECT * FROM jobs WHERE 1"
         if states:
             sql += f" AND state IN ({','.join('?' * len(states))})"
         if pending:
             sql += " AND json_extract(data, '$.pending') IS NOT NULL"
-        rows = self._rows(sql, [JobState(s).value for s in states])
+        args: list[Any] = [JobState(s).value for s in states]
+        if ids is None:
+            rows = self._rows(sql, args)
+        else:
+            wanted, rows = [str(i) for i in ids], []
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                chunk = wanted[start:start + IDS_PER_QUERY]
+                rows += self._rows(sql + f" AND job_id IN ({','.join('?' * len(chunk))})", args + chunk)
         return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
+
+    def job_ids(self, *states: JobState) -> list[int]:
+        """The ids of the jobs in `states`, in id order, without reading their data."""
+        rows = self._rows(f"SELECT job_id FROM jobs WHERE state IN ({','.join('?' * len(states))})",
+                          [JobState(s).value for s in states])
+        return sorted(int(r["job_id"]) for r in rows)
 
     def job_counts(self) -> dict[JobState, int]:
         rows = self._rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
@@ -401,11 +417,16 @@ class Store:
 
     def stake_at_risk(self) -> int:
         """Collateral locked by the jobs we currently hold."""
-        held = [s for s in JobState if s.holds_stake]
-        return sum(j.collateral for j in self.jobs(*held))
+        return self._column_sum("collateral", [s for s in JobState if s.holds_stake])
 
     def earnings(self) -> int:
-        return sum(j.reward for j in self.jobs(JobState.PAID))
+        return self._column_sum("reward", [JobState.PAID])
+
+    def _column_sum(self, column: str, states: list[JobState]) -> int:
+        # Summed in Python: the amounts are stored as decimal text (they exceed int64).
+        rows = self._rows(f"SELECT {column} FROM jobs WHERE state IN ({','.join('?' * len(states))})",
+                          [s.value for s in states])
+        return sum(int(r[column]) for r in rows)
 
     # ---- results and salts -----------------------------------------------------------
 

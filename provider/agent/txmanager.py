@@ -27,10 +27,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
+from client.chain import block_hash, headers, mined_receipt
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, block_hash, headers, mined_receipt, retry
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import Broadcast, Store, TxRecord, TxStatus
 

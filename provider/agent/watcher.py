@@ -22,10 +22,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
+from client.chain import Header, block_hash, get_logs, headers
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, Header, block_hash, get_logs, headers
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff
 from provider.agent.service import Service
 from provider.agent.store import Checkpoint, Store
 

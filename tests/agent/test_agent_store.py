@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from provider.agent.errors import StoreError
-from provider.agent.store import SCHEMA_VERSION, Checkpoint, JobState, Store, TxStatus
+from provider.agent.store import IDS_PER_QUERY, SCHEMA_VERSION, Checkpoint, JobState, Store, TxStatus
 
 MODEL = b"\x01" * 32
 
@@ -117,6 +117,27 @@ def test_jobs_states_and_money(tmp_path):
     assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED, pending=True)] == [3]
     with pytest.raises(KeyError):
         store.update_job(99, state=JobState.LOST)
+
+
+def test_job_ids_and_jobs_by_id(tmp_path):
+    """Ids alone (no JSON read), and records of chosen ids: more ids than one query takes,
+    ids in other states or unknown left out, id order (ids are numbers, not text)."""
+    store = Store(tmp_path / "agent.db")
+    n = IDS_PER_QUERY + 7
+    with store.atomic():
+        for i in range(n):
+            store.add_job(i * 10, MODEL, reward=2**70 + i, data={"i": i})
+        store.update_job(30, state=JobState.PAID, collateral=2**80)
+        store.update_job(40, state=JobState.REVEALED, collateral=2**80 + 1)
+    seen = store.job_ids(JobState.SEEN)
+    assert len(seen) == n - 2 and seen[:3] == [0, 10, 20] and 30 not in seen
+    assert store.job_ids(JobState.PAID, JobState.REVEALED) == [30, 40]
+    wanted = [i * 10 for i in range(n)][::-1] + [10**9]
+    picked = store.jobs(JobState.SEEN, ids=wanted)
+    assert [j.job_id for j in picked] == seen and picked[-1].data == {"i": n - 1}
+    assert store.jobs(ids=[]) == [] and [j.job_id for j in store.jobs(ids=[40, 30])] == [30, 40]
+    assert store.earnings() == 2**70 + 3  # amounts beyond int64 sum exactly
+    assert store.stake_at_risk() == 2**80 + 1
 
 
 def test_block_memory_is_bounded_and_rewinds(tmp_path):

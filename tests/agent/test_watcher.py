@@ -7,9 +7,10 @@ import time
 import pytest
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
+from client.chain import Header, block_hash, get_logs, headers, mined_receipt
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
-from provider.agent.rpc import Header, block_hash, connect, get_logs, headers, mined_receipt
+from provider.agent.rpc import connect
 from provider.agent.store import JobState, Store
 from provider.agent.watcher import EventDecoder, Watcher
 

@@ -82,6 +82,10 @@ def test_batch_post_spans_transactions_and_delivers(client, bots, chain):
     assert {i.status for i in infos.values()} == {JobStatus.DELIVERED}
     fetched = client.results(ids)
     assert [fetched[i].result for i in ids] == results
+    posted_at = client.history(ids[0])[0].meta.block_number
+    assert client.results(ids, from_block=posted_at).keys() == set(ids)  # a narrower scan
+    with pytest.raises(ResultUnavailable):  # one that starts after the deliveries misses them
+        client.results(ids[:1], from_block=chain.blocks.head.number + 1)
 
     advance(chain, client.params().challenge_window + 1)
     client.wait(ids, timeout=30, until="settled")  # r = 1 deliveries settle lazily

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from client.abi import load_abi
 from client.abi.__main__ import stale_abis
 from client.events import EVENT_TYPES
-from client.marketplace import Marketplace, _pythonic, _tables
+from client.marketplace import Marketplace, _decode_words, _pythonic, _tables
 from client.protocol import (BPS, MAX_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_RESULT, MAX_REWARD, MAX_WINDOW,
                              R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
 from client.records import Assignment, JobInfo, ModelInfo, PendingPayouts, ProviderInfo, Seat
@@ -98,6 +98,29 @@ def test_word_views_decode_as_eth_abi_does(data):
     if first is not None:  # dirty padding: left to eth_abi, which refuses it
         with pytest.raises(DecodingError):
             fn.decode(raw[:32 * first] + b"\x01" + raw[32 * first + 1:])
+
+
+EVENTS = [e for e in _tables("Marketplace")[1].values() if e.cls is not None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_event_data_decodes_as_eth_abi_does(data):
+    """Events' topics and data (one-word scalars and bytes) are sliced, not run through
+    eth_abi: same values; a non-canonical encoding (dirty padding, an odd offset, extra
+    bytes) is left to eth_abi."""
+    event = data.draw(st.sampled_from([e for e in EVENTS if "bytes" in e.data_types]))
+    values = [data.draw(st.binary(max_size=200) if t == "bytes" else WORD_VALUES[t]) for t in event.data_types]
+    raw = abi_encode(event.data_types, values)
+    assert _decode_words(event.data_types, raw) == abi_decode(event.data_types, raw)
+    size = len(values[event.data_types.index("bytes")])
+    variants = [raw + b"\x00" * 32, raw[:-1]]
+    if size % 32:  # a non-zero byte in the padding after the bytes value
+        variants.append(raw[:-1] + b"\x01")
+    first = 32 * event.data_types.index("bytes")
+    variants.append(raw[:first + 31] + bytes([raw[first + 31] + 32]) + raw[first + 32:])  # offset off
+    for bad in variants:
+        assert _decode_words(event.data_types, bad) is None
 
 
 def test_view_records_match_the_view_structs():

@@ -49,3 +49,22 @@ def test_cli_over_rpc(node, market):
     result = CliRunner().invoke(main, ["--rpc", node.url, "--marketplace", market, "models"],
                                 env={"VERINFER_PRIVATE_KEY": ANVIL_KEYS[1]})
     assert result.exit_code == 0 and "rpc-model" in result.output, result.output
+
+
+def test_http_connections_read_proxy_settings_once(monkeypatch, node):
+    """The environment's proxies apply as requests would apply them (NO_PROXY included),
+    read when connecting rather than on every request."""
+    from client.chain import http_web3
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    proxied = http_web3("http://rpc.example:8545", 5)
+    assert _session(proxied).proxies.get("http") == "http://proxy.invalid:3128"
+    local = http_web3(node.url, 5)
+    assert not _session(local).proxies
+    monkeypatch.setenv("NO_PROXY", "")  # changed after connecting: the node is still reached directly
+    assert local.eth.block_number >= 0
+
+
+def _session(w3):
+    return w3.provider._request_session_manager._explicit_session  # noqa: SLF001

@@ -74,14 +74,16 @@ def free_port() -> int:
 def start_anvil(workdir: Path) -> tuple[subprocess.Popen, str]:
     """anvil on a free port (automine), started here rather than by ape's foundry provider:
     that one always adds --steps-tracing, which keeps every EVM step of every transaction
-    in memory; a 1,000-job r = 3 run grew anvil past 22 GB until the kernel killed it."""
+    in memory; a 1,000-job r = 3 run grew anvil past 22 GB until the kernel killed it.
+    Blocks hold 1e9 gas: with interval mining (--block-time) a burst of batched posts
+    fits a block, instead of raising the base fee past what the client offered."""
     binary = shutil.which("anvil", path=str(REPO / "node_modules" / ".bin")) or shutil.which("anvil")
     if binary is None:
         raise click.ClickException("anvil not found: run ./verinfer.sh setup (npm install)")
     port = free_port()
     log = (workdir / "anvil.log").open("w")
-    proc = subprocess.Popen([binary, "--port", str(port), "--accounts", "12", "--gas-limit", "1000000000"], stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([binary, "--port", str(port), "--accounts", "12", "--gas-limit", str(10**9)],
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     give_up = time.monotonic() + 30
     while True:

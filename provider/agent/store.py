@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -360,19 +360,16 @@ class Store:
             current = self.job(job_id)
             if current is None:
                 raise KeyError(f"unknown job {job_id}")
-            merged = {**current.data, **data}
+            updated = replace(current, state=JobState(state or current.state),
+                              collateral=current.collateral if collateral is None else int(collateral),
+                              updated_at=time.time())
+            text = json.dumps({**current.data, **data})
             self._db.execute(
                 "UPDATE jobs SET state = ?, collateral = ?, data = ?, updated_at = ?"
                 " WHERE job_id = ?",
-                (
-                    JobState(state or current.state).value,
-                    str(current.collateral if collateral is None else collateral),
-                    json.dumps(merged),
-                    time.time(),
-                    str(job_id),
-                ),
+                (updated.state.value, str(updated.collateral), text, updated.updated_at, str(job_id)),
             )
-            return self.job(job_id)  # type: ignore[return-value]
+            return replace(updated, data=json.loads(text))  # as a read would return it
 
     def forget_jobs(self, job_ids: Iterable[int]) -> None:
         """Drop jobs we never acted on (their post was orphaned by a reorg)."""

@@ -110,7 +110,8 @@ def test_jobs_states_and_money(tmp_path):
     assert store.stake_at_risk() == 1200
     assert store.earnings() == 20
     assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED)] == [1, 3]
-    store.update_job(3, pending={"kind": "reveal", "tx": 8})
+    returned = store.update_job(3, pending={"kind": "reveal", "tx": 8}, seats=(1, 2))
+    assert returned == store.job(3) and returned.data["seats"] == [1, 2]  # as read back
     store.update_job(2, pending={"kind": "finalize", "tx": 9})
     store.update_job(1, pending=None)  # cleared: not pending
     assert [j.job_id for j in store.jobs(pending=True)] == [2, 3]

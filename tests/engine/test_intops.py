@@ -83,6 +83,15 @@ def gemm_route(request, monkeypatch):
     monkeypatch.setattr(cpu_kernels, "onednn_is_faster", lambda: request.param == "onednn")
 
 
+def test_gemm_choice_falls_back_when_onednn_refuses(monkeypatch):
+    def refuse(*args):
+        raise RuntimeError("could not create a primitive")
+
+    monkeypatch.setattr(cpu_kernels, "ONEDNN", True)
+    monkeypatch.setattr(torch.ops.onednn, "qlinear_pointwise", refuse, raising=False)
+    assert cpu_kernels.onednn_is_faster.__wrapped__() is False
+
+
 @pytest.mark.parametrize("m,k,n,gelu", [(1, 8, 8, False), (7, 40, 24, True), (33, 384, 64, False),
                                         (9, 384, 96, True)])
 def test_linear_equals_integer_formula(m, k, n, gelu, gemm_route):

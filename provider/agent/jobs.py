@@ -290,7 +290,7 @@ class JobWorker(Service):
 
     def tick(self) -> None:
         now = headers(self.txm.w3, ["latest"])[0].timestamp
-        self._track_transactions()
+        self._track_transactions(now)
         self._consider_new(now)
         self._send_claims()
         self._queue_computes()
@@ -327,7 +327,7 @@ class JobWorker(Service):
 
     # ---- transactions in flight ------------------------------------------------------
 
-    def _track_transactions(self) -> None:
+    def _track_transactions(self, now: int) -> None:
         self._notice_reorgs()
         waiting: dict[tuple[int, str], list[JobRecord]] = {}
         for job in self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED,
@@ -347,14 +347,14 @@ class JobWorker(Service):
                     self._fail(job, f"{kind} transaction {record.status.value}"
                                     f"{'' if record.succeeded else ' (reverted)'}")
                 continue
-            self._apply(kind, jobs, record)
+            self._apply(kind, jobs, record, now)
 
     def _receipt(self, tx_hash: bytes | None) -> Any | None:
         """The receipt, or None while the transaction is not mined (anymore): a reorg
         can take it out of the chain after the tx manager counted it confirmed."""
         return None if tx_hash is None else mined_receipt(self.txm.w3, tx_hash)
 
-    def _apply(self, kind: str, jobs: list[JobRecord], record: TxRecord) -> None:
+    def _apply(self, kind: str, jobs: list[JobRecord], record: TxRecord, now: int) -> None:
         receipt = None
         if kind in ("claim", "deliver"):
             receipt = self._receipt(record.mined_hash)
@@ -363,6 +363,7 @@ class JobWorker(Service):
         won = set() if receipt is None else {
             e.job_id for e in self.market.decode_receipt(receipt)
             if getattr(e, "provider", None) == self.me}
+        delivered: list[int] = []
         # One commit for the batch; each job is re-read inside it, as the watcher's
         # thread may have moved it meanwhile.
         with self.store.atomic():
@@ -387,10 +388,17 @@ class JobWorker(Service):
                 if kind in STEPS:
                     extra["last_tx"] = record.id
                 job = self.store.update_job(job_id, state=state, pending=None, **extra)
+                if kind == "deliver" and state is JobState.REVEALED:
+                    delivered.append(job_id)
                 if "settled" in job.data and kind in ("claim", "deliver") and (
                         state is not JobState.SEEN):
                     # it settled while our receipt was in flight
                     self.store.update_job(job_id, state=outcome(self.store, job))
+        if delivered:
+            # Our deliveries' challenge windows end by now + window (they were mined by
+            # now): no view of them until then (_viewed), a view each saved.
+            until = now + self.market.call("challenge_window")
+            self._delivered_until.update(dict.fromkeys(delivered, until))
 
     # ---- reorgs of our own steps -----------------------------------------------------
 

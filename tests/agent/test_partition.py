@@ -133,9 +133,20 @@ def test_agents_deliver_each_job_once_and_serve_a_dead_providers_share(anvil, en
 def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
     env = Env(anvil, engine)
     alone = _partitioned(env.agent(1, tmp_path), 600.0)
+    viewed: list[int] = []
+    views = alone.worker.market.jobs
+    alone.worker.market.jobs = lambda ids, *a, **k: viewed.extend(ids) or views(ids, *a, **k)
     jobs = env.post(SINGLE, r=1)
     drive([alone], lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs))
     assert set(_deliverers(env).values()) == {alone.txm.address}
+    for _ in range(3):
+        alone.step()
+        time.sleep(alone.worker.poll_interval)
+    # One view per job, before taking it: a delivery is not viewed again before its
+    # challenge window ends (by the agent's reckoning, no earlier than the chain's).
+    assert sorted(viewed) == sorted(jobs)
+    ends = {j: env.market.job(j).challenge_end for j in jobs}
+    assert all(alone.worker._delivered_until[j] >= ends[j] for j in jobs)
 
 
 @pytest.mark.anvil

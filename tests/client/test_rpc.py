@@ -53,18 +53,15 @@ def test_cli_over_rpc(node, market):
 
 def test_http_connections_read_proxy_settings_once(monkeypatch, node):
     """The environment's proxies apply as requests would apply them (NO_PROXY included),
-    read when connecting rather than on every request."""
-    from client.chain import http_web3
+    read when connecting rather than on every request; without one, requests go over
+    kept-alive connections of our own."""
+    from client.chain import KeepAlive, http_web3
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    proxied = http_web3("http://rpc.example:8545", 5)
-    assert _session(proxied).proxies.get("http") == "http://proxy.invalid:3128"
+    proxied = http_web3("http://rpc.example:8545", 5).provider._request_session_manager  # noqa: SLF001
+    assert proxied._explicit_session.proxies.get("http") == "http://proxy.invalid:3128"  # noqa: SLF001
     local = http_web3(node.url, 5)
-    assert not _session(local).proxies
+    assert isinstance(local.provider._request_session_manager, KeepAlive)  # noqa: SLF001
     monkeypatch.setenv("NO_PROXY", "")  # changed after connecting: the node is still reached directly
     assert local.eth.block_number >= 0
-
-
-def _session(w3):
-    return w3.provider._request_session_manager._explicit_session  # noqa: SLF001

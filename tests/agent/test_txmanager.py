@@ -50,6 +50,17 @@ def assert_one_mined_tx_per_intent(w3, txm: TxManager, ping) -> None:
     assert len(ping.logged()) == len(intents)  # each ping executed once
 
 
+def poll_until_mined(txm: TxManager, tx_ids: list[int], tries: int = 100) -> None:
+    """Poll until none of `tx_ids` is pending: anvil automines a transaction a moment
+    after accepting it, and a poll can come first."""
+    for _ in range(tries):
+        txm.poll()
+        if all(txm.store.tx(i).status is not TxStatus.PENDING for i in tx_ids):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"still pending: {[txm.store.tx(i) for i in tx_ids]}")
+
+
 def mine_until_confirmed(anvil, txm: TxManager, blocks: int = 5) -> None:
     for _ in range(blocks):
         anvil.rpc("evm_mine")
@@ -196,12 +207,12 @@ def test_fee_bump_arithmetic(signer, tmp_path):
 def test_receipt_removed_by_a_reorg_is_sent_again(anvil, ping, signer, tmp_path):
     txm = manager(anvil.url, signer, tmp_path / "a.db", confirmations=3)
     tx_id = txm.send(ping.address, ping.calldata("ping", 1, b""), kind="ping")
-    txm.poll()
+    poll_until_mined(txm, [tx_id])
     mined = txm.store.tx(tx_id)
     assert mined.status is TxStatus.MINED
     anvil.rpc("anvil_reorg", 1, [])  # our block is replaced by an empty one
     txm.poll()  # receipt gone -> pending -> not in the pool -> same bytes again (automine)
-    txm.poll()
+    poll_until_mined(txm, [tx_id])
     again = txm.store.tx(tx_id)
     assert again.status is TxStatus.MINED and again.block_number == mined.block_number + 1
     anvil.rpc("anvil_mine", 2)
@@ -215,12 +226,12 @@ def test_a_reorged_receipt_is_sent_again_as_is_even_when_old_enough_to_bump(
 ):
     txm = manager(anvil.url, signer, tmp_path / "a.db", confirmations=5, stuck_blocks=1)
     tx_id = txm.send(ping.address, ping.calldata("ping", 1, b""), kind="ping")
-    txm.poll()
+    poll_until_mined(txm, [tx_id])
     mined = txm.store.tx(tx_id)
     anvil.rpc("anvil_mine", 1)
     anvil.rpc("anvil_reorg", 2, [])  # our block goes, sent 2 blocks before the head
     txm.poll()  # the same bytes again, its stuck clock restarted: no fee bump
-    txm.poll()
+    poll_until_mined(txm, [tx_id])
     again = txm.store.tx(tx_id)
     assert again.status is TxStatus.MINED and again.mined_hash == mined.mined_hash
     assert len(again.broadcasts) == 1
@@ -232,7 +243,7 @@ def test_a_reorg_deeper_than_the_confirmations_re_sends_at_the_same_nonces(
     # Confirmed after one block, as in the sample config: a 2-block reorg reaches below it.
     txm = manager(anvil.url, signer, tmp_path / "a.db", confirmations=1)
     ids = [txm.send(ping.address, ping.calldata("ping", n, b""), kind="ping") for n in range(3)]
-    txm.poll()
+    poll_until_mined(txm, ids)
     before = [txm.store.tx(i) for i in ids]
     assert all(t.status is TxStatus.CONFIRMED for t in before)
     # The blocks of nonces 1 and 2 go; the new chain re-includes nonce 1, one block later.

@@ -310,14 +310,14 @@ def run_phase(client, anvil_pid: int, agents: list[AgentProc], model_id: bytes, 
         while len(done_at) < n and time.monotonic() < give_up:
             try:
                 head = w3.eth.block_number
-                fresh = set()
+                events = []
                 if head > seen_block:
-                    for e in market.get_events(seen_block + 1, head, events=[event.__name__]):
-                        if e.job_id in posted_at and e.job_id not in done_at:
-                            fresh.add(e.job_id)
+                    events = [e for e in market.get_events(seen_block + 1, head, events=[event.__name__])
+                              if e.job_id in posted_at and e.job_id not in done_at]
+                fresh = {e.job_id for e in events}
                 if fresh:
-                    try:
-                        client.results(sorted(fresh), first_block)  # each checked against the chain's digest
+                    try:  # each checked against the chain's digest (r = 1: the reveals just read)
+                        client.results(sorted(fresh), first_block, reveals=[e for e in events if r == 1])
                     except ResultUnavailable:  # an r = 3 job without majority: not a result
                         fresh = {i.job_id for i in market.jobs(fresh) if i.status.has_result}
                     done_at.update(dict.fromkeys(fresh, time.monotonic()))

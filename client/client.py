@@ -387,11 +387,14 @@ class Client:
 
     # ------------------------------------------------------------ results
 
-    def results(self, job_ids: Iterable[int], from_block: int | None = None) -> dict[int, VerifiedResult]:
+    def results(self, job_ids: Iterable[int], from_block: int | None = None,
+                reveals: Iterable[ResultRevealed] = ()) -> dict[int, VerifiedResult]:
         """Each job's result bytes from its reveal event on chain, verified against the
         digest the chain settled on (``ResultUnavailable`` if a job has none).
         ``from_block``: where the reveals are searched from, no later than the jobs'
         posts (default: the marketplace's deploy block, a scan of its whole history).
+        ``reveals``: ResultRevealed events the caller already read (watching the chain),
+        checked the same way; only jobs none of them settles are searched for.
 
         >>> client.results(ids)[ids[0]].embedding[:3]  # doctest: +SKIP
         """
@@ -400,20 +403,25 @@ class Client:
         missing = {j: i.status.name for j, i in infos.items() if not i.status.has_result}
         if missing:
             raise ResultUnavailable(f"no standing result for jobs {missing}")
-        reveals: dict[int, list[ResultRevealed]] = {j: [] for j in ids}
-        start = self.start_block if from_block is None else from_block
-        for e in self.marketplace.job_events(ids, start, events=["ResultRevealed"]):
-            reveals[e.job_id].append(e)
+        # Trust neither the event's digest nor the node: hash the bytes ourselves.
+        honest: dict[int, list[ResultRevealed]] = {j: [] for j in ids}
+        for e in reveals:
+            if e.job_id in infos and result_digest(e.result) == infos[e.job_id].result_digest:
+                honest[e.job_id].append(e)
+        unsettled = [j for j in ids if not honest[j]]
+        if unsettled:
+            start = self.start_block if from_block is None else from_block
+            for e in self.marketplace.job_events(unsettled, start, events=["ResultRevealed"]):
+                if result_digest(e.result) == infos[e.job_id].result_digest:
+                    honest[e.job_id].append(e)
         out = {}
         for j, info in infos.items():
-            # Trust neither the event's digest nor the node: hash the bytes ourselves.
-            honest = [e for e in reveals[j] if result_digest(e.result) == info.result_digest]
-            if not honest:
+            if not honest[j]:
                 raise ResultUnavailable(f"job {j}: no revealed result matches the settled digest "
                                         f"0x{info.result_digest.hex()} (node missing logs?)")
             out[j] = VerifiedResult(job_id=j, model_id=info.model_id, status=info.status,
-                                    digest=info.result_digest, result=honest[0].result,
-                                    providers=tuple(e.provider for e in honest))
+                                    digest=info.result_digest, result=honest[j][0].result,
+                                    providers=tuple(e.provider for e in honest[j]))
         return out
 
     def result(self, job_id: int) -> VerifiedResult:

@@ -1,6 +1,7 @@
 """Client API against the real marketplace: posting, waiting, results, history, refunds."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -84,6 +85,15 @@ def test_batch_post_spans_transactions_and_delivers(client, bots, chain):
     assert [fetched[i].result for i in ids] == results
     posted_at = client.history(ids[0])[0].meta.block_number
     assert client.results(ids, from_block=posted_at).keys() == set(ids)  # a narrower scan
+    # Reveals the caller already read are used as they are: no scan (none after 10**9)...
+    reveals = client.marketplace.job_events(ids, posted_at, events=["ResultRevealed"])
+    given = client.results(ids[1:], from_block=10**9, reveals=reveals)
+    assert [given[i].result for i in ids[1:]] == results[1:]
+    # ...but only those that match the settled digest
+    forged = dataclasses.replace(reveals[1], job_id=ids[0])  # another job's bytes
+    with pytest.raises(ResultUnavailable):
+        client.results(ids[:1], from_block=10**9, reveals=[forged])
+    assert client.results(ids[:1], from_block=posted_at, reveals=[forged])[ids[0]].result == results[0]
     with pytest.raises(ResultUnavailable):  # one that starts after the deliveries misses them
         client.results(ids[:1], from_block=chain.blocks.head.number + 1)
 

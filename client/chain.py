@@ -176,6 +176,29 @@ def get_logs(w3: Web3, from_block: int, to_block: int, addresses: Sequence[str],
     return [_formatted(log, _LOG) for log in answer]
 
 
+def nonce(w3: Web3, address: str, block: str = "latest") -> int:
+    """The account's transaction count at ``block`` ("latest" or "pending")."""
+    return _quantity(w3.manager.request_blocking("eth_getTransactionCount", [address, block]))
+
+
+def estimate_gas(w3: Web3, sender: str, to: str, data: bytes, value: int = 0) -> int:
+    """eth_estimateGas of a call, its calldata sent as is: web3's request formatters walk
+    every field, which costs more than the node's estimate for a batch's 50 kB of calldata.
+    A revert is the node's error answer, raised as web3's ``Web3RPCError``."""
+    return _quantity(w3.manager.request_blocking("eth_estimateGas", [{
+        "from": sender, "to": to, "data": "0x" + bytes(data).hex(), "value": hex(value)}]))
+
+
+def send_raw(w3: Web3, raw: bytes) -> None:
+    """eth_sendRawTransaction; a refusal is the node's error answer (``Web3RPCError``)."""
+    w3.manager.request_blocking("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+
+
+def known_tx(w3: Web3, tx_hash: bytes) -> bool:
+    """Whether the node knows the transaction (in its pool or mined)."""
+    return w3.manager.request_blocking("eth_getTransactionByHash", ["0x" + bytes(tx_hash).hex()]) is not None
+
+
 def _quantity(value: Any) -> int:
     # Quantities are hex on the wire; in-process test providers answer with ints.
     return int(value, 16) if isinstance(value, str) else int(value)

@@ -25,9 +25,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
+from web3.exceptions import Web3Exception
 
-from client.chain import block_hash, headers, mined_receipt
+from client.chain import block_hash, estimate_gas, headers, known_tx, mined_receipt, nonce, send_raw
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
 from provider.agent.metrics import Metrics
@@ -117,7 +117,7 @@ class TxManager(Service):
             with self._lock:
                 self.chain_id = self.w3.eth.chain_id
                 self._poll()
-                on_chain = self.w3.eth.get_transaction_count(self.address, "pending")
+                on_chain = nonce(self.w3, self.address, "pending")
                 stored = self.store.max_nonce()
                 self._next_nonce = max(on_chain, 0 if stored is None else stored + 1)
 
@@ -175,13 +175,9 @@ class TxManager(Service):
 
     def _estimate(self, to: str, data: bytes, value: int) -> int:
         try:
-            estimate = self.w3.eth.estimate_gas(
-                {"from": self.address, "to": to, "data": HexBytes(data), "value": value}
-            )
-        except ContractLogicError as err:
+            estimate = estimate_gas(self.w3, self.address, to, data, value)
+        except Web3Exception as err:  # the node's error answer: a revert, or a call it can't run
             raise TxWouldRevert(f"transaction would revert: {err}") from err
-        except Web3Exception as err:
-            raise TxWouldRevert(f"gas estimation failed: {err}") from err
         return int(estimate * self.config.gas_multiplier)
 
     def _initial_fees(self, base_fee: int) -> tuple[int, int]:
@@ -225,7 +221,7 @@ class TxManager(Service):
     def _push(self, tx: TxRecord, tx_hash: bytes, raw: bytes) -> None:
         """Hand a signed transaction to the node; failures are left to the poll loop."""
         try:
-            self.w3.eth.send_raw_transaction(raw)
+            send_raw(self.w3, raw)
         except TRANSIENT_ERRORS as err:
             log.warning("broadcast failed; will retry",
                         extra={"tx_id": tx.id, "nonce": tx.nonce, "error": type(err).__name__})
@@ -277,7 +273,7 @@ class TxManager(Service):
             return  # nothing in flight, nothing a reorg could still take away
         # Read the mined nonce before any receipt: a nonce counted here whose tx has
         # no receipt among our hashes below was certainly used by someone else.
-        mined_nonce = self.w3.eth.get_transaction_count(self.address, "latest")
+        mined_nonce = nonce(self.w3, self.address)
         block = headers(self.w3, ["latest"])[0]
         self._head = block.number
         if self._recheck_confirmed(block.number, mined_nonce, newest):
@@ -319,12 +315,6 @@ class TxManager(Service):
             if (mined := mined_receipt(self.w3, cast.hash)) is not None:
                 return mined
         return None
-
-    def _in_pool(self, tx_hash: bytes) -> bool:
-        try:
-            return self.w3.eth.get_transaction(HexBytes(tx_hash)) is not None
-        except TransactionNotFound:
-            return False
 
     def _check(self, tx: TxRecord, head: int, base_fee: int, mined_nonce: int) -> None:
         receipt = self._receipt(tx)
@@ -374,7 +364,7 @@ class TxManager(Service):
                         extra={"tx_id": tx.id, "nonce": tx.nonce, "max_fee": last.max_fee})
             self._push(tx, last.hash, last.raw)
             self.store.touch_broadcast(last.hash, head)
-        elif not self._in_pool(last.hash):
+        elif not known_tx(self.w3, last.hash):
             log.warning("tx dropped by the node; sending again",
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
             self._push(tx, last.hash, last.raw)

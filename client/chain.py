@@ -37,16 +37,16 @@ def http_web3(url: str, timeout: float) -> Web3:
     requests' session machinery costs ~0.4 ms of CPU per call, twice what a local node
     takes to answer. Where the environment names a proxy for ``url``, they go through a
     requests session instead, which reads the proxy settings once, here."""
-    provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
     proxies = requests.utils.get_environ_proxies(url)
+    session = None
     if proxies:
         session = requests.Session()
         session.trust_env = False  # or it re-reads the environment on every request
         session.proxies = proxies
         session.verify = _ca_bundle() or True
-        provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session,
-                                exception_retry_configuration=None)
-    else:
+    provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session,
+                            exception_retry_configuration=None)
+    if session is None:
         provider._request_session_manager = KeepAlive(url, timeout)  # web3's one seam for its HTTP client
     return Web3(provider, middleware=[])
 

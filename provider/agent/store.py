@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -389,7 +389,7 @@ class Store:
         its RPC.)"""
         sql = "SELECT * FROM jobs WHERE 1"
         if states:
-            sql += f" AND state IN ({','.join('?' * len(states))})"
+            sql += f" AND state IN ({_marks(states)})"
         if pending:
             sql += " AND json_extract(data, '$.pending') IS NOT NULL"
         args: list[Any] = [JobState(s).value for s in states]
@@ -399,12 +399,12 @@ class Store:
             wanted, rows = [str(i) for i in ids], []
             for start in range(0, len(wanted), IDS_PER_QUERY):
                 chunk = wanted[start:start + IDS_PER_QUERY]
-                rows += self._rows(sql + f" AND job_id IN ({','.join('?' * len(chunk))})", args + chunk)
+                rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
         return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
 
     def job_ids(self, *states: JobState) -> list[int]:
         """The ids of the jobs in `states`, in id order, without reading their data."""
-        rows = self._rows(f"SELECT job_id FROM jobs WHERE state IN ({','.join('?' * len(states))})",
+        rows = self._rows(f"SELECT job_id FROM jobs WHERE state IN ({_marks(states)})",
                           [JobState(s).value for s in states])
         return sorted(int(r["job_id"]) for r in rows)
 
@@ -421,7 +421,7 @@ class Store:
 
     def _column_sum(self, column: str, states: list[JobState]) -> int:
         # Summed in Python: the amounts are stored as decimal text (they exceed int64).
-        rows = self._rows(f"SELECT {column} FROM jobs WHERE state IN ({','.join('?' * len(states))})",
+        rows = self._rows(f"SELECT {column} FROM jobs WHERE state IN ({_marks(states)})",
                           [s.value for s in states])
         return sum(int(r[column]) for r in rows)
 
@@ -633,3 +633,8 @@ class Store:
     def tx_counts(self) -> dict[TxStatus, int]:
         rows = self._rows("SELECT status, COUNT(*) AS n FROM txs GROUP BY status")
         return {TxStatus(r["status"]): r["n"] for r in rows}
+
+
+def _marks(values: Sequence[Any]) -> str:
+    """SQL placeholders for the values of an IN (...) list."""
+    return ",".join("?" * len(values))

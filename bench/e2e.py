@@ -30,11 +30,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from client.protocol import MAX_BATCH, MAX_ID_BATCH
+
 REPO = Path(__file__).resolve().parents[1]
 REWARD = 10**15
 STAKE = 10**22
 WINDOW = 3600
-POST_BATCH = 32
 # An r = 1 job waits this long for the agent it hashes to before another takes it: more
 # than a loaded agent's backlog takes, so live agents never compute each other's jobs.
 TAKEOVER_GRACE = 30.0
@@ -208,7 +209,7 @@ capacity = 4096
 max_stake_at_risk = "{STAKE}"
 takeover_grace = {TAKEOVER_GRACE}
 [claim_batch]
-max_size = 32
+max_size = {MAX_ID_BATCH}
 max_wait = {POLL}
 [engine_batch]
 max_size = {engine_batch}
@@ -269,15 +270,15 @@ def patient(read, tries: int = 5):
 
 
 def post_all(client, texts: list[str], r: int, model_id: bytes) -> dict[int, float]:
-    """Post every text as a job, POST_BATCH per transaction, each sent without waiting for
+    """Post every text as a job, MAX_BATCH per transaction, each sent without waiting for
     the previous one's receipt (as many clients posting at once would); job id -> when its
     transaction was sent, which is where its latency starts."""
     from client.events import JobPosted
 
     market, signer = client.marketplace, client.signer
     sent = []
-    for i in range(0, len(texts), POST_BATCH):
-        call = market.build_post_jobs(model_id, [t.encode() for t in texts[i:i + POST_BATCH]], r, REWARD,
+    for i in range(0, len(texts), MAX_BATCH):
+        call = market.build_post_jobs(model_id, [t.encode() for t in texts[i:i + MAX_BATCH]], r, REWARD,
                                       WINDOW, WINDOW, WINDOW)
         sent.append((time.monotonic(), signer.send(call.tx, wait=False)))
     posted_at = {}

@@ -27,7 +27,7 @@ from client.errors import (ConfigError, ContractError, DeploymentNotFound, Insuf
 from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultRevealed, Withdrawn
 from client.marketplace import Call, Marketplace, Token, to_bytes32
 from client.progress import WaitDisplay
-from client.protocol import BPS, MAX_BATCH, R_CHALLENGE, JobStatus, result_digest
+from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, R_CHALLENGE, JobStatus, result_digest
 from client.records import (Balances, Deadlines, Estimate, JobInfo, ModelInfo, Params, ProviderInfo,
                             TxResult, VerifiedResult)
 from client.transport import Connection, Signer, account_from_key, ape_local_account, connect_ape, \
@@ -373,8 +373,9 @@ class Client:
         due = [i.job_id for i in infos
                if _maybe_due(i, now) and self._dry_run(self.marketplace.build_finalize(i.job_id))]
         settled: list[JobFinalized] = []
-        for start in range(0, len(due), MAX_BATCH):
-            settled += self.send(self.marketplace.build_finalize_many(due[start:start + MAX_BATCH])).of(JobFinalized)
+        for start in range(0, len(due), MAX_ID_BATCH):
+            chunk = due[start:start + MAX_ID_BATCH]
+            settled += self.send(self.marketplace.build_finalize_many(chunk)).of(JobFinalized)
         return settled
 
     def _dry_run(self, call: Call) -> bool:

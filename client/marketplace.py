@@ -30,7 +30,7 @@ from client.chain import get_logs
 from client.errors import InvalidInput
 from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
                            ResultRevealed, SealCommitted)
-from client.protocol import MAX_BATCH, MAX_INPUT, MAX_RESULT, JobStatus
+from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT, MAX_RESULT_BATCH, JobStatus
 from client.records import Assignment, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
 from client.transport import translate_errors
 
@@ -223,9 +223,9 @@ def to_bytes32(value: bytes | str, what: str = "value") -> bytes:
     return raw
 
 
-def _batch(items: Sequence, what: str) -> list:
-    if not 1 <= len(items) <= MAX_BATCH:
-        raise InvalidInput(f"{what}: 1..{MAX_BATCH} items per call, got {len(items)}")
+def _batch(items: Sequence, what: str, limit: int) -> list:
+    if not 1 <= len(items) <= limit:
+        raise InvalidInput(f"{what}: 1..{limit} items per call, got {len(items)}")
     return list(items)
 
 
@@ -387,7 +387,7 @@ class Marketplace(_Contract):
     def build_post_jobs(self, model_id: bytes, inputs: Sequence[bytes], r: int, reward: int,
                         claim_window: int, commit_window: int, reveal_window: int) -> Call:
         """Post up to MAX_BATCH jobs with the same terms; ids are first_id + i."""
-        inputs = [_sized(x, MAX_INPUT, f"input {i}") for i, x in enumerate(_batch(inputs, "post_jobs"))]
+        inputs = [_sized(x, MAX_INPUT, f"input {i}") for i, x in enumerate(_batch(inputs, "post_jobs", MAX_BATCH))]
         return self.build("post_jobs", to_bytes32(model_id, "model_id"), inputs, r, reward,
                           claim_window, commit_window, reveal_window)
 
@@ -415,7 +415,7 @@ class Marketplace(_Contract):
 
     def build_finalize_many(self, job_ids: Sequence[int]) -> Call:
         """Settle many jobs; items not due are skipped with ItemSkipped."""
-        return self.build("finalize_many", _batch(job_ids, "finalize_many"))
+        return self.build("finalize_many", _batch(job_ids, "finalize_many", MAX_ID_BATCH))
 
     # ------------------------------------------------------------ providers
 
@@ -449,7 +449,7 @@ class Marketplace(_Contract):
 
     def build_claim_many(self, job_ids: Sequence[int]) -> Call:
         """Claim many; lost races are skipped with ItemSkipped, not reverted."""
-        return self.build("claim_many", _batch(job_ids, "claim_many"))
+        return self.build("claim_many", _batch(job_ids, "claim_many", MAX_ID_BATCH))
 
     def build_deliver(self, job_id: int, result: bytes) -> Call:
         """r = 1 fast path: claim and deliver the result in one call."""
@@ -458,7 +458,7 @@ class Marketplace(_Contract):
     def build_deliver_many(self, job_ids: Sequence[int], results: Sequence[bytes]) -> Call:
         """Deliver many r = 1 jobs; failing items are skipped."""
         self._same_length(job_ids, results)
-        return self.build("deliver_many", _batch(job_ids, "deliver_many"),
+        return self.build("deliver_many", _batch(job_ids, "deliver_many", MAX_RESULT_BATCH),
                           [_sized(r, MAX_RESULT, "result") for r in results])
 
     def build_commit(self, job_id: int, seal: bytes) -> Call:
@@ -468,7 +468,7 @@ class Marketplace(_Contract):
     def build_commit_many(self, job_ids: Sequence[int], seals: Sequence[bytes]) -> Call:
         """Commit many seals; all or nothing."""
         self._same_length(job_ids, seals)
-        return self.build("commit_many", _batch(job_ids, "commit_many"), [to_bytes32(s, "seal") for s in seals])
+        return self.build("commit_many", _batch(job_ids, "commit_many", MAX_ID_BATCH), [to_bytes32(s, "seal") for s in seals])
 
     def build_reveal(self, job_id: int, result: bytes, salt: bytes) -> Call:
         """Reveal the committed result and its salt."""
@@ -477,7 +477,7 @@ class Marketplace(_Contract):
     def build_reveal_many(self, job_ids: Sequence[int], results: Sequence[bytes], salts: Sequence[bytes]) -> Call:
         """Reveal many; all or nothing."""
         self._same_length(job_ids, results, salts)
-        return self.build("reveal_many", _batch(job_ids, "reveal_many"),
+        return self.build("reveal_many", _batch(job_ids, "reveal_many", MAX_RESULT_BATCH),
                           [_sized(r, MAX_RESULT, "result") for r in results], [to_bytes32(s, "salt") for s in salts])
 
     @staticmethod

@@ -18,7 +18,9 @@ from eth_utils import keccak, to_checksum_address
 # jobs.vy
 MAX_REDUNDANCY = 7
 R_CHALLENGE = 3  # fresh providers re-executing a challenged r = 1 job
-MAX_BATCH = 32  # items per batch call (post_jobs, claim_many, ...)
+MAX_BATCH = 32  # jobs per post_jobs (inputs of up to MAX_INPUT bytes)
+MAX_RESULT_BATCH = 64  # jobs per deliver_many / reveal_many (results of up to MAX_RESULT bytes)
+MAX_ID_BATCH = 256  # jobs per claim_many / commit_many / finalize_many
 MAX_INPUT = 2048  # bytes of one job input
 MAX_RESULT = 1024  # bytes of one result
 MAX_WINDOW = 30 * 86_400  # seconds, each of claim / commit / reveal windows

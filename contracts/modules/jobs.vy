@@ -35,7 +35,12 @@ MAX_REDUNDANCY: constant(uint256) = 7
 R_CHALLENGE: constant(uint256) = 3
 # Word index of the settled result digest: above every seat (seats < MAX_REDUNDANCY).
 RESULT_WORD: constant(uint256) = 15
-MAX_BATCH: constant(uint256) = 32
+# Items per batch call. Calls whose items carry bytes reserve memory for the bound, which
+# every call pays for, so theirs are small; id-only batches are cheap to bound high
+# (fewer transactions per job for agents).
+MAX_BATCH: constant(uint256) = 32  # post_jobs
+MAX_RESULT_BATCH: constant(uint256) = 64  # deliver_many, reveal_many
+MAX_ID_BATCH: constant(uint256) = 256  # claim_many, commit_many, finalize_many
 MAX_INPUT: constant(uint256) = 2048
 MAX_RESULT: constant(uint256) = 1024
 MAX_WINDOW: constant(uint256) = 30 * 86_400
@@ -264,7 +269,7 @@ def claim(job_id: uint256):
 
 @external
 @nonreentrant
-def claim_many(job_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
+def claim_many(job_ids: DynArray[uint256, MAX_ID_BATCH]) -> uint256:
     """
     @notice Claim many jobs. An item that fails (job full, deadline passed, stake
             short, ...) is skipped with an ItemSkipped event instead of
@@ -295,7 +300,7 @@ def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
 
 @external
 @nonreentrant
-def deliver_many(job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_BATCH]) -> uint256:
+def deliver_many(job_ids: DynArray[uint256, MAX_RESULT_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_RESULT_BATCH]) -> uint256:
     """
     @notice Deliver many r == 1 jobs; failing items are skipped with ItemSkipped.
     @param job_ids The jobs.
@@ -304,7 +309,7 @@ def deliver_many(job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[
     """
     assert len(job_ids) == len(results), "jobs: length mismatch"
     count: uint256 = 0
-    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+    for i: uint256 in range(len(job_ids), bound=MAX_RESULT_BATCH):
         if self._try_deliver(job_ids[i], results[i], False):
             count += 1
     return count
@@ -325,7 +330,7 @@ def commit(job_id: uint256, seal: bytes32):
 
 
 @external
-def commit_many(job_ids: DynArray[uint256, MAX_BATCH], seals: DynArray[bytes32, MAX_BATCH]):
+def commit_many(job_ids: DynArray[uint256, MAX_ID_BATCH], seals: DynArray[bytes32, MAX_ID_BATCH]):
     """
     @notice Commit many seals; all or nothing (these are your own seats, so a
             failure is a bug worth reverting for).
@@ -333,7 +338,7 @@ def commit_many(job_ids: DynArray[uint256, MAX_BATCH], seals: DynArray[bytes32, 
     @param seals seals[i] for job_ids[i].
     """
     assert len(job_ids) == len(seals), "jobs: length mismatch"
-    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+    for i: uint256 in range(len(job_ids), bound=MAX_ID_BATCH):
         self._commit(job_ids[i], seals[i])
 
 
@@ -351,7 +356,7 @@ def reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
 
 @external
 def reveal_many(
-    job_ids: DynArray[uint256, MAX_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_BATCH], salts: DynArray[bytes32, MAX_BATCH]
+    job_ids: DynArray[uint256, MAX_RESULT_BATCH], results: DynArray[Bytes[MAX_RESULT], MAX_RESULT_BATCH], salts: DynArray[bytes32, MAX_RESULT_BATCH]
 ):
     """
     @notice Reveal many results; all or nothing.
@@ -360,7 +365,7 @@ def reveal_many(
     @param salts salts[i] for job_ids[i].
     """
     assert len(job_ids) == len(results) and len(job_ids) == len(salts), "jobs: length mismatch"
-    for i: uint256 in range(len(job_ids), bound=MAX_BATCH):
+    for i: uint256 in range(len(job_ids), bound=MAX_RESULT_BATCH):
         self._reveal(job_ids[i], results[i], salts[i])
 
 

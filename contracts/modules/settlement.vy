@@ -94,7 +94,7 @@ def finalize(job_id: uint256):
 
 @external
 @nonreentrant
-def finalize_many(job_ids: DynArray[uint256, jobs.MAX_BATCH]) -> uint256:
+def finalize_many(job_ids: DynArray[uint256, jobs.MAX_ID_BATCH]) -> uint256:
     """
     @notice Settle many jobs; items not yet due or already settled are skipped
             with ItemSkipped (keepers race for them).

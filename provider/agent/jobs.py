@@ -39,7 +39,7 @@ from client.chain import headers, mined_receipt
 from client.errors import ContractError
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace, Token
-from client.protocol import MAX_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest, seal
+from client.protocol import MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest, seal
 from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
@@ -560,7 +560,7 @@ class JobWorker(Service):
             ids = batch[1]
             self._queued.difference_update(ids)
             ids = [i for i in ids if self._is_seen(i)]
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, MAX_ID_BATCH):
                 self._send(self.market.build_claim_many(chunk), "claim", chunk, JobState.CLAIMING)
 
     # ---- computing and sealing -------------------------------------------------------
@@ -616,7 +616,7 @@ class JobWorker(Service):
             return
         deliver = [j.job_id for j in jobs if j.state is JobState.SEEN]
         commit = [j.job_id for j in jobs if j.state is JobState.CLAIMED]
-        for chunk in _chunks(deliver):
+        for chunk in _chunks(deliver, MAX_RESULT_BATCH):
             call = self.market.build_deliver_many(chunk, [results[i] for i in chunk])
             self._send(call, "deliver", chunk, JobState.CLAIMING)
         seals = {}
@@ -624,7 +624,7 @@ class JobWorker(Service):
             stored = self.store.result(job_id)
             assert stored is not None
             seals[job_id] = seal(job_id, self.me, stored.digest, stored.salt)
-        for chunk in _chunks(commit):
+        for chunk in _chunks(commit, MAX_ID_BATCH):
             self._send_all_or_each("commit", chunk, lambda ids: self.market.build_commit_many(
                 ids, [seals[i] for i in ids]))
 
@@ -677,7 +677,7 @@ class JobWorker(Service):
             if info.ncommitted == _seats(info) or now > info.commit_deadline:
                 ready.append(job.job_id)
         stored = {i: self.store.result(i) for i in ready}
-        for chunk in _chunks(ready):
+        for chunk in _chunks(ready, MAX_RESULT_BATCH):
             self._send_all_or_each("reveal", chunk, lambda ids: self.market.build_reveal_many(
                 ids, [stored[i].result for i in ids], [stored[i].salt for i in ids]))
 
@@ -702,7 +702,7 @@ class JobWorker(Service):
                                                "status": info.status.name})
             elif _finalize_due(info, now) and self._finalize_turn(job, info):
                 due.append(job.job_id)
-        for chunk in _chunks(due):
+        for chunk in _chunks(due, MAX_ID_BATCH):
             self._send(self.market.build_finalize_many(chunk), "finalize", chunk)
 
     def _finalize_turn(self, job: JobRecord, info) -> bool:
@@ -762,5 +762,5 @@ def _seats(info) -> int:
     return R_CHALLENGE if info.status is JobStatus.CHALLENGED else info.r
 
 
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i:i + MAX_BATCH] for i in range(0, len(ids), MAX_BATCH)]
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]

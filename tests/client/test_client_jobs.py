@@ -13,7 +13,7 @@ from client.encoding import decode_embedding
 from client.errors import InsufficientFunds, InvalidInput, ResultMismatch, ResultUnavailable, WaitTimeout
 from client.events import (JobClaimed, JobFinalized, JobPosted, ProviderSlashed, ResultRevealed,
                            SealCommitted)
-from client.protocol import MAX_BATCH, Fault, JobStatus, result_digest
+from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_RESULT_BATCH, Fault, JobStatus, result_digest
 
 
 def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
@@ -147,6 +147,15 @@ def test_client_side_input_errors(client):
         client.post_texts([""], reward=REWARD)
     with pytest.raises(InsufficientFunds):
         client.post(b"too expensive", reward=10**30, r=1)
+    market = client.marketplace  # batch bounds, per kind of batch call
+    with pytest.raises(InvalidInput, match=f"claim_many: 1..{MAX_ID_BATCH} items"):
+        market.build_claim_many(list(range(1, MAX_ID_BATCH + 2)))
+    market.build_claim_many(list(range(1, MAX_ID_BATCH + 1)))
+    with pytest.raises(InvalidInput, match=f"reveal_many: 1..{MAX_RESULT_BATCH} items"):
+        market.build_reveal_many([1] * (MAX_RESULT_BATCH + 1), [b"r"] * (MAX_RESULT_BATCH + 1),
+                                 [b"s" * 32] * (MAX_RESULT_BATCH + 1))
+    with pytest.raises(InvalidInput, match=f"post_jobs: 1..{MAX_BATCH} items"):
+        market.build_post_jobs(b"m" * 32, [b"x"] * (MAX_BATCH + 1), 1, REWARD, 60, 60, 60)
 
 
 def test_successful_challenge_replaces_a_wrong_delivery(client, bots, sdk_market):

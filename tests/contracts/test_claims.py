@@ -235,3 +235,17 @@ def test_seat_view_bounds(staked, client):
     assert staked.seat(job_id, 6).provider == "0x" + "00" * 20
     with ape.reverts("jobs: bad seat"):
         staked.seat(job_id, 7)
+
+
+def test_batch_bounds(staked, providers):
+    """Id-only batches take MAX_ID_BATCH items, result batches MAX_RESULT_BATCH; one more
+    reverts (the bound is the calldata check of the DynArray)."""
+    unknown = [10**6 + i for i in range(257)]
+    tx = staked.claim_many(unknown[:256], sender=providers[0])
+    assert len(skipped(staked, tx)) == 256
+    assert len(skipped(staked, staked.finalize_many(unknown[:256], sender=providers[0]))) == 256
+    assert len(skipped(staked, staked.deliver_many(unknown[:64], [b"r"] * 64, sender=providers[0]))) == 64
+    for call, args in ((staked.claim_many, (unknown,)), (staked.finalize_many, (unknown,)),
+                       (staked.deliver_many, (unknown[:65], [b"r"] * 65))):
+        with ape.reverts():
+            call(*args, sender=providers[0])

@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +40,8 @@ from client.chain import headers, mined_receipt
 from client.errors import ContractError
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace, Token
-from client.protocol import MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest, seal
+from client.protocol import (MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest,
+                             seal)
 from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
@@ -249,8 +251,7 @@ class JobWorker(Service):
         new `state`) atomically with the intent, so a crash can't leave either alone."""
 
         def mark(tx_id: int) -> None:
-            for job_id in job_ids:
-                self.store.update_job(job_id, state=state, pending={"kind": kind, "tx": tx_id})
+            self.store.update_jobs(job_ids, state=state, pending={"kind": kind, "tx": tx_id})
 
         tx_id = self.txm.send(call.to, call.data, kind=kind, meta={"jobs": job_ids},
                               on_record=mark)
@@ -329,32 +330,28 @@ class JobWorker(Service):
 
     def _track_transactions(self, now: int) -> None:
         self._notice_reorgs()
-        waiting: dict[tuple[int, str], list[JobRecord]] = {}
-        for job in self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED,
-                                   JobState.COMMITTED, JobState.REVEALED, pending=True):
-            pending = job.data["pending"]
-            waiting.setdefault((pending["tx"], pending["kind"]), []).append(job)
-        for (tx_id, kind), jobs in waiting.items():
+        waiting = self.store.pending_steps(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED,
+                                           JobState.COMMITTED, JobState.REVEALED)
+        for (tx_id, kind), ids in waiting.items():
             record = self.txm.store.tx(tx_id)
             if record is None or record.status.is_open:
                 continue
-            if kind == RESYNC:
-                for job in jobs:
-                    self._resync(job, record)
+            if kind != RESYNC and record.status is not TxStatus.NONCE_TAKEN and record.succeeded:
+                self._apply(kind, ids, record, now)
                 continue
-            if record.status is TxStatus.NONCE_TAKEN or not record.succeeded:
-                for job in jobs:
+            for job in self.store.jobs(ids=ids):
+                if kind == RESYNC:
+                    self._resync(job, record)
+                else:
                     self._fail(job, f"{kind} transaction {record.status.value}"
                                     f"{'' if record.succeeded else ' (reverted)'}")
-                continue
-            self._apply(kind, jobs, record, now)
 
     def _receipt(self, tx_hash: bytes | None) -> Any | None:
         """The receipt, or None while the transaction is not mined (anymore): a reorg
         can take it out of the chain after the tx manager counted it confirmed."""
         return None if tx_hash is None else mined_receipt(self.txm.w3, tx_hash)
 
-    def _apply(self, kind: str, jobs: list[JobRecord], record: TxRecord, now: int) -> None:
+    def _apply(self, kind: str, ids: list[int], record: TxRecord, now: int) -> None:
         receipt = None
         if kind in ("claim", "deliver"):
             receipt = self._receipt(record.mined_hash)
@@ -367,9 +364,9 @@ class JobWorker(Service):
         # One commit for the batch; each job is re-read inside it, as the watcher's
         # thread may have moved it meanwhile.
         with self.store.atomic():
-            for job_id in [j.job_id for j in jobs]:
-                job = self.store.job(job_id)
-                if job is None or (job.data.get("pending") or {}).get("tx") != record.id:
+            for job in self.store.jobs(ids=ids):
+                job_id = job.job_id
+                if (job.data.get("pending") or {}).get("tx") != record.id:
                     continue
                 # finalize (state None): the JobFinalized event settles it; a skipped one
                 # is retried
@@ -387,13 +384,14 @@ class JobWorker(Service):
                     log.info("job lost", extra={"job_id": job_id, "step": kind})
                 if kind in STEPS:
                     extra["last_tx"] = record.id
-                job = self.store.update_job(job_id, state=state, pending=None, **extra)
+                self.store.update_job(job_id, state=state, pending=None, **extra)
                 if kind == "deliver" and state is JobState.REVEALED:
                     delivered.append(job_id)
                 if "settled" in job.data and kind in ("claim", "deliver") and (
                         state is not JobState.SEEN):
                     # it settled while our receipt was in flight
-                    self.store.update_job(job_id, state=outcome(self.store, job))
+                    settled = outcome(self.store, replace(job, state=state))
+                    self.store.update_job(job_id, state=settled)
         if delivered:
             # Our deliveries' challenge windows end by now + window (they were mined by
             # now): no view of them until then (_viewed), a view each saved.
@@ -451,12 +449,14 @@ class JobWorker(Service):
         else:
             state = JobState.LOST
         with self.store.atomic():
-            job = self.store.update_job(job.job_id, state=state, pending=None, failures=0,
-                                        last_tx=record.id, **extra)
+            job = self.store.job(job.job_id) or job  # as the watcher's thread may have left it
+            self.store.update_job(job.job_id, state=state, pending=None, failures=0,
+                                  last_tx=record.id, **extra)
             if "settled" in job.data and state is not JobState.SEEN:
-                job = self.store.update_job(job.job_id, state=outcome(self.store, job))
+                state = outcome(self.store, replace(job, state=state))
+                self.store.update_job(job.job_id, state=state)
         log.info("job re-derived from the contract", extra={"job_id": job.job_id,
-                                                             "state": job.state.value})
+                                                             "state": state.value})
 
     # ---- taking jobs -----------------------------------------------------------------
 
@@ -551,15 +551,12 @@ class JobWorker(Service):
         self._vetted.add(job.job_id)
         return True
 
-    def _is_seen(self, job_id: int) -> bool:
-        job = self.store.job(job_id)
-        return job is not None and job.state is JobState.SEEN
-
     def _send_claims(self) -> None:
         while (batch := self._claims.ready()) is not None:
             ids = batch[1]
             self._queued.difference_update(ids)
-            ids = [i for i in ids if self._is_seen(i)]
+            seen = set(self.store.job_ids(JobState.SEEN))  # still: not taken meanwhile
+            ids = [i for i in ids if i in seen]
             for chunk in _chunks(ids, MAX_ID_BATCH):
                 self._send(self.market.build_claim_many(chunk), "claim", chunk, JobState.CLAIMING)
 
@@ -575,8 +572,7 @@ class JobWorker(Service):
         while (batch := self._compute.ready()) is not None:
             model_id, ids = batch
             self._queued.difference_update(ids)
-            jobs = [j for j in map(self.store.job, ids)
-                    if j is not None and j.state in (JobState.SEEN, JobState.CLAIMED)]
+            jobs = self.store.jobs(JobState.SEEN, JobState.CLAIMED, ids=ids)
             if jobs:
                 self._compute_and_seal(model_id, jobs)
 

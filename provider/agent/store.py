@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -347,29 +347,35 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def update_job(
-        self,
-        job_id: int,
-        *,
-        state: JobState | None = None,
-        collateral: int | None = None,
-        **data: Any,
-    ) -> JobRecord:
-        """Change a job's state / collateral and merge keys into its JSON data."""
+    def update_job(self, job_id: int, *, state: JobState | None = None,
+                   collateral: int | None = None, **data: Any) -> None:
+        """Change a job's state / collateral and set keys of its JSON data."""
+        self.update_jobs([job_id], state=state, collateral=collateral, **data)
+
+    def update_jobs(self, job_ids: Iterable[int], *, state: JobState | None = None,
+                    collateral: int | None = None, **data: Any) -> None:
+        """`update_job` for many jobs at once. sqlite sets the keys (json_set), so no
+        record is decoded here: the agent marks every job of each transaction it sends.
+        KeyError, and nothing changed, if a job is unknown."""
+        sets, args = ["updated_at = ?"], [time.time()]
+        if state is not None:
+            sets.append("state = ?")
+            args.append(JobState(state).value)
+        if collateral is not None:
+            sets.append("collateral = ?")
+            args.append(str(int(collateral)))
+        if data:
+            sets.append(f"data = json_set(data, {', '.join(['?, json(?)'] * len(data))})")
+            for key, value in data.items():
+                args += [f'$."{key}"', json.dumps(value)]
+        wanted = list(dict.fromkeys(str(i) for i in job_ids))
         with self.atomic():
-            current = self.job(job_id)
-            if current is None:
-                raise KeyError(f"unknown job {job_id}")
-            updated = replace(current, state=JobState(state or current.state),
-                              collateral=current.collateral if collateral is None else int(collateral),
-                              updated_at=time.time())
-            text = json.dumps({**current.data, **data})
-            self._db.execute(
-                "UPDATE jobs SET state = ?, collateral = ?, data = ?, updated_at = ?"
-                " WHERE job_id = ?",
-                (updated.state.value, str(updated.collateral), text, updated.updated_at, str(job_id)),
-            )
-            return replace(updated, data=json.loads(text))  # as a read would return it
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                chunk = wanted[start:start + IDS_PER_QUERY]
+                sql = f"UPDATE jobs SET {', '.join(sets)} WHERE job_id IN ({_marks(chunk)})"
+                cursor = self._db.execute(sql, args + chunk)
+                if cursor.rowcount != len(chunk):
+                    raise KeyError(f"unknown job among {chunk}")
 
     def forget_jobs(self, job_ids: Iterable[int]) -> None:
         """Drop jobs we never acted on (their post was orphaned by a reorg)."""
@@ -381,17 +387,13 @@ class Store:
         rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))
         return self._job(rows[0]) if rows else None
 
-    def jobs(self, *states: JobState, pending: bool = False,
-             ids: Iterable[int] | None = None) -> list[JobRecord]:
-        """Jobs in `states` (all without), in id order; with `pending`, only those whose
-        data holds a pending transaction; with `ids`, only those jobs. (Both filter in
-        sqlite: decoding every waiting job's JSON on each poll cost the agent more than
-        its RPC.)"""
+    def jobs(self, *states: JobState, ids: Iterable[int] | None = None) -> list[JobRecord]:
+        """Jobs in `states` (all without), in id order; with `ids`, only those jobs
+        (filtered in sqlite: decoding every waiting job's JSON on each poll cost the
+        agent more than its RPC)."""
         sql = "SELECT * FROM jobs WHERE 1"
         if states:
             sql += f" AND state IN ({_marks(states)})"
-        if pending:
-            sql += " AND json_extract(data, '$.pending') IS NOT NULL"
         args: list[Any] = [JobState(s).value for s in states]
         if ids is None:
             rows = self._rows(sql, args)
@@ -407,6 +409,19 @@ class Store:
         rows = self._rows(f"SELECT job_id FROM jobs WHERE state IN ({_marks(states)})",
                           [JobState(s).value for s in states])
         return sorted(int(r["job_id"]) for r in rows)
+
+    def pending_steps(self, *states: JobState) -> dict[tuple[int, str], list[int]]:
+        """(tx id, step kind) -> the ids of the jobs in `states` waiting for that
+        transaction, in id order: read in sqlite, as the agent asks on every tick."""
+        rows = self._rows(
+            "SELECT job_id, json_extract(data, '$.pending.tx') AS tx,"
+            " json_extract(data, '$.pending.kind') AS kind FROM jobs"
+            f" WHERE state IN ({_marks(states)}) AND json_extract(data, '$.pending') IS NOT NULL",
+            [JobState(s).value for s in states])
+        waiting: dict[tuple[int, str], list[int]] = {}
+        for row in sorted(rows, key=lambda r: int(r["job_id"])):
+            waiting.setdefault((row["tx"], row["kind"]), []).append(int(row["job_id"]))
+        return waiting
 
     def job_counts(self) -> dict[JobState, int]:
         rows = self._rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -1,5 +1,6 @@
 """The agent's sqlite store: durability, schema versioning, salts never overwritten."""
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -110,14 +111,40 @@ def test_jobs_states_and_money(tmp_path):
     assert store.stake_at_risk() == 1200
     assert store.earnings() == 20
     assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED)] == [1, 3]
-    returned = store.update_job(3, pending={"kind": "reveal", "tx": 8}, seats=(1, 2))
-    assert returned == store.job(3) and returned.data["seats"] == [1, 2]  # as read back
+    store.update_job(3, pending={"kind": "reveal", "tx": 8}, seats=(1, 2))
+    assert store.job(3).data == {"pending": {"kind": "reveal", "tx": 8}, "seats": [1, 2]}
     store.update_job(2, pending={"kind": "finalize", "tx": 9})
-    store.update_job(1, pending=None)  # cleared: not pending
-    assert [j.job_id for j in store.jobs(pending=True)] == [2, 3]
-    assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED, pending=True)] == [3]
+    store.update_job(1, pending=None)  # cleared: not pending, the key stays (as null)
+    assert store.job(1).data == {"claim_tx": 4, "pending": None}
+    store.add_job(4, MODEL, state=JobState.REVEALED, data={"pending": {"kind": "reveal", "tx": 8}})
+    assert store.pending_steps(*JobState) == {(8, "reveal"): [3, 4], (9, "finalize"): [2]}
+    assert store.pending_steps(JobState.CLAIMED, JobState.REVEALED) == {(8, "reveal"): [3, 4]}
+    assert store.pending_steps(JobState.CLAIMED) == {}
     with pytest.raises(KeyError):
         store.update_job(99, state=JobState.LOST)
+
+
+def test_update_jobs_sets_keys_in_sqlite(tmp_path):
+    """Many jobs in one statement per IDS_PER_QUERY: keys set or replaced, others kept,
+    uint256 values intact, duplicates counted once; an unknown job changes nothing."""
+    store = Store(tmp_path / "agent.db")
+    n = IDS_PER_QUERY + 3
+    for i in range(n):
+        store.add_job(i, MODEL, data={"input": "ab", "failures": 2})
+    big = 2**256 - 1
+    store.update_jobs([*range(n), 0], state=JobState.CLAIMING, pending={"kind": "claim", "tx": 7},
+                      failures=0, slashed=big, seats=[1, None])
+    jobs = store.jobs()
+    assert {j.state for j in jobs} == {JobState.CLAIMING} and len(jobs) == n
+    assert {json.dumps(j.data, sort_keys=True) for j in jobs} == {json.dumps(
+        {"input": "ab", "failures": 0, "pending": {"kind": "claim", "tx": 7}, "slashed": big,
+         "seats": [1, None]}, sort_keys=True)}
+    store.update_jobs([1, 2], collateral=9)
+    assert store.stake_at_risk() == 18
+    with pytest.raises(KeyError):
+        store.update_jobs([3, 10**9], state=JobState.LOST, failures=5)
+    assert store.job(3).state is JobState.CLAIMING and store.job(3).data["failures"] == 0
+    store.update_jobs([])  # nothing to do
 
 
 def test_job_ids_and_jobs_by_id(tmp_path):

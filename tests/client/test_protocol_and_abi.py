@@ -140,9 +140,16 @@ def test_view_records_match_the_view_structs():
 
 
 @settings(max_examples=15, deadline=None)
-@given(job_id=st.integers(0, 2**64), provider=st.binary(min_size=20, max_size=20),
+@given(job_id=st.one_of(st.integers(0, 2**64), st.just(2**256 - 1)), provider=st.binary(min_size=20, max_size=20),
        result=st.binary(min_size=1, max_size=MAX_RESULT), salt=st.binary(min_size=32, max_size=32))
 def test_seal_equals_the_contracts(sdk_market, job_id, provider, result, salt):
     address = "0x" + provider.hex()
     assert seal_result(job_id, address, result, salt) == sdk_market.seal_of(job_id, address, result, salt)
     assert seal(job_id, address, result_digest(result), salt) == sdk_market.seal_of(job_id, address, result, salt)
+
+
+def test_seal_refuses_what_abi_encoding_would():
+    for job_id, provider, digest in ((-1, "0x" + "22" * 20, bytes(32)), (2**256, "0x" + "22" * 20, bytes(32)),
+                                     (1, "0x" + "22" * 19, bytes(32)), (1, "0x" + "22" * 20, bytes(31))):
+        with pytest.raises(ValueError):
+            seal(job_id, provider, digest, bytes(32))

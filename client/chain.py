@@ -152,6 +152,11 @@ def headers(w3: Web3, blocks: Sequence[int | str]) -> list[Header | None]:
     return [None if r is None else _header(r) for r in results]
 
 
+def block_number(w3: Web3) -> int:
+    """The head's number (web3's ``eth.block_number`` walks its formatters and cache)."""
+    return _quantity(w3.manager.request_blocking("eth_blockNumber", []))
+
+
 def block_hash(w3: Web3, number: int) -> bytes | None:
     """The hash of block ``number``, or None while the chain is shorter."""
     header = headers(w3, [number])[0]

@@ -26,7 +26,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from client.abi import load_abi
-from client.chain import get_logs
+from client.chain import block_number, get_logs
 from client.errors import InvalidInput
 from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
                            ResultRevealed, SealCommitted)
@@ -100,8 +100,11 @@ class _Function:
         self.outputs = [_type_string(p) for p in self.outputs_abi]
         self.selector = keccak(text=f"{self.name}({','.join(self.inputs)})")[:4]
         self.words = _word_types(self.outputs_abi)
+        self.word_args = all(t in ("uint256", "bytes32") for t in self.inputs)  # views' ids and keys
 
     def encode(self, args: Sequence[Any]) -> bytes:
+        if self.word_args and (words := _encode_words(self.inputs, args)) is not None:
+            return self.selector + words
         try:
             return self.selector + abi_encode(self.inputs, list(args))
         except Exception as exc:  # eth_abi raises EncodingError subclasses and TypeErrors
@@ -126,6 +129,23 @@ def _word_types(outputs: list[dict]) -> list[str] | None:
         if all(t in _WORD_TYPES for t in types):
             return types
     return None
+
+
+def _encode_words(types: list[str], args: Sequence[Any]) -> bytes | None:
+    """As eth_abi encodes uint256 and bytes32 arguments (job ids, seats, model ids): the
+    views the agents read for every job. None for anything else (out of range, a short
+    or non-bytes value, a wrong count), left to eth_abi, so its errors stay its own."""
+    if len(args) != len(types):
+        return None
+    out = []
+    for kind, value in zip(types, args):
+        if kind == "uint256" and type(value) is int and 0 <= value < 2**256:
+            out.append(value.to_bytes(32, "big"))
+        elif kind == "bytes32" and type(value) is bytes and len(value) == 32:
+            out.append(value)
+        else:
+            return None
+    return b"".join(out)
 
 
 def _decode_words(types: list[str], data: bytes) -> tuple | None:
@@ -281,7 +301,7 @@ class _Contract:
             return []
         if block == "latest":  # it moves between requests: pin every batch to one block
             with translate_errors():
-                block = self.w3.eth.block_number
+                block = block_number(self.w3)
         out: list[Any] = []
         for start in range(0, len(prepared), BATCH_CALLS):
             chunk = prepared[start:start + BATCH_CALLS]
@@ -356,7 +376,7 @@ class _Contract:
             topics.pop()
         out: list[Event] = []
         with translate_errors():
-            last = self.w3.eth.block_number if to_block == "latest" else int(to_block)
+            last = block_number(self.w3) if to_block == "latest" else int(to_block)
             start = from_block
             while start <= last:
                 end = min(start + chunk - 1, last)

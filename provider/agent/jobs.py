@@ -45,6 +45,7 @@ from client.protocol import (MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobSta
 from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
+from provider.agent.gaslimits import GasLimits
 from provider.agent.metrics import Metrics
 from provider.agent.partition import ProviderDirectory, claim_delay
 from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
@@ -213,6 +214,7 @@ class JobWorker(Service):
         self._finalize_at: dict[int, float] = {}  # REVEALED job id -> time we may finalize it
         self._vetted: set[int] = set()  # SEEN job ids whose input the engine accepted
         self.stake_free: int | None = None  # last read from the contract (for the dashboard)
+        self._gas = GasLimits()
         metrics = metrics or Metrics()
         self._steps = metrics.counter("verinfer_job_steps_total", "Job transitions sent")
         self._engine_jobs = metrics.counter("verinfer_engine_jobs_total", "Jobs computed")
@@ -254,7 +256,7 @@ class JobWorker(Service):
             self.store.update_jobs(job_ids, state=state, pending={"kind": kind, "tx": tx_id})
 
         tx_id = self.txm.send(call.to, call.data, kind=kind, meta={"jobs": job_ids},
-                              on_record=mark)
+                              gas=self._gas.limit(kind, len(job_ids)), on_record=mark)
         self._steps.inc(len(job_ids), kind=kind)
         return tx_id
 
@@ -339,6 +341,8 @@ class JobWorker(Service):
             if kind != RESYNC and record.status is not TxStatus.NONCE_TAKEN and record.succeeded:
                 self._apply(kind, ids, record, now)
                 continue
+            if kind != RESYNC:
+                self._gas.forget(kind)
             for job in self.store.jobs(ids=ids):
                 if kind == RESYNC:
                     self._resync(job, record)
@@ -360,6 +364,9 @@ class JobWorker(Service):
         won = set() if receipt is None else {
             e.job_id for e in self.market.decode_receipt(receipt)
             if getattr(e, "provider", None) == self.me}
+        if receipt is not None:
+            sent = record.meta.get("jobs", [])
+            self._gas.learn(kind, receipt["gasUsed"], len(sent), len(won & set(sent)))
         delivered: list[int] = []
         # One commit for the batch; each job is re-read inside it, as the watcher's
         # thread may have moved it meanwhile.

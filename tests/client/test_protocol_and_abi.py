@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from client.abi import load_abi
 from client.abi.__main__ import stale_abis
 from client.events import EVENT_TYPES
-from client.marketplace import Marketplace, _decode_words, _pythonic, _tables
+from client.marketplace import Marketplace, _decode_words, _encode_words, _pythonic, _tables
 from client.protocol import (BPS, MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_RESULT, MAX_RESULT_BATCH,
                              MAX_REWARD, MAX_WINDOW, R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
 from client.records import Assignment, JobInfo, ModelInfo, PendingPayouts, ProviderInfo, Seat
@@ -122,6 +122,28 @@ def test_event_data_decodes_as_eth_abi_does(data):
     variants.append(raw[:first + 31] + bytes([raw[first + 31] + 32]) + raw[first + 32:])  # offset off
     for bad in variants:
         assert _decode_words(event.data_types, bad) is None
+
+
+WORD_ARG = {"uint256": st.one_of(st.integers(0, 2**256 - 1), st.integers(-5, -1), st.integers(2**256, 2**257),
+                                st.booleans(), st.binary(min_size=32, max_size=32)),
+            "bytes32": st.one_of(st.binary(min_size=0, max_size=33), st.integers(0, 5), st.text(max_size=3))}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_word_arguments_encode_as_eth_abi_does(data):
+    """uint256 / bytes32 arguments are packed by hand: the same bytes as eth_abi where it
+    takes the values; where it might not (range, type, a short bytes32), eth_abi decides."""
+    types = data.draw(st.lists(st.sampled_from(["uint256", "bytes32"]), max_size=3))
+    args = [data.draw(WORD_ARG[t]) for t in types] + data.draw(st.lists(st.integers(0, 9), max_size=1))
+    fast = _encode_words(types, args)
+    if fast is not None:
+        assert fast == abi_encode(types, args)
+    else:
+        assert len(args) != len(types) or not all(
+            (t == "uint256" and type(a) is int and 0 <= a < 2**256) or (t == "bytes32" and type(a) is bytes
+                                                                         and len(a) == 32)
+            for t, a in zip(types, args))
 
 
 def test_view_records_match_the_view_structs():

@@ -1,0 +1,70 @@
+"""Delivery batches after the first go out with a gas limit learned from the agent's own
+receipts (no eth_estimateGas); a batch that fails anyway sends the next one back to the
+estimate."""
+
+import math
+
+import pytest
+from agent_market import SENTENCES, SINGLE, Env, drive
+
+from client.protocol import JobStatus
+from provider.agent.gaslimits import FIXED, HEADROOM, INTRINSIC, GasLimits
+
+
+def test_limits_are_learned_from_batches_that_skipped_nothing():
+    gas = GasLimits()
+    assert gas.limit("deliver", 3) is None  # nothing learned: estimate
+    gas.learn("deliver", INTRINSIC + 64 * 70_000, items=64, won=63)  # a skipped item: no lesson
+    assert gas.limit("deliver", 3) is None
+    gas.learn("deliver", INTRINSIC + 64 * 70_000, items=64, won=64)
+    assert gas.limit("deliver", 3) == 3 * 70_000 * HEADROOM + FIXED
+    gas.learn("deliver", INTRINSIC + 2 * 60_000, items=2, won=2)  # cheaper: the most stays
+    gas.learn("deliver", INTRINSIC + 2 * 90_001 - 1, items=2, won=2)  # dearer: it rules, rounded up
+    assert gas.limit("deliver", 1) == math.ceil(90_001 * HEADROOM) + FIXED
+    # One delivery into a new payout bucket with the transaction's own cost fits the
+    # limit learned from a large batch.
+    assert gas.limit("deliver", 1) > 108_901
+    gas.learn("claim", INTRINSIC + 40_000, items=1, won=1)  # seats differ in cost: always estimated
+    assert gas.limit("claim", 1) is None
+    gas.forget("deliver")
+    assert gas.limit("deliver", 1) is None
+    gas.forget("deliver")  # forgetting twice is harmless
+
+
+@pytest.mark.anvil
+def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates_again(
+        anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    agent = env.agent(1, tmp_path)  # alone: every r = 1 job is its own at once
+    estimated = []
+    estimate = agent.txm._estimate
+    agent.txm._estimate = lambda to, data, value: estimated.append(data) or estimate(to, data, value)
+    worker, market = agent.worker, agent.worker.market
+
+    def delivers():
+        return [t for t in agent.store.txs() if t.kind == "deliver"]
+
+    def delivered(jobs):
+        return lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs) and all(
+            agent.store.job(j).data.get("pending") is None for j in jobs)
+
+    first = env.post(SINGLE, r=1)
+    drive([agent], delivered(first))
+    assert len(delivers()) == 1 and [market.function_of(d) for d in estimated] == ["deliver_many"]
+    (tx,) = delivers()
+    assert worker._gas.limit("deliver", 1) == math.ceil(-(-(tx.gas_used - INTRINSIC) // 2) * HEADROOM) + FIXED
+
+    second = env.post(SENTENCES, r=1)
+    drive([agent], delivered(second))
+    assert len(estimated) == 1  # learned: sent as is
+    assert delivers()[-1].gas == worker._gas.limit("deliver", 3) and delivers()[-1].succeeded
+
+    # A limit that is too low (as an unforeseen item cost would make it): the batch runs
+    # out of gas once, the next is estimated again, and the jobs are delivered.
+    worker._gas._per_item["deliver"] = 1_000
+    third = env.post([b"Out of gas once.", b"Then estimated again."], r=1)
+    drive([agent], delivered(third))
+    failed, retried = delivers()[-2:]
+    assert not failed.succeeded and failed.gas == 1_000 * 2 * HEADROOM + FIXED
+    assert retried.succeeded and len(estimated) == 2
+    assert [agent.store.job(j).data["failures"] for j in third] == [1, 1]

@@ -1,24 +1,26 @@
-"""Gas limits for r = 1 delivery batches, learned from the agent's own receipts.
+"""Gas limits for the job steps whose items all cost alike, learned from the agent's own
+receipts instead of estimated.
 
-deliver_many skips an item another provider took or a job that moved on (ItemSkipped)
-instead of reverting, so its eth_estimateGas only sizes the gas limit, at the price of
-the node running the whole batch (64 results) once more: at r = 1 that was a third of
-anvil's work in the e2e bench. The first batch is estimated; after one where every item
-was delivered, the limit is items x the most gas an item has cost x HEADROOM + FIXED
-(a new payout bucket, the transaction's own cost). Every delivery writes the same slots,
-so that is far above what a batch uses. A batch that fails anyway (a revert such as a
-paused marketplace) makes the next one be estimated again, so a failure an estimate
-would have caught costs one transaction, not one per batch.
+eth_estimateGas runs a transaction on the node once more before it is sent: for the
+agent's batches (64 results, or 256 seals) that doubled the node's work per job. Every
+item of a delivery, commit or reveal batch writes the same slots, so after one batch of
+a kind in which every item went through, the limit is items x the most gas an item has
+cost x HEADROOM + FIXED (the transaction's own cost, a new payout bucket) and the
+estimate is skipped. Claims stay estimated: a seat's cost depends on which seat it is.
 
-Claims are estimated always: a seat's cost depends on which seat it is (and claim
-batches are few, MAX_ID_BATCH jobs each).
+What the estimate also did is catch a revert before sending: deliver_many skips the
+items that fail, but a commit or reveal batch is all or nothing. A batch sent with a
+learned limit that fails (a missed deadline, or out of gas should an item cost more
+than any before) makes the next batch of its kind be estimated again, which finds the
+failing item (JobWorker._send_all_or_each): a failure costs one transaction, not one
+per batch.
 """
 
 from __future__ import annotations
 
 import math
 
-LEARNED = ("deliver",)  # job steps whose gas limits are learned
+LEARNED = ("deliver", "commit", "reveal")  # job steps whose gas limits are learned
 HEADROOM = 1.5
 FIXED = 100_000
 INTRINSIC = 21_000  # every transaction's base cost, not an item's

@@ -255,8 +255,9 @@ class JobWorker(Service):
         def mark(tx_id: int) -> None:
             self.store.update_jobs(job_ids, state=state, pending={"kind": kind, "tx": tx_id})
 
-        tx_id = self.txm.send(call.to, call.data, kind=kind, meta={"jobs": job_ids},
-                              gas=self._gas.limit(kind, len(job_ids)), on_record=mark)
+        gas = self._gas.limit(kind, len(job_ids))
+        meta = {"jobs": job_ids} if gas is None else {"jobs": job_ids, "learned_gas": True}
+        tx_id = self.txm.send(call.to, call.data, kind=kind, meta=meta, gas=gas, on_record=mark)
         self._steps.inc(len(job_ids), kind=kind)
         return tx_id
 
@@ -301,8 +302,9 @@ class JobWorker(Service):
         self._reveal(now)
         self._finalize(now)
 
-    def _fail(self, job: JobRecord, reason: str) -> None:
-        """Count a failed step; retry it later, or give up after MAX_FAILURES.
+    def _fail(self, job: JobRecord, reason: str, count: bool = True) -> None:
+        """Count a failed step (unless not `count`); retry it later, or give up after
+        MAX_FAILURES.
 
         A seat we applied but the chain does not show lost its claim to a reorg that
         the tx manager may not have noticed yet: no failure then (giving up would get
@@ -316,7 +318,7 @@ class JobWorker(Service):
             log.warning("job seat not on chain (reorg); re-checking",
                         extra={"job_id": job.job_id, "reason": reason})
             return
-        failures = job.data.get("failures", 0) + 1
+        failures = job.data.get("failures", 0) + count
         # A failed claim / delivery leaves the job open to us: back to SEEN.
         retry_as = JobState.SEEN if job.state is JobState.CLAIMING else job.state
         if failures >= MAX_FAILURES:
@@ -343,12 +345,16 @@ class JobWorker(Service):
                 continue
             if kind != RESYNC:
                 self._gas.forget(kind)
+            # A batch sent on a learned gas limit skipped the estimate that would have
+            # found its failing job: it blames none, the next (estimated) batch finds it.
+            blame = record.status is TxStatus.NONCE_TAKEN or not (
+                record.meta.get("learned_gas") and len(record.meta["jobs"]) > 1)
             for job in self.store.jobs(ids=ids):
                 if kind == RESYNC:
                     self._resync(job, record)
                 else:
                     self._fail(job, f"{kind} transaction {record.status.value}"
-                                    f"{'' if record.succeeded else ' (reverted)'}")
+                                    f"{'' if record.succeeded else ' (reverted)'}", count=blame)
 
     def _receipt(self, tx_hash: bytes | None) -> Any | None:
         """The receipt, or None while the transaction is not mined (anymore): a reorg
@@ -364,9 +370,10 @@ class JobWorker(Service):
         won = set() if receipt is None else {
             e.job_id for e in self.market.decode_receipt(receipt)
             if getattr(e, "provider", None) == self.me}
-        if receipt is not None:
-            sent = record.meta.get("jobs", [])
-            self._gas.learn(kind, receipt["gasUsed"], len(sent), len(won & set(sent)))
+        sent = record.meta.get("jobs", [])  # all or nothing but for claims and deliveries
+        if record.gas_used is not None:
+            self._gas.learn(kind, record.gas_used, len(sent),
+                            len(sent) if receipt is None else len(won & set(sent)))
         delivered: list[int] = []
         # One commit for the batch; each job is re-read inside it, as the watcher's
         # thread may have moved it meanwhile.

@@ -11,6 +11,18 @@ from client.protocol import JobStatus
 from provider.agent.gaslimits import FIXED, HEADROOM, INTRINSIC, GasLimits
 
 
+def _estimates(agent) -> list[str]:
+    """The functions the agent's tx manager estimates from now on, in order."""
+    names, estimate = [], agent.txm._estimate
+
+    def counted(to, data, value):
+        names.append(agent.worker.market.function_of(data))
+        return estimate(to, data, value)
+
+    agent.txm._estimate = counted
+    return names
+
+
 def test_limits_are_learned_from_batches_that_skipped_nothing():
     gas = GasLimits()
     assert gas.limit("deliver", 3) is None  # nothing learned: estimate
@@ -36,10 +48,8 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
         anvil, engine, tmp_path):
     env = Env(anvil, engine)
     agent = env.agent(1, tmp_path)  # alone: every r = 1 job is its own at once
-    estimated = []
-    estimate = agent.txm._estimate
-    agent.txm._estimate = lambda to, data, value: estimated.append(data) or estimate(to, data, value)
-    worker, market = agent.worker, agent.worker.market
+    estimated = _estimates(agent)
+    worker = agent.worker
 
     def delivers():
         return [t for t in agent.store.txs() if t.kind == "deliver"]
@@ -50,7 +60,7 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
 
     first = env.post(SINGLE, r=1)
     drive([agent], delivered(first))
-    assert len(delivers()) == 1 and [market.function_of(d) for d in estimated] == ["deliver_many"]
+    assert len(delivers()) == 1 and estimated == ["deliver_many"]
     (tx,) = delivers()
     assert worker._gas.limit("deliver", 1) == math.ceil(-(-(tx.gas_used - INTRINSIC) // 2) * HEADROOM) + FIXED
 
@@ -60,11 +70,44 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
     assert delivers()[-1].gas == worker._gas.limit("deliver", 3) and delivers()[-1].succeeded
 
     # A limit that is too low (as an unforeseen item cost would make it): the batch runs
-    # out of gas once, the next is estimated again, and the jobs are delivered.
+    # out of gas once, the next is estimated again, and the jobs are delivered. The
+    # failure is no job's: none counts it.
     worker._gas._per_item["deliver"] = 1_000
     third = env.post([b"Out of gas once.", b"Then estimated again."], r=1)
     drive([agent], delivered(third))
     failed, retried = delivers()[-2:]
     assert not failed.succeeded and failed.gas == 1_000 * 2 * HEADROOM + FIXED
     assert retried.succeeded and len(estimated) == 2
-    assert [agent.store.job(j).data["failures"] for j in third] == [1, 1]
+    assert [agent.store.job(j).data["failures"] for j in third] == [0, 0]
+
+
+@pytest.mark.anvil
+def test_commits_and_reveals_learn_their_limits_and_a_failed_batch_blames_no_job(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    agents = [env.agent(1, tmp_path), env.agent(2, tmp_path)]
+    estimated = [_estimates(a) for a in agents]
+
+    def finalized(jobs):
+        return lambda: all(env.status(j) is JobStatus.FINALIZED for j in jobs) and all(
+            a.store.job(j).state.final for a in agents for j in jobs)
+
+    first = env.post(SENTENCES, r=2)
+    drive(agents, finalized(first))
+    second = env.post(SINGLE, r=2)
+    drive(agents, finalized(second))
+    # A job reveals only once its commit was applied, which taught the commit's limit (a
+    # reveal's is learned when its receipt is applied before the job settles).
+    for agent in agents:
+        steps = [t for t in agent.store.txs() if t.kind == "commit" and set(t.meta["jobs"]) & set(second)]
+        assert steps and all(t.meta.get("learned_gas") and t.succeeded for t in steps)
+        assert all(j.state.value == "paid" for j in agent.store.jobs(ids=first + second))
+
+    low = agents[0]
+    low.worker._gas._per_item["commit"] = 1  # FIXED alone: three commits need more
+    third = env.post([b"A commit out of gas.", b"Then one estimated.", b"And all are paid."], r=2)
+    drive(agents, finalized(third))
+    commits = [t for t in low.store.txs() if t.kind == "commit"]
+    assert [t.succeeded for t in commits[-2:]] == [False, True]
+    assert commits[-1].meta.get("learned_gas") is None  # estimated, after the failure
+    assert [low.store.job(j).data.get("failures", 0) for j in third] == [0, 0, 0]
+    assert all(low.store.job(j).state.value == "paid" for j in third)

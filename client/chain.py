@@ -163,12 +163,16 @@ def block_hash(w3: Web3, number: int) -> bytes | None:
     return None if header is None else header.hash
 
 
-def mined_receipt(w3: Web3, tx_hash: bytes) -> dict[str, Any] | None:
-    """The receipt of a mined transaction (None while it is not)."""
+def mined_receipt(w3: Web3, tx_hash: bytes, logs: bool = True) -> dict[str, Any] | None:
+    """The receipt of a mined transaction (None while it is not); without ``logs`` (a
+    batch's receipt holds one per job), only its block, status and gas."""
     answer = w3.manager.request_blocking("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()])
     if answer is None or answer.get("blockNumber") is None:
         return None
-    return {**_formatted(answer, _RECEIPT), "logs": [_formatted(log, _LOG) for log in answer["logs"]]}
+    receipt = _formatted(answer, _RECEIPT)
+    if logs:
+        receipt["logs"] = [_formatted(log, _LOG) for log in answer["logs"]]
+    return receipt
 
 
 def get_logs(w3: Web3, from_block: int, to_block: int, addresses: Sequence[str],

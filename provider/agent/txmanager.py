@@ -312,7 +312,7 @@ class TxManager(Service):
 
     def _receipt(self, tx: TxRecord) -> Any | None:
         for cast in reversed(tx.broadcasts):
-            if (mined := mined_receipt(self.w3, cast.hash)) is not None:
+            if (mined := mined_receipt(self.w3, cast.hash, logs=False)) is not None:
                 return mined
         return None
 

@@ -82,6 +82,7 @@ def test_raw_receipts_and_logs_equal_web3s(anvil, ping):
         k: log[k] for k in found[0] if k != "address"}
     assert found[0]["address"].lower() == log["address"].lower()
     assert mined_receipt(w3, b"\x01" * 32) is None
+    assert mined_receipt(w3, tx_hash, logs=False) == {k: v for k, v in ours.items() if k != "logs"}
 
 
 def test_raw_headers_on_an_in_process_chain():

@@ -303,8 +303,8 @@ class JobWorker(Service):
         self._finalize(now)
 
     def _fail(self, job: JobRecord, reason: str, count: bool = True) -> None:
-        """Count a failed step (unless not `count`); retry it later, or give up after
-        MAX_FAILURES.
+        """Count a failed step (a step no fault of the job's failed: `count` False); retry
+        it later, or give up after MAX_FAILURES.
 
         A seat we applied but the chain does not show lost its claim to a reorg that
         the tx manager may not have noticed yet: no failure then (giving up would get

@@ -55,8 +55,9 @@ def wait_for(condition, proc, timeout=120.0):
     while not condition():
         if proc.poll() is not None:
             raise AssertionError(f"agent exited {proc.returncode}: {proc.stderr.read()[-3000:]}")
-        if time.monotonic() > give_up:
-            raise AssertionError("timed out")
+        if time.monotonic() > give_up:  # what the agent was doing, for the record
+            proc.kill()
+            raise AssertionError(f"timed out; agent log: {proc.communicate()[1][-3000:]}")
         time.sleep(0.1)
 
 

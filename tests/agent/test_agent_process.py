@@ -3,10 +3,12 @@ commit and reveal, restart, reveal in time with the stored salt, no duplicate
 transaction; its metrics endpoint; SIGTERM exits 0."""
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 
 import pytest
 from agent_market import SENTENCES, Env, assert_clean_transactions, drive
@@ -62,11 +64,16 @@ def wait_for(condition, proc, timeout=120.0):
 
 
 def job_in(db, job_id):
-    store = Store(db)
+    """The agent's record of a job, read with a plain SELECT (opening a Store takes the
+    write lock, and this polls ten times a second while the agent writes); None until
+    the agent has created its database."""
     try:
-        return store.job(job_id)
-    finally:
-        store.close()
+        with closing(sqlite3.connect(f"file:{db}?mode=rw", uri=True)) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),)).fetchall()
+    except sqlite3.OperationalError:  # no file or no table yet
+        return None
+    return Store._job(rows[0]) if rows else None
 
 
 @pytest.mark.slow

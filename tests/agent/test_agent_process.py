@@ -46,20 +46,22 @@ format = "json"
 """)
 
 
-def start_agent(config) -> subprocess.Popen:
+def start_agent(config, log) -> subprocess.Popen:
+    """The agent process, its log appended to `log`: a file, as a pipe nobody reads
+    until the end would stall the agent once it filled."""
     env = subprocess_env() | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "provider.agent", "--config", str(config)],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "provider.agent", "--config", str(config)],
+                                cwd=REPO, env=env, stderr=out)
 
 
-def wait_for(condition, proc, timeout=120.0):
+def wait_for(condition, proc, log, timeout=120.0):
     give_up = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"agent exited {proc.returncode}: {proc.stderr.read()[-3000:]}")
-        if time.monotonic() > give_up:  # what the agent was doing, for the record
-            proc.kill()
-            raise AssertionError(f"timed out; agent log: {proc.communicate()[1][-3000:]}")
+            raise AssertionError(f"agent exited {proc.returncode}: {log.read_text()[-3000:]}")
+        if time.monotonic() > give_up:  # with what the agent was doing, for the record
+            raise AssertionError(f"timed out; agent log: {log.read_text()[-3000:]}")
         time.sleep(0.1)
 
 
@@ -81,15 +83,16 @@ def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
     env = Env(anvil, engine)
     others = [env.agent(2, tmp_path), env.agent(3, tmp_path)]
     db, config, port = tmp_path / "agent1.db", tmp_path / "agent1.toml", free_port()
+    log = tmp_path / "agent1.log"
     write_config(env, config, db, port)
     [job_id] = env.post(SENTENCES[:1], r=3)
 
-    agent = start_agent(config)
+    agent = start_agent(config, log)
     try:
         # Reveals open only once all three seats committed: while the others hold
         # back, the agent process sits between its commit and its reveal.
         wait_for(lambda: (job := job_in(db, job_id)) is not None
-                 and job.state is JobState.COMMITTED, agent)
+                 and job.state is JobState.COMMITTED, agent, log)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             metrics = answer.read().decode()
         assert 'verinfer_jobs{state="committed"} 1' in metrics
@@ -101,14 +104,14 @@ def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
         drive(others, lambda: all(a.store.job(job_id).state is JobState.REVEALED for a in others))
         assert env.market.job(job_id).nrevealed == 2
 
-        agent = start_agent(config)  # same database: it reconciles and reveals
-        wait_for(lambda: job_in(db, job_id).state is JobState.REVEALED, agent)
+        agent = start_agent(config, log)  # same database: it reconciles and reveals
+        wait_for(lambda: job_in(db, job_id).state is JobState.REVEALED, agent, log)
         drive(others, lambda: all(a.store.job(job_id).state is JobState.PAID for a in others))
-        wait_for(lambda: job_in(db, job_id).state is JobState.PAID, agent)
+        wait_for(lambda: job_in(db, job_id).state is JobState.PAID, agent, log)
         agent.send_signal(signal.SIGTERM)
-        _, err = agent.communicate(timeout=60)
-        assert agent.returncode == 0, err[-3000:]
-        assert '"msg": "agent stopped"' in err
+        agent.wait(timeout=60)
+        assert agent.returncode == 0, log.read_text()[-3000:]
+        assert '"msg": "agent stopped"' in log.read_text()
     finally:
         if agent.poll() is None:
             agent.kill()

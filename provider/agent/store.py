@@ -368,10 +368,8 @@ class Store:
             sets.append(f"data = json_set(data, {', '.join(['?, json(?)'] * len(data))})")
             for key, value in data.items():
                 args += [f'$."{key}"', json.dumps(value)]
-        wanted = list(dict.fromkeys(str(i) for i in job_ids))
         with self.atomic():
-            for start in range(0, len(wanted), IDS_PER_QUERY):
-                chunk = wanted[start:start + IDS_PER_QUERY]
+            for chunk in _id_chunks(dict.fromkeys(job_ids)):
                 sql = f"UPDATE jobs SET {', '.join(sets)} WHERE job_id IN ({_marks(chunk)})"
                 cursor = self._db.execute(sql, args + chunk)
                 if cursor.rowcount != len(chunk):
@@ -398,9 +396,8 @@ class Store:
         if ids is None:
             rows = self._rows(sql, args)
         else:
-            wanted, rows = [str(i) for i in ids], []
-            for start in range(0, len(wanted), IDS_PER_QUERY):
-                chunk = wanted[start:start + IDS_PER_QUERY]
+            rows = []
+            for chunk in _id_chunks(ids):
                 rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
         return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
 
@@ -648,6 +645,13 @@ class Store:
     def tx_counts(self) -> dict[TxStatus, int]:
         rows = self._rows("SELECT status, COUNT(*) AS n FROM txs GROUP BY status")
         return {TxStatus(r["status"]): r["n"] for r in rows}
+
+
+def _id_chunks(ids: Iterable[int]) -> Iterator[list[str]]:
+    """Job ids as stored (text), IDS_PER_QUERY at a time: one IN (...) list each."""
+    wanted = [str(i) for i in ids]
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        yield wanted[start:start + IDS_PER_QUERY]
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -5,6 +5,7 @@
 #   ./verinfer.sh bench-gas       gas table on anvil
 #   ./verinfer.sh bench-engine    inference speed table
 #   ./verinfer.sh bench-e2e       end-to-end marketplace throughput on anvil
+#   ./verinfer.sh gpu-check       first thing on a GPU: Triton vs the CPU path, bit for bit
 #   ./verinfer.sh setup           only install
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,5 +42,6 @@ case "$task" in
   bench-gas) setup; exec ape run gas_bench --network ethereum:local:foundry "$@" ;;
   bench-engine) setup; exec python -m bench.engine "$@" ;;
   bench-e2e) setup; exec python -m bench.e2e "$@" ;;
+  gpu-check) setup; exec python -m bench.gpu_check "$@" ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -49,7 +49,9 @@ DOT_MIN = 32
 # GEMM tile: int8 tensor-core friendly (96 KB of shared memory at 3 stages with the
 # int16 activation tile), one config (no autotune).
 GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_BLOCK_K = 64, 128, 128
-# Attention query/key tile: a few [64, 64] int64 score tiles live at once, hence 8 warps.
+# Attention query/key tile: a few [64, 64] int64 score tiles live at once, hence 8 warps;
+# a 32-wide tile (up to 32 tokens) on 8 warps gets only 128 registers from sm90's ptxas
+# and spills, on 4 it doesn't (tests/engine/test_triton_compile.py).
 ATTN_BLOCK = 64
 
 
@@ -337,7 +339,7 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
         qkv.stride(0), qkv.stride(1), mask.stride(0), out.stride(0), out.stride(1),
         p.score_mult, p.score_shift, p.exp_cap, p.out_mult, p.out_shift,
         H=h, D=d, BLOCK_Q=block, BLOCK_K=block,
-        BLOCK_D=max(DOT_MIN, triton.next_power_of_2(d)), num_warps=8)
+        BLOCK_D=max(DOT_MIN, triton.next_power_of_2(d)), num_warps=8 if block == ATTN_BLOCK else 4)
     return out
 
 

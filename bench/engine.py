@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from provider.engine import Engine
+from provider.engine.selftest import cpu_description
 from provider.engine.weights import locate
 
 TRIALS = 3
@@ -78,7 +79,8 @@ def main(threads: str, batches: str, lengths: str, min_seconds: float) -> None:
     batches_, lengths_ = _ints(batches), _ints(lengths)
     engine = Engine.load("cpu")
     st = SentenceTransformer(str(locate().directory), device="cpu")
-    table = Table(title="Verinfer engine: sentences/s (integer, bit-exact) vs sentence-transformers")
+    table = Table(title="Verinfer engine: sentences/s (integer, bit-exact) vs sentence-transformers",
+                  caption=f"CPU: {cpu_description()}; our route: {engine.route}")
     for col in ("path", "batch", "tokens", "ours (int)", "st (fp32 CPU / fp16 GPU)", "ratio"):
         table.add_column(col, justify="right" if col != "path" else "left")
     for n in _ints(threads):

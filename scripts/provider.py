@@ -40,7 +40,7 @@ def cli(provider, account, config_path, no_dashboard) -> None:
         })
         configure_logging(config.log.level, config.log.format)
         signer = ape_local_account(account)
-        engine = Engine.load()
+        engine = Engine.load(self_test=False)  # build_agent runs it
         w3 = provider.web3
         marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
         agent = build_agent(config, w3, signer, marketplace=marketplace, start_block=start_block,

@@ -73,6 +73,8 @@ class Engine(Protocol):
 
     def embed(self, inputs: list[bytes]) -> list[bytes]: ...
 
+    def self_test(self) -> None: ...
+
 
 class MarketplaceLogs:
     """The watcher's LogDecoder for the marketplace, decoding with the SDK."""

@@ -32,6 +32,7 @@ from provider.agent.service import Runner, Service
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
 from provider.agent.watcher import Watcher
+from provider.engine.errors import EngineError
 
 log = logging.getLogger("verinfer.agent")
 
@@ -71,12 +72,18 @@ def build_agent(
     engines: Mapping[bytes, Engine],
     result_hook: Callable[[int, bytes], bytes] | None = None,
 ) -> Agent:
-    """Wire store, tx manager, job worker, watcher, metrics endpoint and dashboard."""
+    """Wire store, tx manager, job worker, watcher, metrics endpoint and dashboard.
+
+    Each engine runs its self-test first: an engine that doesn't compute the pinned bytes
+    on this host raises ``SelfTestError`` before anything is registered or claimed.
+    """
     missing = [m.hex() for m in config.model_ids if m not in engines]
     if missing:
         raise ConfigError(f"no engine reproduces model(s) {missing}; served: "
                           f"{[m.hex() for m in engines]}")
     engines = {m: engines[m] for m in config.model_ids}
+    for engine in engines.values():
+        engine.self_test()
     store = Store(config.db_path)
     metrics = Metrics()
     watch_store(metrics, store)
@@ -160,7 +167,7 @@ def cli(config_path: Path | None, no_dashboard: bool) -> None:
         signer = load_signer(config.account)
         from provider.engine import Engine as InferenceEngine
 
-        engine = InferenceEngine.load()
+        engine = InferenceEngine.load(self_test=False)  # build_agent runs it
         with _web3(config) as w3:
             marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
             agent = build_agent(config, w3, signer, marketplace=marketplace,
@@ -169,7 +176,7 @@ def cli(config_path: Path | None, no_dashboard: bool) -> None:
                 "address": signer.address, "network": config.network,
                 "marketplace": marketplace, "start_block": start_block})
             code = agent.runner().run()
-    except AgentError as err:
+    except (AgentError, EngineError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     sys.exit(code)

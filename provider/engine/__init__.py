@@ -6,11 +6,13 @@
 """
 from .engine import Engine, ModelInfo, compute_model_id
 from .errors import (BackendUnavailableError, EmptyInputError, EngineError, InputTooLongError,
-                     InvalidInputError, InvalidUtf8Error, ModelFilesError, UnknownModelError)
+                     InvalidInputError, InvalidUtf8Error, ModelFilesError, SelfTestError,
+                     UnknownModelError)
 from .tokenization import MAX_INPUT_BYTES, MAX_TOKENS
 
 __all__ = [
     "Engine", "ModelInfo", "compute_model_id", "EngineError", "InvalidInputError",
     "EmptyInputError", "InputTooLongError", "InvalidUtf8Error", "UnknownModelError",
-    "ModelFilesError", "BackendUnavailableError", "MAX_INPUT_BYTES", "MAX_TOKENS",
+    "ModelFilesError", "BackendUnavailableError", "SelfTestError", "MAX_INPUT_BYTES",
+    "MAX_TOKENS",
 ]

@@ -20,6 +20,11 @@ class CpuOps:
 
     name = "cpu"
     device = torch.device("cpu")
+
+    @property
+    def route(self) -> str:
+        return (f"cpu (float64 GEMMs, torch {torch.__version__}, "
+                f"ATen {torch.backends.cpu.get_cpu_capability()})")
     quantize_rows = staticmethod(intops.quantize_rows)
     linear = staticmethod(intops.linear)
     attention = staticmethod(intops.attention)

@@ -1,8 +1,9 @@
 """Fused CPU epilogues (numba) for the integer ops of ``intops``.
 
-torch runs the GEMMs (exact int8 ``_int_mm``, float32 matmuls on small integers whose
-sums stay below 2**24); these kernels run everything between them in one pass over
-memory, in int64 (float64 where every value provably stays an integer below 2**53), with
+torch runs the GEMMs in float64 on integers whose every partial sum stays far below 2**53
+(exact in any order, on any ISA: see ``PackedLinear`` and ``intops.attention``); these
+kernels run everything between them in one pass over memory, in int64 (float64 where
+every value provably stays an integer below 2**53), with
 exactly the formulas ``intops`` documents. numba's int64 ``>>``
 is arithmetic as torch's, and the kernels only divide non-negative by positive
 numbers, so floor and truncation agree.
@@ -14,16 +15,14 @@ threads, which spin after each GEMM, fought over the cores.)
 """
 from __future__ import annotations
 
-import functools
 import math
-import time
 
 import numpy as np
 import torch
 from numba import njit
 
-from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS, PROB_MAX,
-                     PROB_SHIFT, QUANT_SHIFT, RATE_SHIFT, LinearParams)
+from .intops import (INT16_MAX, LN_MEAN_SHIFT, LN_RECIP_SHIFT, LN_Z_BITS, MAX_K, PROB_MAX,
+                     PROB_SHIFT, QUANT_SHIFT, RATE_SHIFT)
 
 # numba freezes module globals into the compiled code as constants
 QUANT_NUM = 127 << QUANT_SHIFT
@@ -38,124 +37,50 @@ Z_HALF = 1 << (Z_SHIFT - 1)
 Y_HALF = 1 << (LN_Z_BITS - 1)
 
 
-# oneDNN's quantised linear (s8 x s8 into int32 accumulators, written out as float32:
-# exact while |sum| < 2**24) is the faster exact GEMM where oneDNN has an optimised int8
-# kernel for the CPU (14x ``torch._int_mm`` on small batches on an Intel x86). The planes
-# are int8-range (|.| <= 128) and |W| <= 127, so K is split into chunks of at most
-# K_CHUNK: 128 * 127 * 1024 < 2**24.
-ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
-K_CHUNK = 1024  # and at most two chunks (K <= 2048): ``requantize`` takes two
-GEMM_ROWS = 1024  # the row count oneDNN's weight packing is tuned for (2 x BATCH_TOKENS)
-
-
-@functools.cache
-def onednn_is_faster() -> bool:
-    """Whether oneDNN's int8 linear beats ``torch._int_mm`` on this CPU. Where oneDNN has
-    no optimised kernel for our call it runs its reference loop, ~3000x slower (an AMD
-    EPYC with AVX-512 VNNI: 4 s per [1024 x 384] x [384 x 384] GEMM, 1.4 ms by _int_mm).
-    Both are exact, so the choice changes speed only: time each once on a small GEMM."""
-    if not ONEDNN:
-        return False
-    gen = torch.Generator().manual_seed(0)
-    w = torch.randint(-127, 128, (64, 384), dtype=torch.int8, generator=gen)
-    planes = torch.randint(-128, 128, (1, 64, 384), dtype=torch.int8, generator=gen)
-    p = LinearParams(weight=w, multiplier=torch.ones(64, dtype=torch.int64),
-                     bias=torch.zeros(64, dtype=torch.int64), shift=1, out_max=1)
-    try:
-        packed = PackedLinear(p, onednn=True)
-        packed.gemm(planes)  # the first call builds oneDNN's primitive
-    except RuntimeError:  # oneDNN refused this CPU or call: the exact fallback it is
-        return False
-    times = []
-    for linear in (packed, PackedLinear(p, onednn=False)):
-        linear.gemm(planes)
-        started = time.perf_counter()
-        for _ in range(3):
-            linear.gemm(planes)
-        times.append(time.perf_counter() - started)
-    return times[0] <= times[1]
-
-
 class PackedLinear:
-    """A ``LinearParams``' weights packed for the CPU GEMM, and its epilogue constants.
+    """A ``LinearParams``' weights as the float64 GEMM operand, and its epilogue constants.
 
-    The GEMM input is x = 256 * hi + lo + 128 as the int8 planes hi = x >> 8 and
-    lo = (x & 255) - 128 (``split_planes``); the bias constant folds in the rounding and
-    the lo plane's offset, 128 * sum(W).
+    The GEMM is ``x @ W^T`` in float64 on the int16 activations as they are: every product
+    and every partial sum, in any order, with or without FMA, is an integer of magnitude
+    <= 32768 * 127 * K <= 32768 * 127 * 1536 < 2**33, far below 2**53, so each float64
+    addition is exact and the accumulator is the exact integer whatever BLAS kernel, ISA,
+    blocking or thread split computes it. No precision flag applies to float64
+    (``torch.set_float32_matmul_precision`` and oneDNN's fp32 math modes touch float32
+    only), so the route is exact by construction on every IEEE-754 CPU; the engine's
+    self-test (``selftest``) checks it anyway before an agent serves.
+    (Rejected: oneDNN's int8 linear saturates 16-bit pair sums on CPUs without VNNI, and
+    ``torch._int_mm`` runs a reference loop on them, ~70x slower than this.)
+    The bias constant folds in the rounding: const = B + 2**(shift - 1).
     """
 
-    def __init__(self, p, onednn: bool | None = None):
-        onednn = onednn_is_faster() if onednn is None else onednn
-        w, m = p.weight, p.multiplier
-        n, k = w.shape
-        chunks = -(-k // K_CHUNK) if onednn else 1
-        if chunks > 2:
-            raise ValueError(f"K = {k} > {2 * K_CHUNK} is not supported")
-        step = -(-k // chunks)
-        self.bounds = np.array([(a, min(a + step, k)) for a in range(0, k, step)], dtype=np.int64)
-        self.n = n
-        self.mult = m.numpy()
-        self.const = (128 * w.to(torch.int64).sum(dim=1) * m + p.bias + (1 << (p.shift - 1))).numpy()
+    def __init__(self, p):
+        w = p.weight
+        if w.shape[1] > MAX_K:
+            raise ValueError(f"K = {w.shape[1]} > {MAX_K}: the float64 GEMM's bound needs K <= {MAX_K}")
+        self.n = w.shape[0]
+        self.wt = w.to(torch.float64).t().contiguous()
+        self.mult = p.multiplier.numpy()
+        self.const = (p.bias + (1 << (p.shift - 1))).numpy()
         lut = p.gelu_lut if p.gelu_lut is not None else torch.empty(0, dtype=torch.int32)
         self.lut = lut.numpy()
-        self.onednn = onednn
-        if onednn:
-            self.packed = [torch.ops.onednn.qlinear_prepack(w[:, a:b].contiguous(), [GEMM_ROWS, int(b - a)])
-                           for a, b in self.bounds]
-            self.ones, self.zeros = torch.ones(n), torch.zeros(n, dtype=torch.int64)
-        else:
-            self.wt = w.t()
 
-    def gemm(self, planes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """planes int8 [C, R, Kc] -> the accumulators [R, N] (float32 or int32) of the
-        first and second K chunk (the second empty if there is one chunk)."""
-        if not self.onednn:
-            acc = torch._int_mm(planes[0], self.wt).numpy()
-            return acc, acc[:0]
-        accs = [
-            torch.ops.onednn.qlinear_pointwise(x, 1.0, 0, w, self.ones, self.zeros, None, 1.0, 0,
-                                               torch.float32, "none", [], "").numpy()
-            for x, w, (lo, hi) in zip(planes, self.packed, self.bounds)
-            for x in [x[:, :hi - lo].contiguous()]]  # the last chunk may be narrower
-        return accs[0], accs[1] if len(accs) > 1 else accs[0][:0]
+    def gemm(self, x: torch.Tensor) -> np.ndarray:
+        """x int16 [M, K] -> the exact accumulators float64 [M, N]."""
+        return torch.mm(x.to(torch.float64), self.wt).numpy()
 
 
 @njit(cache=True, nogil=True)
-def split_planes(x, bounds, planes):
-    """x int16 [M, K] -> planes int8 [C, 2M, Kc]: for chunk c (columns bounds[c]), rows
-    0..M-1 hold hi = x >> 8 and rows M..2M-1 hold lo = (x & 255) - 128."""
-    m = x.shape[0]
-    for i in range(m):
-        for c in range(bounds.shape[0]):
-            a, b = bounds[c, 0], bounds[c, 1]
-            row, hi, lo = x[i, a:b], planes[c, i], planes[c, m + i]
-            for k in range(b - a):
-                hi[k] = row[k] >> 8
-            for k in range(b - a):
-                lo[k] = (row[k] & 255) - 128
-
-
-@njit(cache=True, nogil=True)
-def requantize(acc, acc2, mult, const, shift, out_max, lut, out):
-    """linear's epilogue: acc = 256 * A_hi + A_lo over the K chunks (``const`` holds the
-    rest), y = clamp((acc * M + const) >> shift), then GELU by table if ``lut`` is not
-    empty. acc, acc2: float32/int32 [2M, N] of exact integers (hi rows, then lo rows) of
-    the first and second K chunk; acc2 is empty when there is one chunk. One simple loop
-    per case and step, so that they vectorise (a branch or a table read per element in
-    the arithmetic loop stops that: 2-3x slower)."""
+def requantize(acc, mult, const, shift, out_max, lut, out):
+    """linear's epilogue: y = clamp((acc * M + const) >> shift), then GELU by table if
+    ``lut`` is not empty. acc: float64 [M, N] of exact integers (|acc| < 2**33). One simple
+    loop per step, so that they vectorise (a branch or a table read per element in the
+    arithmetic loop stops that: 2-3x slower)."""
     m, n = out.shape
     top = lut.shape[0] - 1
     y = np.empty(n, dtype=np.int32)  # |y| <= out_max <= 2**21
     for i in range(m):
-        if acc2.shape[0] == 0:
-            for j in range(n):
-                total = np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
-                y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
-        else:
-            for j in range(n):
-                total = (np.int64(acc[i, j]) * 256 + np.int64(acc[m + i, j])
-                         + np.int64(acc2[i, j]) * 256 + np.int64(acc2[m + i, j]))
-                y[j] = min(max((total * mult[j] + const[j]) >> shift, -out_max), out_max)
+        for j in range(n):
+            y[j] = min(max((np.int64(acc[i, j]) * mult[j] + const[j]) >> shift, -out_max), out_max)
         if top >= 0:
             for j in range(n):
                 v = y[j]
@@ -176,8 +101,8 @@ def _scaled(x, r):
 @njit(cache=True, nogil=True)
 def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
     """Per-token int8 Q and K rows and per-channel int8 V columns (over unmasked
-    tokens, masked rows zero) of ``attention``, as float32 for the exact matmuls.
-    qkv int16 [B, L, 3*H*D], mask a prefix per sequence; q8/k8/v8 float32 [B, H, L, D];
+    tokens, masked rows zero) of ``attention``, as float64 for the exact matmuls.
+    qkv int16 [B, L, 3*H*D], mask a prefix per sequence; q8/k8/v8 float64 [B, H, L, D];
     mq/mk int64 [B, H, L]; mv int64 [B, H, D]."""
     b, length = mask.shape
     hd = heads * dim
@@ -223,8 +148,8 @@ def attention_quantize(qkv, mask, heads, dim, q8, k8, v8, mq, mk, mv):
 
 @njit(cache=True, nogil=True)
 def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, probs):
-    """Integer softmax of ``attention``: scores float32 [B, H, L, L] = q8 . k8 (exact
-    integers), mask a prefix per sequence (right padding); probs float32 [B, H, L, L]
+    """Integer softmax of ``attention``: scores float64 [B, H, L, L] = q8 . k8 (exact
+    integers), mask a prefix per sequence (right padding); probs float64 [B, H, L, L]
     gets prob for the unmasked keys of the unmasked queries, 0 elsewhere. One simple
     loop per step, so that they vectorise."""
     b, heads, length, _ = scores.shape
@@ -261,7 +186,7 @@ def attention_probs(scores, mask, mq, mk, score_mult, score_shift, exp_table, pr
 
 @njit(cache=True, nogil=True)
 def attention_out(ctx, mask, mv, out_mult, out_shift, out):
-    """ctx float32 [B, H, L, D] = prob . v8 (exact integers); out int16 [B, L, H*D] =
+    """ctx float64 [B, H, L, D] = prob . v8 (exact integers); out int16 [B, L, H*D] =
     clamp(round_shift(ctx * mv * MC, SC)), masked rows 0."""
     b, heads, length, dim = ctx.shape
     half = np.int64(1) << (out_shift - 1)

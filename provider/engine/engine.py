@@ -11,7 +11,7 @@ import torch
 
 from client.encoding import EMBEDDING_DIM, EMBEDDING_FORMAT_VERSION, encode_embedding
 
-from . import quantize, weights
+from . import quantize, selftest, weights
 from .backend import select_backend
 from .errors import InvalidInputError, UnknownModelError
 from .model import QuantizedModel, forward
@@ -63,8 +63,9 @@ class Engine:
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def load(cls, backend: str = "auto") -> Engine:
-        """Load the packaged model and derive its integer parameters (about a second)."""
+    def load(cls, backend: str = "auto", *, self_test: bool = True) -> Engine:
+        """Load the packaged model and derive its integer parameters (about a second),
+        then run the startup self-test (``self_test``) unless told not to."""
         ops = select_backend(backend)
         files = weights.locate()
         model = quantize.quantize_model(weights.load_weights(files), weights.load_config(files))
@@ -76,7 +77,10 @@ class Engine:
         info = ModelInfo(weights.MODEL_NAME, model_id, **digests,
                          format_version=EMBEDDING_FORMAT_VERSION, dim=EMBEDDING_DIM,
                          max_tokens=MAX_TOKENS, max_input_bytes=MAX_INPUT_BYTES)
-        return cls(model, JobTokenizer(files.tokenizer), info, ops)
+        engine = cls(model, JobTokenizer(files.tokenizer), info, ops)
+        if self_test:
+            engine.self_test()
+        return engine
 
     @property
     def model_id(self) -> bytes:
@@ -85,6 +89,16 @@ class Engine:
     @property
     def backend(self) -> str:
         return self._ops.name
+
+    @property
+    def route(self) -> str:
+        """The arithmetic route in words (backend, library, ISA): for error messages."""
+        return self._ops.route
+
+    def self_test(self) -> None:
+        """Raise ``SelfTestError`` unless this host computes the pinned probe bytes
+        (``selftest``): a provider must never serve, and be slashed, for its hardware."""
+        selftest.run(self)
 
     def check_model(self, model_id: bytes) -> None:
         """Raise ``UnknownModelError`` unless this engine reproduces ``model_id``."""

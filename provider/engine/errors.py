@@ -37,3 +37,7 @@ class ModelFilesError(EngineError, FileNotFoundError):
 
 class BackendUnavailableError(EngineError, RuntimeError):
     """The requested compute backend can't run here (no CUDA, no Triton)."""
+
+
+class SelfTestError(EngineError, RuntimeError):
+    """This host does not compute the pinned bytes: the engine must not serve here."""

@@ -2,8 +2,8 @@
 
 This module is the specification the Triton kernels (``triton_ops.py``) must
 reproduce bit for bit. Every op is defined on integers only; the docstrings state
-the exact arithmetic. Where the torch implementation takes a fast route (int8
-``torch._int_mm``, float32/float64 arithmetic on integers) the docstring proves that
+the exact arithmetic. Where the torch implementation takes a fast route (float32 or
+float64 arithmetic on integers) the docstring proves that
 route exact.
 
 Conventions shared by all ops
@@ -35,6 +35,9 @@ INT16_MAX = 32767
 RESIDUAL_MAX = 1 << 21
 # Fixed-point bits of the reciprocal in quantize_rows.
 QUANT_SHIFT = 40
+# The longest reduction of a linear layer (MiniLM's FFN output: 1536); the exactness
+# bounds of every GEMM route below are stated for K <= MAX_K.
+MAX_K = 1536
 # Softmax: exp values are Q(EXP_ONE_BITS) (the row max maps to 2**EXP_ONE_BITS),
 # probabilities are integers in [0, PROB_MAX] (PROB_MAX ~ 1.0) so that
 # prob = (prob >> 7) * 128 + (prob & 127) splits into two int8-range halves.
@@ -129,14 +132,15 @@ class LayerNormParams:
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row symmetric int8 quantisation.
 
-    Input: int16 or int32 tensor [..., K] with |x| <= 2**31 - 1.
+    Input: int16 or int32 tensor [..., K] with |x| <= 2**31 - 1 (an int16 -32768 is
+    widened first, as the Triton kernel does, so m = 32768 and q = -127).
     m = max_k |x[..., k]| (int32, the row scale: x ~ q * m / 127).
     r = (127 << 40) // max(m, 1)                       (int64, non-negative // positive)
     q = round_shift(x * r, 40)                         (|x * r| <= 127 * 2**40 < 2**47)
     Since |x| <= m, q is in [-127, 127]. A zero row gives q = 0, m = 0.
     Returns (q int8 [..., K], m int32 [...]).
     """
-    m = x.abs().amax(dim=-1).to(torch.int32)
+    m = x.to(torch.int32).abs().amax(dim=-1)  # widened first: int16 abs(-32768) wraps
     r = (127 << QUANT_SHIFT) // m.to(torch.int64).clamp_(min=1)
     q = round_shift(x.to(torch.int64) * r.unsqueeze(-1), QUANT_SHIFT)
     return q.to(torch.int8), m
@@ -145,7 +149,7 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     """Exact integer GEMM with fused bias, requantisation, clamp and optional GELU.
 
-    Input: x int16 [M, K] with |x| <= 32767 (K <= 1536), the activations in their
+    Input: x int16 [M, K] with |x| <= 32767 (K <= MAX_K), the activations in their
     fixed point (no per-row scale: 16-bit activations keep the model's quality).
       acc[i, j] = sum_k x[i, k] * W[j, k]          exact, |acc| <= 32767 * 127 * K < 2**33
       y = round_shift(acc * M[j] + B[j], shift)    |acc * M| < 2**49, |B| < 2**50
@@ -156,19 +160,15 @@ def linear(x: torch.Tensor, p: LinearParams) -> torch.Tensor:
     T = 8 * 2**F, and LUT[T] = 0 since |gelu(-8)| < 2**-40; |result| <= |y|.)
     Returns int16 [M, N] when out_max <= 32767, else int32 [M, N].
 
-    CPU route: x = 256 * hi + lo + 128 with int8 planes hi = x >> 8 and
-    lo = (x & 255) - 128, stacked into one exact int8 GEMM (``cpu_kernels.PackedLinear``);
-    the epilogue (``cpu_kernels.requantize``) combines them in int64.
+    CPU route: one float64 GEMM on x as it is, exact because every partial sum is an
+    integer below 2**33 (``cpu_kernels.PackedLinear`` has the argument), then the int64
+    epilogue ``cpu_kernels.requantize``.
     """
     from . import cpu_kernels as ck
 
     w = p._packed
     out = torch.empty(x.shape[0], w.n, dtype=p.out_dtype)
-    # torch allocates 64-byte aligned buffers: the GEMM reads them faster
-    planes = torch.empty(len(w.bounds), 2 * x.shape[0], int(w.bounds[0, 1]), dtype=torch.int8)
-    ck.split_planes(x.numpy(), w.bounds, planes.numpy())
-    ck.requantize(*w.gemm(planes), w.mult, w.const, p.shift, p.out_max, w.lut,
-                  out.numpy())
+    ck.requantize(w.gemm(x), w.mult, w.const, p.shift, p.out_max, w.lut, out.numpy())
     return out
 
 
@@ -193,10 +193,12 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     Masked query rows output 0. Returns int16 [B, L, H * D] in V's fixed point.
 
     CPU route: ``cpu_kernels`` quantises Q, K, V and runs the softmax and the output
-    requantisation in int64; torch multiplies q8 . k8 and prob . v8 in float32, exact
-    because every partial sum, in any order, is an integer below 2**24: |q8 . k8| <=
-    32 * 127**2, and prob >= 0 bounds any partial sum of prob . v8 by 127 * sum(prob)
-    <= 127 * (PROB_MAX + L/2) < 2**22.
+    requantisation in int64; torch multiplies q8 . k8 and prob . v8 in float64, exact
+    because every partial sum, in any order, is an integer far below 2**53: |q8 . k8| <=
+    D * 127**2, and prob >= 0 bounds any partial sum of prob . v8 by 127 * sum(prob)
+    <= 127 * (PROB_MAX + L/2) < 2**22. (Float32 would be exact too, below 2**24, but only
+    at the highest float32 matmul precision: ``torch.set_float32_matmul_precision`` or
+    oneDNN's bf16/tf32 modes would round it. No such mode exists for float64.)
     """
     from . import cpu_kernels as ck
 
@@ -204,10 +206,10 @@ def attention(qkv: torch.Tensor, mask: torch.Tensor, p: AttentionParams) -> torc
     h, d = p.heads, p.head_dim
     if not torch.equal(mask, torch.arange(length) < mask.sum(dim=1, keepdim=True)):
         raise ValueError("the CPU attention takes right-padded masks (a prefix per sequence)")
-    q8, k8, v8 = (torch.empty(b, h, length, d) for _ in range(3))
+    q8, k8, v8 = (torch.empty(b, h, length, d, dtype=torch.float64) for _ in range(3))
     mq, mk = (torch.empty(b, h, length, dtype=torch.int64) for _ in range(2))
     mv = torch.empty(b, h, d, dtype=torch.int64)
-    probs = torch.empty(b, h, length, length)
+    probs = torch.empty(b, h, length, length, dtype=torch.float64)
     out = torch.empty(b, length, h * d, dtype=torch.int16)
     m = mask.numpy()
     ck.attention_quantize(qkv.numpy(), m, h, d, q8.numpy(), k8.numpy(), v8.numpy(),

@@ -453,3 +453,8 @@ class TritonOps:
             self.device = torch.device("cuda")
         else:
             raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")
+
+    @property
+    def route(self) -> str:
+        where = "interpreter" if INTERPRETED else torch.cuda.get_device_name(self.device)
+        return f"triton {triton.__version__} ({where})"

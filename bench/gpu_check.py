@@ -4,9 +4,9 @@
 
 Meant for the opening minutes of a short GPU slot (a few minutes on one GPU):
 1. versions: torch, triton, CUDA, the driver, the device and its compute capability;
-2. the settings the bytes rely on, as the engines leave them once loaded: TF32 off for
-   cuBLAS and cuDNN, float32 matmul precision 'highest' (the CPU reference's float32
-   sums of integer products are exact only at that precision);
+2. the settings as the engines leave them once loaded: TF32 off for cuBLAS and cuDNN
+   (the Triton path multiplies integers only, but the engine turns TF32 off at load so
+   that no float op in a provider's process ever rounds to 10 bits);
 3. every Triton op, compiled on this device, against ``intops`` on the CPU: every case
    of tests/engine/cases.py that the interpreter tests, and its large ones (the model's
    shapes at the int16 extremes, attention at 1, 32, 33, 128 and 256 tokens);
@@ -102,9 +102,7 @@ def settings_rows() -> list[Row]:
     tf32 = {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
     on = [name for name, value in tf32.items() if value]
-    precision = torch.get_float32_matmul_precision()
-    return [Row("TF32 off (cuBLAS matmul, cuDNN)", not on, "on: " + ", ".join(on) if on else "off"),
-            Row("float32 matmul precision 'highest'", precision == "highest", precision)]
+    return [Row("TF32 off (cuBLAS matmul, cuDNN)", not on, "on: " + ", ".join(on) if on else "off")]
 
 
 def kernel_rows() -> list[Row]:

@@ -46,8 +46,8 @@ TILE = 4096
 # int8 tl.dot on NVIDIA needs every block dim >= 16 and the reduction dim >= 32 (the
 # interpreter does not check it; tests/engine/test_triton_compile.py does).
 DOT_MIN = 32
-# GEMM tile: int8 tensor-core friendly (96 KB of shared memory at 3 stages with the
-# int16 activation tile), one config (no autotune).
+# GEMM tile: int8 tensor-core friendly (64 KiB of shared memory as compiled for sm80 and
+# sm90 with the int16 activation tile: tests/engine/test_triton_compile.py), one config.
 GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_BLOCK_K = 64, 128, 128
 # Attention query/key tile: a few [64, 64] int64 score tiles live at once, hence 8 warps;
 # a 32-wide tile (up to 32 tokens) on 8 warps gets only 128 registers from sm90's ptxas
@@ -451,6 +451,11 @@ class TritonOps:
             self.device = torch.device("cpu")
         elif torch.cuda.is_available():
             self.device = torch.device("cuda")
+            # The kernels multiply integers only; TF32 off anyway, so that no float op a
+            # provider's process runs beside them rounds to 10 bits (torch 2.13 turns
+            # cuDNN's TF32 on by default).
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         else:
             raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from provider.engine import cpu_kernels, intops, quantize
+from provider.engine import cpu_kernels, intops, quantize, selftest
 from provider.engine.intops import INT16_MAX, LinearParams, round_shift
 
 gen = torch.Generator().manual_seed(1234)
@@ -101,6 +101,20 @@ def test_linear_exact_at_extremes(k):
     x[1] = -INT16_MAX
     x[2, ::2] = -INT16_MAX
     assert torch.equal(intops.linear(x, p).to(torch.int64), _linear_exact(x, p))
+
+
+def test_gemm_exact_at_worst_cases_against_python_integers():
+    """The CPU GEMM route at its bounds: int16 extremes (incl. -32768) by +-127 weights over
+    the longest K, alternating signs, and the 2 x 127 pattern that saturates 16-bit pair
+    sums; Python integers are the reference (no tensor arithmetic at all)."""
+    x, w = selftest.gemm_cases(), selftest.gemm_weights()
+    n = w.shape[0]
+    p = LinearParams(w, torch.ones(n, dtype=torch.int64), torch.zeros(n, dtype=torch.int64), 1,
+                     INT16_MAX)
+    acc = cpu_kernels.PackedLinear(p).gemm(x)
+    want = [[sum(a * b for a, b in zip(row, col)) for col in w.tolist()] for row in x.tolist()]
+    assert acc.tolist() == want
+    assert max(abs(v) for row in want for v in row) == 32768 * 127 * intops.MAX_K
 
 
 def test_linear_approximates_float_layer():

@@ -10,13 +10,26 @@ customer API) and ``cli`` (the ``verinfer`` command).
 >>> JobStatus.FINALIZED.settled
 True
 """
-from client.client import Client
-from client.errors import VerinferError
-from client.marketplace import Call, Marketplace, Token
-from client.protocol import Fault, JobStatus, new_salt, result_digest, seal, seal_result
-from client.records import Deadlines, Estimate, JobInfo, VerifiedResult
+from __future__ import annotations
 
-__all__ = [
-    "Call", "Client", "Deadlines", "Estimate", "Fault", "JobInfo", "JobStatus", "Marketplace",
-    "Token", "VerifiedResult", "VerinferError", "new_salt", "result_digest", "seal", "seal_result",
-]
+import importlib
+
+# Imported on first use (PEP 562), so that a light submodule such as ``client.encoding``
+# (which the inference engine uses) doesn't pull in web3 and its stack.
+_EXPORTS = {
+    "Client": "client.client", "VerinferError": "client.errors",
+    "Call": "client.marketplace", "Marketplace": "client.marketplace", "Token": "client.marketplace",
+    "Fault": "client.protocol", "JobStatus": "client.protocol", "new_salt": "client.protocol",
+    "result_digest": "client.protocol", "seal": "client.protocol", "seal_result": "client.protocol",
+    "Deadlines": "client.records", "Estimate": "client.records", "JobInfo": "client.records",
+    "VerifiedResult": "client.records",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -159,3 +159,13 @@ def test_backend_selection(monkeypatch):
         select_backend("auto")
     with pytest.raises(BackendUnavailableError):
         select_backend("gpu")
+
+
+def test_importing_the_engine_loads_no_chain_code():
+    """A GPU box running only the engine (or a test of it) needs no web3 stack."""
+    code = ("import sys, provider.engine; print(' '.join(m for m in ('web3', 'eth_abi', "
+            "'eth_account', 'requests', 'rich', 'ape', 'client.client') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                          capture_output=True, text=True)
+    assert done.stdout.split() == []

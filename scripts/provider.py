@@ -30,8 +30,8 @@ def cli(provider, account, config_path, no_dashboard) -> None:
     from provider.agent.config import load_config
     from provider.agent.errors import AgentError
     from provider.agent.logs import configure_logging
-    from provider.agent.main import build_agent, locate_marketplace
-    from provider.engine import Engine
+    from provider.agent.main import build_agent, locate_marketplace, preflight
+    from provider.engine import Engine, EngineError
 
     try:
         config = load_config(config_path).model_copy(update={
@@ -43,10 +43,12 @@ def cli(provider, account, config_path, no_dashboard) -> None:
         engine = Engine.load(self_test=False)  # build_agent runs it
         w3 = provider.web3
         marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
+        preflight(config, w3, marketplace, signer.address)
         agent = build_agent(config, w3, signer, marketplace=marketplace, start_block=start_block,
                             engines={engine.model_id: engine})
-    except (AgentError, VerinferError) as err:
-        click.echo(f"error: {err}", err=True)
+    except (AgentError, VerinferError, EngineError) as err:
+        for line in str(err).splitlines():
+            click.echo(f"error: {line}", err=True)
         sys.exit(2)
     click.echo(f"provider {signer.address} serving {engine.model_info.name} on "
                f"{provider.network_choice}, marketplace {marketplace}", err=True)

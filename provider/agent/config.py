@@ -112,6 +112,7 @@ class AgentConfig(BaseSettings):
 
     network: str = "ethereum:local:test"  # ape network choice
     rpc_url: str | None = None  # talk to this endpoint instead of the network's default
+    chain_id: int | None = Field(default=None, ge=1)  # the chain expected (checked at start)
     account: str = "TEST::0"  # ape account alias; TEST::n only on local networks
     marketplace: str | None = None  # None: the address the SDK recorded for the network
     db_path: Path = Path(".verinfer/agent.db")

@@ -11,6 +11,10 @@ class ConfigError(AgentError, ValueError):
     """The agent configuration file or environment is invalid."""
 
 
+class PreflightError(AgentError, RuntimeError):
+    """A start-up check failed (no gas funds, no stake, wrong chain, ...): one line each."""
+
+
 class AccountError(AgentError, ValueError):
     """The signing account cannot be loaded (unknown alias, missing passphrase, bad keyfile)."""
 

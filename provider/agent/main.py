@@ -23,7 +23,8 @@ from client.marketplace import Marketplace
 from provider.agent.accounts import load_signer
 from provider.agent.config import AgentConfig, load_config
 from provider.agent.dashboard import Dashboard, snapshot_from_store
-from provider.agent.errors import AgentError, ConfigError
+from provider.agent.doctor import Check, run_checks
+from provider.agent.errors import AgentError, ConfigError, PreflightError
 from provider.agent.jobs import Engine, JobBook, JobWorker, MarketplaceLogs
 from provider.agent.logs import configure_logging
 from provider.agent.metrics import Metrics, MetricsServer, watch_store
@@ -152,31 +153,83 @@ def locate_marketplace(config: AgentConfig, chain_id: int) -> tuple[str, int]:
     return address, start
 
 
-@click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="VERINFER_CONFIG", help="TOML config (see provider/agent/sample-config.toml)")
+def _connected(config_path: Path | None, no_dashboard: bool = False):
+    """Config, signer and engine-independent setup shared by the agent and `doctor`."""
+    config = load_config(config_path)
+    if no_dashboard:
+        config = config.model_copy(update={"dashboard": False})
+    configure_logging(config.log.level, config.log.format)
+    _check_reachable(config)
+    return config, load_signer(config.account)
+
+
+def preflight(config: AgentConfig, w3: Web3, marketplace: str, address: str) -> None:
+    """Raise ``PreflightError`` (a line per problem) unless every start-up check passes."""
+    problems = [c.problem for c in run_checks(config, w3, marketplace, address) if c.problem]
+    if problems:
+        raise PreflightError("\n".join(problems))
+
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                       envvar="VERINFER_CONFIG",
+                       help="TOML config (see provider/agent/sample-config.toml)")
+
+
+@click.group(invoke_without_command=True)
+@_CONFIG
 @click.option("--no-dashboard", is_flag=True, help="Log to the terminal instead of the dashboard")
-def cli(config_path: Path | None, no_dashboard: bool) -> None:
-    """Run a Verinfer provider agent until SIGINT / SIGTERM."""
-    try:
-        config = load_config(config_path)
-        if no_dashboard:
-            config = config.model_copy(update={"dashboard": False})
-        configure_logging(config.log.level, config.log.format)
-        _check_reachable(config)
-        signer = load_signer(config.account)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, no_dashboard: bool) -> None:
+    """Run a Verinfer provider agent until SIGINT / SIGTERM (`doctor`: only check the setup)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors_reported():
+        config, signer = _connected(config_path, no_dashboard)
         from provider.engine import Engine as InferenceEngine
 
         engine = InferenceEngine.load(self_test=False)  # build_agent runs it
         with _web3(config) as w3:
             marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
+            preflight(config, w3, marketplace, signer.address)
             agent = build_agent(config, w3, signer, marketplace=marketplace,
                                 start_block=start_block, engines={engine.model_id: engine})
             log.info("agent starting", extra={
                 "address": signer.address, "network": config.network,
                 "marketplace": marketplace, "start_block": start_block})
             code = agent.runner().run()
-    except (AgentError, EngineError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     sys.exit(code)
+
+
+@cli.command()
+@_CONFIG
+def doctor(config_path: Path | None) -> None:
+    """Check the setup an agent needs (chain, blocks, gas funds, stake, models), the
+    engine's self-test included; print each result; exit 1 if one fails."""
+    with _errors_reported():
+        config, signer = _connected(config_path, no_dashboard=True)
+        from provider.engine import Engine as InferenceEngine
+
+        engine = InferenceEngine.load(self_test=False)
+        with _web3(config) as w3:
+            marketplace, _ = locate_marketplace(config, w3.eth.chain_id)
+            checks = run_checks(config, w3, marketplace, signer.address)
+        try:
+            engine.self_test()
+            checks.append(Check("engine", engine.route))
+        except EngineError as err:
+            checks.append(Check("engine", engine.route, str(err)))
+    for check in checks:
+        mark = "ok  " if check.problem is None else "FAIL"
+        click.echo(f"{mark} {check.name}: {check.problem or check.seen}")
+    sys.exit(1 if any(c.problem for c in checks) else 0)
+
+
+@contextlib.contextmanager
+def _errors_reported() -> Iterator[None]:
+    """The agent's own errors as one `error:` line each and exit status 2, no traceback."""
+    try:
+        yield
+    except (AgentError, EngineError) as err:
+        for line in str(err).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)

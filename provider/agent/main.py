@@ -86,6 +86,7 @@ def build_agent(
     for engine in engines.values():
         engine.self_test()
     store = Store(config.db_path)
+    store.bind_chain(w3.eth.chain_id, w3.eth.get_block(0)["hash"], marketplace, start_block)
     metrics = Metrics()
     watch_store(metrics, store)
     market = Marketplace(w3, marketplace)

@@ -24,7 +24,7 @@ from typing import Any
 
 from provider.agent.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 IDS_PER_QUERY = 500  # bound on one query's parameters (sqlite caps them)
 
 # Migration i brings a database from user_version i to i + 1.
@@ -93,6 +93,16 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE txs ADD COLUMN block_hash BLOB;
     ALTER TABLE txs ADD COLUMN reorgs INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX txs_block ON txs (block_number);
+    """,
+    # 3: the chain and deployment the store's jobs, salts and nonces belong to.
+    """
+    CREATE TABLE chain (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        chain_id INTEGER NOT NULL,
+        genesis BLOB NOT NULL,
+        marketplace TEXT NOT NULL,
+        start_block INTEGER NOT NULL
+    );
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -275,6 +285,27 @@ class Store:
             return self._db.execute(sql, tuple(args))
 
     # ---- checkpoint and block hashes -------------------------------------------------
+
+    def bind_chain(self, chain_id: int, genesis: bytes, marketplace: str, start_block: int) -> None:
+        """Tie the store to one chain and deployment on first use; refuse any other later.
+        A store from another chain (a restarted dev node keeps the chain id and, with the
+        same deployer, the marketplace address) would make the agent take that chain's
+        jobs for ones it already settled, and reuse nonces it doesn't own."""
+        want = (chain_id, bytes(genesis), marketplace.lower(), start_block)
+        with self.atomic():
+            rows = self._rows("SELECT chain_id, genesis, marketplace, start_block FROM chain")
+            if not rows:
+                self._write("INSERT INTO chain VALUES (1, ?, ?, ?, ?)", want)
+                return
+        have = (rows[0]["chain_id"], bytes(rows[0]["genesis"]), rows[0]["marketplace"],
+                rows[0]["start_block"])
+        if have != want:
+            raise StoreError(
+                f"{self.path} belongs to another chain or deployment (chain {have[0]}, genesis "
+                f"0x{have[1].hex()}, marketplace {have[2]} from block {have[3]}); this one is "
+                f"chain {want[0]}, genesis 0x{want[1].hex()}, marketplace {want[2]} from block "
+                f"{want[3]}: point db_path at a new file (or delete this one if nothing on that "
+                "chain is owed to you)")
 
     def checkpoint(self) -> Checkpoint | None:
         rows = self._rows("SELECT number, hash FROM checkpoint WHERE id = 1")

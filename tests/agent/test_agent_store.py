@@ -233,3 +233,17 @@ def test_confirmed_transactions_to_recheck_and_reopened_ones(tmp_path):
     store.update_tx(ids[3], TxStatus.CONFIRMED, mined_hash=b"\x03" * 32, block_number=14,
                     block_hash=b"\x99" * 32, receipt_status=1)
     assert store.reorged_txs() == [] and store.tx(ids[3]).reorgs == 1  # mined again
+
+
+def test_store_is_bound_to_one_chain_and_deployment(tmp_path):
+    market = "0x" + "Ab" * 20
+    store = Store(tmp_path / "agent.db")
+    store.bind_chain(31337, b"g" * 32, market, 5)
+    store.close()
+    again = Store(tmp_path / "agent.db")
+    again.bind_chain(31337, b"g" * 32, market.lower(), 5)  # the same chain: fine (any case)
+    for other in [(31337, b"G" * 32, market, 5), (1, b"g" * 32, market, 5),
+                  (31337, b"g" * 32, "0x" + "cd" * 20, 5), (31337, b"g" * 32, market, 6)]:
+        with pytest.raises(StoreError, match=r"belongs to another chain or deployment \(chain "
+                                             r"31337, genesis 0x6767.*point db_path at a new file"):
+            again.bind_chain(*other)

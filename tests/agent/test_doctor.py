@@ -1,9 +1,11 @@
 """An operator's first hour: each start-up problem is found before the agent registers
-and said in one line with what to do; `verinfer-provider doctor` prints every check."""
+and said in one line with what to do; `verinfer-provider doctor` prints every check; a
+store left from another chain is refused."""
 import pytest
 from agent_market import Env
 from click.testing import CliRunner
 
+from provider.agent.errors import StoreError
 from provider.agent.main import cli
 from tests.support.anvil import funded_account
 
@@ -90,3 +92,16 @@ def test_the_agent_refuses_to_start_and_registers_nothing(anvil, engine, tmp_pat
         f"{10**21} more to bond policy.stake = {10**21}: acquire stake tokens, or lower "
         "policy.stake"]
     assert not env.market.provider(broke).registered
+
+
+def test_a_store_from_a_restarted_dev_chain_is_refused(anvil_factory, engine, tmp_path):
+    """A restarted anvil keeps the chain id and, deployed by the same account, the
+    marketplace address: only the genesis block tells the chains apart."""
+    first = Env(anvil_factory(), engine)
+    first.agent(1, tmp_path)
+    genesis = first.w3.eth.get_block(0)["timestamp"]
+    second = Env(anvil_factory("--timestamp", str(genesis + 3600)), engine)
+    assert (second.market.address, second.w3.eth.chain_id) == (first.market.address,
+                                                               first.w3.eth.chain_id)
+    with pytest.raises(StoreError, match=r"agent1.db belongs to another chain or deployment"):
+        second.agent(1, tmp_path)

@@ -200,7 +200,7 @@ def history(session: _Session, job_id: int) -> None:
 
 @main.command()
 @click.argument("texts", nargs=-1)
-@click.option("--file", "file", type=click.File("r", encoding="utf-8"),
+@click.option("--file", "file", type=click.File("rb"),
               help="Post one job per non-empty line of this file ('-': stdin).")
 @click.option("--reward", type=AMOUNT, required=True, help="Pay per provider (seat), token units.")
 @click.option("--r", "r", type=int, default=1, show_default=True, help="Redundancy: independent providers.")
@@ -214,7 +214,7 @@ def history(session: _Session, job_id: int) -> None:
 def post(session: _Session, texts, file, reward, r, model_id, claim_window, commit_window, reveal_window,
          wait_, timeout) -> None:
     """Post TEXTS (and/or the lines of --file) as jobs, batched; prints the job ids."""
-    inputs = list(texts) + ([line.rstrip("\n") for line in file if line.strip()] if file else [])
+    inputs = list(texts) + (_lines(file) if file else [])
     if not inputs:
         raise click.UsageError("nothing to post: give TEXTS or --file")
     ids = session.client.post_texts(inputs, reward=session.units(reward), r=r, model_id=model_id,
@@ -223,6 +223,20 @@ def post(session: _Session, texts, file, reward, r, model_id, claim_window, comm
     if wait_:
         infos = session.client.wait(ids, timeout=timeout, progress=session.console)
         session.console.print(_job_table(session, infos))
+
+
+def _lines(file) -> list[str]:
+    """The non-empty lines of a file of UTF-8 text (a usage error naming the line if not)."""
+    lines = []
+    for number, raw in enumerate(file, 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise click.BadParameter(f"line {number} is not UTF-8 ({exc.reason} at byte "
+                                     f"{exc.start} of the line)", param_hint="--file") from None
+        if line.strip():
+            lines.append(line)
+    return lines
 
 
 @main.command()

@@ -25,6 +25,7 @@ from client.deployments import load_deployment
 from client.errors import (ConfigError, ContractError, DeploymentNotFound, InsufficientFunds, InvalidInput,
                            ResultMismatch, ResultUnavailable, WaitTimeout)
 from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultRevealed, Withdrawn
+from client.inputs import job_input
 from client.marketplace import Call, Marketplace, Token, to_bytes32
 from client.progress import WaitDisplay
 from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, R_CHALLENGE, JobStatus, result_digest
@@ -257,8 +258,10 @@ class Client:
              deadlines: Deadlines = Deadlines()) -> int:
         """Post one job, escrowing r x (reward + fee); its job id.
 
-        Text is UTF-8 encoded. Funds come from your deposited balance first, then
-        from your wallet (approved here as needed).
+        Text is UTF-8 encoded; an input no provider would serve (not UTF-8, over
+        MAX_INPUT bytes, no text in it) is refused here (``InvalidInput``) before anything
+        is sent. Funds come from your deposited balance first, then from your wallet
+        (approved here as needed).
 
         >>> job = client.post("a sentence", reward=10**15, r=3)  # doctest: +SKIP
         """
@@ -272,8 +275,8 @@ class Client:
         """
         if not inputs:
             raise InvalidInput("nothing to post")
+        payloads = [job_input(x, i) for i, x in enumerate(inputs)]  # before any call
         model = self.model(model_id).model_id
-        payloads = [x.encode() if isinstance(x, str) else bytes(x) for x in inputs]
         self._ensure_funds(self.marketplace.job_price(r, reward, len(payloads)))
         ids: list[int] = []
         for start in range(0, len(payloads), MAX_BATCH):

@@ -39,7 +39,7 @@ PROBES = (
 # the weights, the tokenizer or the arithmetic) needs its line here, computed on a machine
 # that passes tests/engine (the pinned sentence-set bytes).
 PINNED = {
-    "fa81f833cfb0a76b2f585b74fd60f26087c7161ca0c03e1b2762b7fe65c814c4":
+    "48ad3cb15793b498b9b57c0a8556e6ae481e016922cf89fd8af2d4f41a6a61de":
         "71b43715cfaff7a20b16199425412b2b5759fb1ead02b0a6f256da3a73d9f508",
 }
 

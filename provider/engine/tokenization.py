@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from client.protocol import MAX_INPUT
+
 from .errors import EmptyInputError, InputTooLongError, InvalidInputError, InvalidUtf8Error
 
-MAX_INPUT_BYTES = 8192
+MAX_INPUT_BYTES = MAX_INPUT  # the contract's bound on a job's input: one limit everywhere
 MAX_TOKENS = 256
 
 

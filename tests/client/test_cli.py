@@ -36,6 +36,15 @@ def test_read_commands(verinfer, bots):
     assert "1000 VIT" in verinfer("balance").output
 
 
+def test_post_file_that_is_not_utf8_is_a_usage_error(verinfer, tmp_path):
+    lines = tmp_path / "inputs.txt"
+    lines.write_bytes(b"fine\nnot \xff utf-8\n")
+    result = verinfer("post", "--reward", "0.001", "--file", str(lines), ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for --file: line 2 is not UTF-8 (invalid start byte at byte 4 of the " \
+           "line)" in result.output
+
+
 def test_post_file_wait_result_history(verinfer, bots, tmp_path, sdk_market):
     lines = tmp_path / "inputs.txt"
     lines.write_text("first line\n\nsecond line\n")

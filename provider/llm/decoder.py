@@ -1,0 +1,96 @@
+"""The integer decoder's forward pass (Llama: RMSNorm, GQA attention with RoPE, SwiGLU),
+with a KV cache, over any number of sequences at once.
+
+Every op is row-wise (``intops``) except attention, which reads the keys and values at or
+before each query in its own sequence. A batch is the concatenation of its sequences'
+new tokens (no padding), so a sequence's logits are the same bytes alone or batched, and
+the cache holds exactly the keys and values a full recomputation would compute: decoding
+with the cache and recomputing everything give the same bytes.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import intops
+from .quantize import DecoderParams
+
+
+@dataclass
+class KVCache:
+    """One sequence's keys and values per layer (block floating point per token and head)."""
+
+    k: list[np.ndarray]   # per layer int16 [capacity, G, D]
+    ek: list[np.ndarray]  # per layer int64 [capacity, G]
+    v: list[np.ndarray]
+    ev: list[np.ndarray]
+    length: int = 0
+    tokens: list[int] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, params: DecoderParams, capacity: int) -> KVCache:
+        cfg = params.config
+        if not 0 < capacity <= intops.MAX_CONTEXT:
+            raise ValueError(f"capacity {capacity} outside 1..{intops.MAX_CONTEXT}")
+        shape = (capacity, cfg.kv_heads, cfg.head_dim)
+        n = cfg.layers
+        return cls([np.zeros(shape, np.int16) for _ in range(n)],
+                   [np.zeros(shape[:2], np.int64) for _ in range(n)],
+                   [np.zeros(shape, np.int16) for _ in range(n)],
+                   [np.zeros(shape[:2], np.int64) for _ in range(n)])
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[0]
+
+
+def forward(params: DecoderParams, new_tokens: Sequence[Sequence[int]], caches: Sequence[KVCache],
+            all_logits: bool = False) -> list[np.ndarray]:
+    """Append each sequence's ``new_tokens`` to its cache and return its logits, int64 in
+    Q(LOGIT_BITS): [n_new, V] with ``all_logits``, else [V] for its last new token."""
+    if len(new_tokens) != len(caches):
+        raise ValueError("one cache per sequence")
+    lens = [len(t) for t in new_tokens]
+    for n, c in zip(lens, caches):
+        if n == 0 or c.length + n > c.capacity:
+            raise ValueError(f"{n} new tokens at {c.length} do not fit a cache of {c.capacity}")
+    ids = np.concatenate([np.asarray(t, dtype=np.int64) for t in new_tokens])
+    if ids.min() < 0 or ids.max() >= params.config.vocab:
+        raise ValueError("token id out of range")
+    pos = np.concatenate([np.arange(c.length, c.length + n, dtype=np.int64)
+                          for n, c in zip(lens, caches)])
+    bounds = np.cumsum([0] + lens)
+    att = params.attention
+    cfg = params.config
+    h = intops.embed(ids, params.embed)
+    for li, layer in enumerate(params.layers):
+        x, e = intops.rmsnorm(h, layer.attn_norm)
+        q, eq = intops.rope_heads(intops.linear(x, layer.q), e, layer.q.shift, pos, cfg.heads, att)
+        k, ek = intops.rope_heads(intops.linear(x, layer.k), e, layer.k.shift, pos, cfg.kv_heads, att)
+        v, ev = intops.heads_block16(intops.linear(x, layer.v), e, layer.v.shift, cfg.kv_heads)
+        ox = np.empty((len(ids), cfg.heads * cfg.head_dim), dtype=np.int16)
+        oe = np.empty(len(ids), dtype=np.int64)
+        for s, c in enumerate(caches):
+            r0, r1 = bounds[s], bounds[s + 1]
+            start, stop = c.length, c.length + (r1 - r0)
+            c.k[li][start:stop], c.ek[li][start:stop] = k[r0:r1], ek[r0:r1]
+            c.v[li][start:stop], c.ev[li][start:stop] = v[r0:r1], ev[r0:r1]
+            ox[r0:r1], oe[r0:r1] = intops.attention(
+                q[r0:r1], eq[r0:r1], c.k[li][:stop], c.ek[li][:stop], c.v[li][:stop],
+                c.ev[li][:stop], start, att)
+        intops.residual_add(h, intops.linear(ox, layer.o), oe, layer.o.shift)
+        x, e = intops.rmsnorm(h, layer.ffn_norm)
+        gx, ge = intops.swiglu(intops.linear(x, layer.gate), intops.linear(x, layer.up), e,
+                               layer.gate.shift, layer.up.shift, params.sig_table)
+        intops.residual_add(h, intops.linear(gx, layer.down), ge, layer.down.shift)
+    for n, c, t in zip(lens, caches, new_tokens):
+        c.length += n
+        c.tokens.extend(int(i) for i in t)
+    rows = np.arange(len(ids)) if all_logits else bounds[1:] - 1
+    x, e = intops.rmsnorm(h[rows], params.out_norm)
+    out = intops.logits(intops.linear(x, params.embed), e, params.embed.shift)
+    if all_logits:
+        return [out[bounds[s]:bounds[s + 1]] for s in range(len(caches))]
+    return list(out)

@@ -141,6 +141,7 @@ class TransferFailed(ContractError, RuntimeError):
 REVERTS: dict[str, type[ContractError]] = {
     # params
     "params: zero treasury": InvalidArgument,
+    "params: too many treasuries": InvalidArgument,
     "params: fee too high": InvalidArgument,
     "params: collateral out of bounds": InvalidArgument,
     "params: split exceeds 100%": InvalidArgument,

@@ -155,13 +155,16 @@ class StakeWithdrawn(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class PayoutsReleased(Event):
-    """A provider's matured r = 1 payouts credited (pay, treasury fees) and collateral unlocked."""
+    """A provider's matured r = 1 payouts credited (pay, treasury fees) and collateral unlocked.
+
+    ``treasury`` got the fees: the oldest treasury (at post) among the bucket's jobs."""
 
     provider: str
     generation: int
     pay: int
     fees: int
     collateral: int
+    treasury: str
 
 
 @dataclass(frozen=True, kw_only=True)

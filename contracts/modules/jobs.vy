@@ -13,7 +13,9 @@
         Storage per job is what verification needs: the input hash (inputs and
         results travel in calldata and events), one packed state word, and a
         provider address and a seal/digest word per extra seat. Terms are
-        stored once per batch: job_id = batch_id << 8 | index.
+        stored once per batch: job_id = batch_id << 8 | index. They include
+        every parameter settlement depends on (fee, collateral, slash split,
+        treasury epoch), so owner changes apply to later posts only.
 """
 
 from ethereum.ercs import IERC20
@@ -76,6 +78,11 @@ struct Terms:
     reveal_window: uint256
     fee_bps: uint256
     collateral_bps: uint256
+    # How a slash of this job is split and the treasury epoch (params.vy) its fees
+    # and treasury shares go to, snapshotted at post like fee and collateral:
+    # slash_client_bps | slash_honest_bps << 16 | treasury epoch << 32. One field,
+    # unpacked by settlement only: every internal call copies the struct.
+    settle: uint256
 
 
 # Mutable state of one job (memory form of its packed word). Counters and
@@ -128,6 +135,7 @@ next_batch_id: public(uint256)
 # client | reward << 160
 _terms_a: HashMap[uint256, uint256]
 # model | r << 8 | size << 16 | posted_at << 24 | windows << 64/96/128 | fee_bps << 160 | collateral_bps << 176
+# | slash_client_bps << 200 | slash_honest_bps << 216 | treasury epoch << 232 (24 bits)
 _terms_b: HashMap[uint256, uint256]
 _input_hash: HashMap[uint256, bytes32]
 # seat-0 provider | status << 160 | nclaimed << 168 | ncommitted << 176 | nrevealed << 184
@@ -516,6 +524,9 @@ def _open_batch(
         | (reveal_window << 128)
         | (fee_bps << 160)
         | (params._collateral(p) << 176)
+        | (params._slash_client(p) << 200)
+        | (params._slash_honest(p) << 216)
+        | (params._treasury_epoch(p) << 232)
     )
     return batch_id << 8, n * r * (reward + reward * fee_bps // BPS)
 
@@ -633,7 +644,7 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
     digest: bytes32 = keccak256(result)
     window: uint256 = params._challenge_window(p)
     until: uint256 = block.timestamp + window
-    gen: uint256 = payouts._add(msg.sender, t.reward, self._fee(t), collateral, until, window)
+    gen: uint256 = payouts._add(msg.sender, t.reward, self._fee(t), collateral, until, window, self._treasury_epoch(t))
     self._store(
         job_id,
         Job(
@@ -745,6 +756,7 @@ def _terms(job_id: uint256) -> Terms:
         reveal_window=(b >> 128) & _MASK32,
         fee_bps=(b >> 160) & _MASK16,
         collateral_bps=(b >> 176) & _MASK24,
+        settle=b >> 200,
     )
 
 
@@ -807,6 +819,12 @@ def _fee(t: Terms) -> uint256:
 @pure
 def _collateral(t: Terms) -> uint256:
     return t.reward * t.collateral_bps // BPS
+
+
+@internal
+@pure
+def _treasury_epoch(t: Terms) -> uint256:
+    return t.settle >> 32
 
 
 @internal

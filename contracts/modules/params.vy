@@ -9,6 +9,9 @@
         nothing here can move escrow or stake or block settlement.
         The numeric parameters share one storage slot so that a hot path
         pays a single cold SLOAD for all of them.
+        Every treasury the owner sets is kept under its epoch (0, 1, ...):
+        a job snapshots the epoch at post with the fee, collateral and slash
+        split, so a later change never redirects what a pending job pays out.
 """
 
 from snekmate.auth import ownable
@@ -42,10 +45,14 @@ _SLASH_HONEST: constant(uint256) = 56
 _CHALLENGE_WINDOW: constant(uint256) = 72
 _UNBOND_DELAY: constant(uint256) = 104
 _PAUSED: constant(uint256) = 136
+_TREASURY_EPOCH: constant(uint256) = 144
+# Treasury epochs fit the 24 bits a job's terms keep for them.
+MAX_TREASURY_EPOCH: constant(uint256) = 2**24 - 1
 
 
 _packed: uint256
-treasury: public(address)
+# Treasury epoch -> the treasury set then; the current one is the packed word's epoch.
+_treasuries: HashMap[uint256, address]
 
 
 event ParameterChanged:
@@ -61,7 +68,7 @@ event TreasuryChanged:
 def __init__(treasury_: address):
     ownable.__init__()
     assert treasury_ != empty(address), "params: zero treasury"
-    self.treasury = treasury_
+    self._treasuries[0] = treasury_
     self._packed = (
         (DEFAULT_FEE_BPS << _FEE)
         | (DEFAULT_COLLATERAL_BPS << _COLLATERAL)
@@ -118,6 +125,16 @@ def unbond_delay() -> uint256:
     @notice Seconds between an unbond request and the stake withdrawal.
     """
     return self._unbond_delay(self._packed)
+
+
+@external
+@view
+def treasury() -> address:
+    """
+    @notice The account credited with the fees and treasury slash shares of jobs
+            posted from now on (jobs keep the treasury of their post).
+    """
+    return self._treasuries[self._treasury_epoch(self._packed)]
 
 
 @external
@@ -189,13 +206,18 @@ def set_unbond_delay(new_value: uint256):
 @external
 def set_treasury(new_treasury: address):
     """
-    @notice Set the account credited with protocol fees and the treasury share of slashes.
+    @notice Set the account credited with protocol fees and the treasury share of
+            slashes of jobs posted afterwards (pending jobs keep theirs).
     @param new_treasury Non-zero address.
     """
     ownable._check_owner()
     assert new_treasury != empty(address), "params: zero treasury"
-    log TreasuryChanged(old_treasury=self.treasury, new_treasury=new_treasury)
-    self.treasury = new_treasury
+    packed: uint256 = self._packed
+    epoch: uint256 = self._treasury_epoch(packed)
+    assert epoch < MAX_TREASURY_EPOCH, "params: too many treasuries"
+    log TreasuryChanged(old_treasury=self._treasuries[epoch], new_treasury=new_treasury)
+    self._treasuries[epoch + 1] = new_treasury
+    self._packed = packed + (1 << _TREASURY_EPOCH)
 
 
 @external
@@ -269,3 +291,15 @@ def _unbond_delay(packed: uint256) -> uint256:
 @pure
 def _paused(packed: uint256) -> bool:
     return self._field(packed, _PAUSED, 8) != 0
+
+
+@internal
+@pure
+def _treasury_epoch(packed: uint256) -> uint256:
+    return self._field(packed, _TREASURY_EPOCH, 24)
+
+
+@internal
+@view
+def _treasury_at(epoch: uint256) -> address:
+    return self._treasuries[epoch]

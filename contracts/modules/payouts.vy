@@ -28,6 +28,7 @@ initializes: staking[params := params]
 
 _MASK32: constant(uint256) = 2**32 - 1
 _MASK40: constant(uint256) = 2**40 - 1
+_MASK24: constant(uint256) = 2**24 - 1
 _MASK128: constant(uint256) = 2**128 - 1
 
 
@@ -43,7 +44,9 @@ struct Pending:
 _head: HashMap[address, uint256]
 # bucket (generation % 2) -> reward sum (low 128 bits) | fee sum << 128
 _pay: HashMap[address, uint256[2]]
-# bucket (generation % 2) -> collateral sum (low 128) | matures_at << 128 (40 bits) | generation << 168
+# bucket (generation % 2) -> collateral sum (low 128) | matures_at << 128 (40 bits) | generation << 168 (32 bits)
+# | (_MASK24 - epoch) << 200: the oldest treasury epoch (params.vy) among the bucket's jobs,
+#   stored complemented so that an empty bucket (0) takes the first job's and a max keeps the oldest
 _lock: HashMap[address, uint256[2]]
 
 
@@ -53,6 +56,8 @@ event PayoutsReleased:
     pay: uint256
     fees: uint256
     collateral: uint256
+    # Credited with the fees: the oldest treasury among the bucket's jobs (see _add).
+    treasury: address
 
 
 @deploy
@@ -116,12 +121,18 @@ def pending_payouts(provider: address) -> Pending:
 
 
 @internal
-def _add(provider: address, reward: uint256, fee: uint256, collateral: uint256, challenge_end: uint256, window: uint256) -> uint256:
+def _add(
+    provider: address, reward: uint256, fee: uint256, collateral: uint256, challenge_end: uint256, window: uint256, epoch: uint256
+) -> uint256:
     """
     @dev Put a delivered job's escrow and collateral into the provider's open
          bucket; returns the bucket generation (the job keeps its low 8 bits).
          The open bucket closes after `window`; a new one opens only once the
          other bucket is released, so at most two are ever pending.
+         `epoch` is the job's treasury epoch. A bucket's fees go to the oldest
+         treasury among its jobs: a treasury change never redirects the fees
+         of jobs posted before it (while a bucket mixes jobs from both sides
+         of a change, the newer jobs' fees go to the older treasury).
     """
     head: uint256 = self._head[provider]
     gen: uint256 = head & _MASK32
@@ -131,14 +142,16 @@ def _add(provider: address, reward: uint256, fee: uint256, collateral: uint256, 
     slot: uint256 = gen % 2
     pw: uint256 = self._pay[provider][slot]
     lw: uint256 = self._lock[provider][slot]
-    pay: uint256 = (pw & _MASK128) + reward
-    fees: uint256 = (pw >> 128) + fee
-    locked: uint256 = (lw & _MASK128) + collateral
-    matures_at: uint256 = max((lw >> 128) & _MASK40, challenge_end)
-    # No overflow into the next field: a job adds < 2**101 (reward < 2**96,
-    # collateral <= 10x reward), so 2**27 deliveries per bucket would be needed.
-    self._pay[provider][slot] = pay | (fees << 128)
-    self._lock[provider][slot] = locked | (matures_at << 128) | (gen << 168)
+    # Sums can't carry into the next field: a bucket's reward, fee and collateral
+    # sums are each at most its collateral sum (collateral >= reward >= fee per
+    # job), which is part of the provider's locked stake, < 2**128 (staking.vy).
+    self._pay[provider][slot] = pw + (reward | (fee << 128))
+    self._lock[provider][slot] = (
+        ((lw & _MASK128) + collateral)
+        | (max((lw >> 128) & _MASK40, challenge_end) << 128)
+        | (gen << 168)
+        | (max(lw >> 200, _MASK24 - epoch) << 200)
+    )
     return gen
 
 
@@ -178,9 +191,12 @@ def _release_slot(provider: address, slot: uint256) -> bool:
     collateral: uint256 = lw & _MASK128
     self._pay[provider][slot] = 0
     self._lock[provider][slot] = 0
+    treasury: address = params._treasury_at(_MASK24 - (lw >> 200))
     accounting.balances[provider] += pay
     if fees > 0:
-        accounting.balances[params.treasury] += fees
+        accounting.balances[treasury] += fees
     staking._unlock(provider, collateral)
-    log PayoutsReleased(provider=provider, generation=lw >> 168, pay=pay, fees=fees, collateral=collateral)
+    log PayoutsReleased(
+        provider=provider, generation=(lw >> 168) & _MASK32, pay=pay, fees=fees, collateral=collateral, treasury=treasury
+    )
     return True

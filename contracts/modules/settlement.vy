@@ -269,8 +269,8 @@ def _settle_round(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     j.status = status
     jobs._store(job_id, j)
     accounting.balances[t.client] += refund
-    self._split_slash(tally.slashed, t.client, tally.winners)
-    self._credit_treasury(tally.fees, 0)
+    self._split_slash(tally.slashed, t, tally.winners)
+    self._credit_treasury(t, tally.fees, 0)
     log JobFinalized(
         job_id=job_id, status=status, result_digest=majority, provider_pay=tally.paid, client_refund=refund, slashed=tally.slashed
     )
@@ -318,8 +318,8 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     jobs._store(job_id, j)
     accounting.balances[challenger] += bond_left
     accounting.balances[t.client] += refund
-    self._split_slash(tally.slashed, t.client, honest)
-    self._credit_treasury(tally.fees, 0)
+    self._split_slash(tally.slashed, t, honest)
+    self._credit_treasury(t, tally.fees, 0)
     log JobFinalized(
         job_id=job_id, status=jobs.STATUS_FINALIZED, result_digest=standing, provider_pay=tally.paid, client_refund=refund, slashed=tally.slashed
     )
@@ -381,16 +381,17 @@ def _majority(job_id: uint256, j: jobs.Job, base: uint256, size: uint256) -> (bo
 
 
 @internal
-def _split_slash(amount: uint256, client: address, honest: DynArray[address, jobs.MAX_REDUNDANCY]):
+def _split_slash(amount: uint256, t: jobs.Terms, honest: DynArray[address, jobs.MAX_REDUNDANCY]):
     """
-    @dev Credit slashed stake: client share, honest share split evenly (to the
-         client when there is no honest side), treasury the rest incl. dust.
+    @dev Credit slashed stake by the job's split (snapshotted at post): client
+         share, honest share split evenly (to the client when there is no
+         honest side), the job's treasury the rest incl. dust.
     """
     if amount == 0:
         return
-    p: uint256 = params._load()
-    to_client: uint256 = amount * params._slash_client(p) // BPS
-    to_honest: uint256 = amount * params._slash_honest(p) // BPS
+    client: address = t.client
+    to_client: uint256 = amount * (t.settle & 65535) // BPS
+    to_honest: uint256 = amount * ((t.settle >> 16) & 65535) // BPS
     if len(honest) == 0:
         to_client += to_honest
         to_honest = 0
@@ -400,12 +401,12 @@ def _split_slash(amount: uint256, client: address, honest: DynArray[address, job
         for account: address in honest:
             accounting.stake_credits[account] += each
     accounting.stake_credits[client] += to_client
-    self._credit_treasury(0, amount - to_client - to_honest)
+    self._credit_treasury(t, 0, amount - to_client - to_honest)
 
 
 @internal
-def _credit_treasury(fees: uint256, slashed: uint256):
-    treasury: address = params.treasury
+def _credit_treasury(t: jobs.Terms, fees: uint256, slashed: uint256):
+    treasury: address = params._treasury_at(jobs._treasury_epoch(t))
     if fees > 0:
         accounting.balances[treasury] += fees
     if slashed > 0:

@@ -69,6 +69,11 @@ class Params:
     challenge_window: int = 3_600
     unbond_delay: int = 3 * 86_400
     paused: bool = False
+    # Every treasury set so far, by epoch; the current one is the last.
+    treasuries: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.treasuries = [self.treasury]
 
 
 @dataclass
@@ -106,6 +111,11 @@ class Job:
     collateral: int
     posted_at: int
     windows: tuple
+    # Settlement terms snapshotted at post (README: owner changes apply to later posts).
+    slash_client_bps: int = 3_000
+    slash_honest_bps: int = 6_000
+    treasury: str = ZERO_ADDRESS
+    treasury_epoch: int = 0
     status: int = OPEN
     seats: dict = field(default_factory=dict)
     nclaimed: int = 0
@@ -242,13 +252,14 @@ class Market:
         fx.slashed.append(record)
         return job.collateral
 
-    def _split_slash(self, amount: int, client: str, honest: list):
-        """Client share, honest share split evenly (to the client if there is no honest side),
-        the treasury the rest including dust."""
+    def _split_slash(self, amount: int, job: Job, honest: list):
+        """By the job's split: client share, honest share split evenly (to the client if
+        there is no honest side), the job's treasury the rest including dust."""
         if amount == 0:
             return
-        to_client = amount * self.params.slash_client_bps // BPS
-        to_honest = amount * self.params.slash_honest_bps // BPS
+        client = job.client
+        to_client = amount * job.slash_client_bps // BPS
+        to_honest = amount * job.slash_honest_bps // BPS
         if honest:
             each = to_honest // len(honest)
             for account in honest:
@@ -258,7 +269,7 @@ class Market:
             to_client += to_honest
             to_honest = 0
         self.credits[client] += to_client
-        self.credits[self.params.treasury] += amount - to_client - to_honest
+        self.credits[job.treasury] += amount - to_client - to_honest
 
     def _finalized(self, fx: Effects, job: Job, status: int, digest: bytes, pay: int, refund: int, slashed: int):
         self.finalized_events[job.id] = self.finalized_events.get(job.id, 0) + 1
@@ -295,6 +306,10 @@ class Market:
                 collateral=reward * p.collateral_bps // BPS,
                 posted_at=t,
                 windows=tuple(windows),
+                slash_client_bps=p.slash_client_bps,
+                slash_honest_bps=p.slash_honest_bps,
+                treasury=p.treasury,
+                treasury_epoch=len(p.treasuries) - 1,
                 seats={s: Seat(ZERO_ADDRESS) for s in range(1 + R_CHALLENGE if r == 1 else r)},
             )
             fx.job_ids.append(job_id)
@@ -514,8 +529,8 @@ class Market:
         if majority is not None:
             job.result_digest = majority
         self.balances[job.client] += refund
-        self.balances[self.params.treasury] += fees
-        self._split_slash(slashed, job.client, winners)
+        self.balances[job.treasury] += fees
+        self._split_slash(slashed, job, winners)
         self._finalized(fx, job, job.status, majority or ZERO_WORD, paid, refund, slashed)
 
     def _settle_challenge(self, fx: Effects, job: Job):
@@ -548,8 +563,8 @@ class Market:
         job.result_digest = standing
         self.balances[job.challenger] += bond_left
         self.balances[job.client] += refund
-        self.balances[self.params.treasury] += fees
-        self._split_slash(slashed, job.client, honest)
+        self.balances[job.treasury] += fees
+        self._split_slash(slashed, job, honest)
         self._finalized(fx, job, FINALIZED, standing, paid, refund, slashed)
 
     def check_challenge(self, job_id: int, t: int) -> Job:
@@ -643,16 +658,20 @@ class Market:
         """Past every challenge deadline of its deliveries, every bucket must be released."""
         return t > self.peek(account).horizon
 
-    def apply_release(self, account: str, pay: int, fees: int, collateral: int):
+    def apply_release(self, account: str, pay: int, fees: int, collateral: int, treasury: str):
         p = self.provider(account)
         assert pay <= p.pending_pay and fees <= p.pending_fees and collateral <= p.pending_collateral, (
             f"release of {account} exceeds its pending payouts"
         )
+        # Fees go to a treasury snapshotted by one of the provider's deliveries (the bucket's
+        # oldest), never to one set after all of them were posted.
+        epochs = [j.treasury_epoch for j in self.jobs.values() if j.status == DELIVERED and j.seats[0].provider == account]
+        assert epochs and treasury in self.params.treasuries[min(epochs):max(epochs) + 1], f"fees of {account} to {treasury}"
         p.pending_pay -= pay
         p.pending_fees -= fees
         p.pending_collateral -= collateral
         self.balances[account] += pay
-        self.balances[self.params.treasury] += fees
+        self.balances[treasury] += fees
         self._unlock(account, collateral)
 
     def unmatured(self, account: str, now: int) -> tuple[int, int, int]:
@@ -679,6 +698,7 @@ class Market:
             require(60 <= value <= 30 * 86_400, "params: delay out of bounds")
         elif name == "treasury":
             require(value != ZERO_ADDRESS, "params: zero treasury")
+            p.treasuries.append(value)
         elif name == "model_active":
             model_id, active = value
             require(model_id in self.models, "models: unknown model")

@@ -7,7 +7,8 @@ changed is read from the chain in one call (stateful_lens.py, contracts/mocks/Ma
 and every invariant of ARCHITECTURE.md / contracts/README.md is checked: the chain matches the
 model, solvency, conservation, settle-once, allowed transitions, seal binding, slash bounds,
 collateral cover, r = 1 payouts never released early, and finalize succeeding for every job that
-is due (recovery never reverts). At the end of each example the whole state is read and checked,
+is due (recovery never reverts). Settlement terms are immutable once posted: the model settles
+each job on the split and treasury of its post while the owner keeps changing them. At the end of each example the whole state is read and checked,
 which catches a write the model did not predict. Reentrancy: test_reentrancy.py.
 
 Run size: VERINFER_PROPERTY_EXAMPLES (default 200) x VERINFER_PROPERTY_STEPS (default 20).
@@ -198,7 +199,7 @@ class MarketMachine(RuleBasedStateMachine):
         for log in self._logs(receipt, "PayoutsReleased"):
             provider = log.event_arguments["provider"]  # log.provider is ape's network provider
             assert provider in allowed, f"unexpected payout release for {provider}"
-            model.apply_release(provider, log.pay, log.fees, log.collateral)
+            model.apply_release(provider, log.pay, log.fees, log.collateral, log.treasury)
 
     def _check_events(self, receipt, fx: M.Effects):
         finalized = sorted(
@@ -510,6 +511,7 @@ class MarketMachine(RuleBasedStateMachine):
         dishonestly), or a keeper finalizes or challenges it."""
         phase, job_id = data.draw(st.sampled_from(self._next_steps()), label="next step")
         if phase == "finalize":
+            self._retune(data)
             self._finalize(self.world.outsider, job_id)
         elif phase == "challenge":
             self._challenge(self._challenger(data), job_id)
@@ -582,6 +584,7 @@ class MarketMachine(RuleBasedStateMachine):
             self._act(lambda m, t: m.finalize(job_ids, t, strict=False), self.market.finalize_many, (job_ids,), self.world.outsider)
             return
         job_id = data.draw(st.sampled_from(self._due()), label="job")
+        self._retune(data)
         self._finalize(data.draw(st.sampled_from(self.everyone), label="caller"), job_id)
 
     def _due(self):
@@ -621,6 +624,19 @@ class MarketMachine(RuleBasedStateMachine):
         method = getattr(self.market, "set_" + name)
         args = value if isinstance(value, tuple) else (value,)
         self._act(lambda m, t: m.set_param(caller, name, value), method, args, caller)
+
+    def _retune(self, data):
+        """Sometimes, right before a finalize, the owner changes the slash split and the
+        treasury: the job must still settle on the terms of its post."""
+        if data.draw(st.integers(0, 2), label="retune first"):
+            return
+        w = self.world
+        p = self.model.params
+        splits = [v for v in PARAM_VALUES["slash_split"][:4] if v != (p.slash_client_bps, p.slash_honest_bps)]
+        split = data.draw(st.sampled_from(splits), label="split")
+        self._act(lambda m, t: m.set_param(w.owner, "slash_split", split), self.market.set_slash_split, split, w.owner)
+        treasury = w.owner if p.treasury == w.treasury else w.treasury
+        self._act(lambda m, t: m.set_param(w.owner, "treasury", treasury), self.market.set_treasury, (treasury,), w.owner)
 
     # ------------------------------------------------------------ time
 

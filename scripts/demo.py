@@ -41,6 +41,7 @@ from client.transport import ape_local_account
 from provider.agent.config import AgentConfig
 from provider.agent.main import Agent, build_agent
 from provider.agent.store import JobState
+from scripts.quiet import quiet_ape
 
 REWARD = 10**16  # 0.01 token per seat
 STAKE = 10**20  # each provider bonds 100 tokens
@@ -382,7 +383,7 @@ def cli(provider) -> None:
     console = Console()
     if not console.is_terminal:  # piped: wide enough for the tables
         console = Console(width=120)
-    with tempfile.TemporaryDirectory(prefix="verinfer-demo-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="verinfer-demo-") as workdir, quiet_ape():
         try:
             run_demo(console, provider.network_choice, Path(workdir))
         except DemoError as err:

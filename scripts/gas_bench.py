@@ -16,7 +16,6 @@ import os
 
 import click
 from ape import accounts, chain
-from ape.logging import LogLevel, logger
 from ape.cli import ConnectedProviderCommand
 from eth_abi import encode
 from eth_utils import keccak
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client.encoding import EMBEDDING_SIZE
+from scripts.quiet import quiet_ape
 
 BATCH = 32
 TARGET_SINGLE = 250_000
@@ -159,8 +159,7 @@ def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
 def cli():
     """Print the gas table (run it on anvil: --network ethereum:local:foundry)."""
     accts = accounts.test_accounts
-    # Every transaction's INFO "Confirmed ..." line would bury the table (-v DEBUG keeps them).
-    with logger.at_level(LogLevel.WARNING if logger.level == LogLevel.INFO else logger.level):
+    with quiet_ape():
         bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5])
         r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
         r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)

@@ -155,14 +155,21 @@ def providers(session: _Session, model_id: str | None) -> None:
 @click.option("--reward", type=AMOUNT, required=True, help="Pay per provider (seat), token units.")
 @click.option("--r", "r", type=int, default=1, show_default=True, help="Redundancy: independent providers.")
 @click.option("--count", type=int, default=1, show_default=True, help="Number of jobs.")
+@click.option("--model", "model_id", help="Model id (default: the only active model).")
 @pass_session
-def estimate(session: _Session, reward: Decimal, r: int, count: int) -> None:
-    """Full cost of posting jobs: r x (reward + protocol fee) each."""
-    e = session.client.estimate(reward=session.units(reward), r=r, count=count)
-    table = Table("reward / seat", "fee / seat", "per job", "total", "provider collateral / seat")
+def estimate(session: _Session, reward: Decimal, r: int, count: int, model_id: str | None) -> None:
+    """Full cost of posting jobs: r x (reward + protocol fee) each, and the providers that
+    take that reward (their price, declared on chain, is at most the reward)."""
+    e = session.client.estimate(reward=session.units(reward), r=r, count=count, model_id=model_id)
+    table = Table("reward / seat", "fee / seat", "per job", "total", "provider collateral / seat",
+                  "providers taking it")
     table.add_row(session.fmt(e.reward), session.fmt(e.fee_per_seat), session.fmt(e.per_job),
-                  session.fmt(e.total), session.fmt(e.collateral_per_seat))
+                  session.fmt(e.total), session.fmt(e.collateral_per_seat), str(e.providers))
     session.console.print(table)
+    if not e.enough_providers:
+        session.console.print(f"[yellow]only {e.providers} provider(s) take this reward; jobs with "
+                              f"r = {r} would wait unclaimed until their claim deadline "
+                              "(see `verinfer providers` for their prices)")
 
 
 @main.command()

@@ -164,8 +164,11 @@ class Client:
         """
         return self.marketplace.params()
 
-    def estimate(self, *, reward: int, r: int = 1, count: int = 1) -> Estimate:
-        """The full cost of posting ``count`` jobs: r x (reward + protocol fee) each.
+    def estimate(self, *, reward: int, r: int = 1, count: int = 1,
+                 model_id: bytes | str | None = None) -> Estimate:
+        """The full cost of posting ``count`` jobs: r x (reward + protocol fee) each, and how
+        many providers of the model (the only active one by default) would take a seat at
+        that reward: each declares its price on chain, the smallest reward it takes.
 
         >>> client.estimate(reward=1000, r=3, count=10).total  # doctest: +SKIP
         30750
@@ -174,7 +177,10 @@ class Client:
             raise InvalidInput("reward, r and count must be positive")
         fee = self.marketplace.job_price(1, reward, 1) - reward
         collateral = reward * self.marketplace.call("collateral_bps") // BPS
-        return Estimate(r=r, reward=reward, count=count, fee_per_seat=fee, collateral_per_seat=collateral)
+        takers = [p for p in self.providers(self.model(model_id).model_id)
+                  if p.price <= reward and p.free >= collateral]
+        return Estimate(r=r, reward=reward, count=count, fee_per_seat=fee,
+                        collateral_per_seat=collateral, providers=len(takers))
 
     def job(self, job_id: int) -> JobInfo:
         """A job's terms and current state (``JobNotFound`` for unknown ids).

@@ -138,6 +138,14 @@ class Estimate:
     count: int
     fee_per_seat: int
     collateral_per_seat: int
+    # Registered providers of the model that would take a seat: asking price <= reward and
+    # free stake >= the seat's collateral.
+    providers: int = 0
+
+    @property
+    def enough_providers(self) -> bool:
+        """Whether r providers would take these jobs (else they wait unclaimed, then refund)."""
+        return self.providers >= self.r
 
     @property
     def per_job(self) -> int:

@@ -41,14 +41,24 @@ class _Section(BaseModel):
 class PolicyConfig(_Section):
     """Which jobs the agent takes."""
 
-    price: Amount = 0  # asking price per seat declared on registration (informational)
+    # The smallest reward per seat the agent takes (payment token units), declared on chain
+    # at registration so that clients see it (Client.providers, Client.estimate).
+    price: Amount = 0
     stake: Amount = 0  # bonded stake to top up to on start (stake token units)
-    min_price: Amount = 0  # smallest reward per job worth claiming (payment token units)
     max_stake_at_risk: Amount = Field(default=10**21, gt=0)  # collateral locked at once
     capacity: int = Field(default=64, ge=1)  # jobs in progress (claimed, not yet revealed)
     # Seconds an r = 1 job, or a due finalize, is left to the provider it hashes to
     # (provider/agent/partition.py) before the next in line acts; 0: every agent races.
     takeover_grace: float = Field(default=0.0, ge=0, le=3600)
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_min_price(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_price" in data:
+            raise ValueError("min_price is gone: price is both the price clients see on chain "
+                             "and the smallest reward the agent takes")
+        return data
 
 
 class BatchConfig(_Section):

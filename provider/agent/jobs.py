@@ -505,8 +505,8 @@ class JobWorker(Service):
                     continue
                 if now + CLAIM_MARGIN > job.data["claim_deadline"]:
                     self.store.update_job(job.job_id, state=JobState.LOST, reason="claim deadline")
-                elif job.reward < self.policy.min_price:
-                    self._refuse(job, "reward below min_price")
+                elif job.reward < self.policy.price:
+                    self._refuse(job, "reward below the provider's price")
                 elif self._my_turn(job) and self._valid_input(job):
                     if held + len(due) >= self.policy.capacity:
                         break

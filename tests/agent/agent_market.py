@@ -56,9 +56,9 @@ class Env:
         agent.txm.config = agent.txm.config.model_copy(update={"confirmations": tx_confirmations})
         return agent
 
-    def post(self, inputs, r) -> list[int]:
+    def post(self, inputs, r, reward=REWARD) -> list[int]:
         receipt = transact(self.w3, self.client, self.market.build_post_jobs(
-            self.engine.model_id, inputs, r, REWARD, WINDOW, WINDOW, WINDOW))
+            self.engine.model_id, inputs, r, reward, WINDOW, WINDOW, WINDOW))
         return [e.job_id for e in self.market.decode_receipt(receipt) if isinstance(e, JobPosted)]
 
     def status(self, job_id) -> JobStatus:

@@ -28,7 +28,7 @@ def test_sample_config_loads_and_validates():
     config = load_config(SAMPLE_CONFIG)
     assert config.network == "ethereum:local:foundry" and config.is_local
     assert config.account == "TEST::1"
-    assert config.policy.min_price == 10**15
+    assert config.policy.price == 10**15
     assert config.policy.max_stake_at_risk == 10**21  # written as a string: beyond TOML's int64
     assert config.engine_batch.max_size == 32 and config.claim_batch.max_wait == 1.0
     assert config.watcher.confirmations == 2 and config.tx.fee_bump_percent == 15
@@ -65,7 +65,8 @@ def test_environment_alone(monkeypatch):
         ("[engine_batch]\nmax_wait = 0", "engine_batch.max_wait"),
         ("[claim_batch]\nmax_size = 0", "claim_batch.max_size"),
         ("[policy]\nmax_stake_at_risk = 0", "policy.max_stake_at_risk"),
-        ("[policy]\nmin_price = -5", "policy.min_price"),
+        ("[policy]\nprice = -5", "policy.price"),
+        ("[policy]\nmin_price = 5", "min_price is gone: price is both the price clients see"),
         ("[policy]\ncapacity = 0", "policy.capacity"),
         ("[tx]\nfee_bump_percent = 5", "tx.fee_bump_percent"),
         ("[tx]\nmax_fee_gwei = 10\npriority_fee_gwei = 20", "priority_fee_gwei must not exceed"),

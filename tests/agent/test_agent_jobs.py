@@ -30,6 +30,7 @@ def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine,
     majority = env.post(SENTENCES, r=3)
     singles = env.post(SINGLE, r=1)
     malformed = env.post([b"\xff\xfe not utf-8", b"   "], r=3)
+    cheap = env.post([b"Below every provider's price."], r=1, reward=REWARD - 1)
 
     def corrupt(job_id, result):  # agent 3 lies on the r = 3 jobs
         return result[:-1] + bytes([result[-1] ^ 1]) if job_id in majority else result
@@ -57,12 +58,15 @@ def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine,
 
     # Malformed inputs are refused by every agent and never claimed; the client is
     # refunded once the claim deadline passes.
-    for job_id in malformed:
+    # So is a reward below the agents' price (declared on chain at registration).
+    for job_id in malformed + cheap:
         assert {a.store.job(job_id).state for a in agents} == {JobState.REFUSED}
         assert env.market.job(job_id).nclaimed == 0
+    assert {a.store.job(cheap[0]).data["reason"] for a in agents} == {
+        "reward below the provider's price"}
     env.advance(WINDOW + 1)
-    transact(env.w3, env.client, env.market.build_finalize_many(malformed))
-    assert {env.status(j) for j in malformed} == {JobStatus.CANCELLED}
+    transact(env.w3, env.client, env.market.build_finalize_many(malformed + cheap))
+    assert {env.status(j) for j in malformed + cheap} == {JobStatus.CANCELLED}
 
     for agent in agents:
         assert_clean_transactions(env, agent.store, agent.txm.address)

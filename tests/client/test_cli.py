@@ -33,6 +33,10 @@ def test_read_commands(verinfer, bots):
     assert "0.002 VIT" in out  # asking price 2e15 in an 18-decimal token
     out = verinfer("estimate", "--reward", "0.001", "--r", "3", "--count", "2").output
     assert "0.00615 VIT" in out  # 2 jobs x 3 seats x (0.001 + 2.5% fee)
+    # below every provider's declared price (0.002): nobody would take the jobs
+    assert "only 0 provider(s) take this reward; jobs with r = 3 would wait unclaimed" in out
+    out = verinfer("estimate", "--reward", "0.002", "--r", "3").output
+    assert "only" not in out and out.split("│")[-2].strip() == str(len(bots))
     assert "1000 VIT" in verinfer("balance").output
 
 

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from sdk_helpers import MODEL, REWARD, WINDOWS, advance, embedding_bytes
+from sdk_helpers import MODEL, PRICE, REWARD, WINDOWS, advance, embedding_bytes
 from rich.console import Console
 
 from client.encoding import decode_embedding
@@ -158,6 +158,14 @@ def test_inputs_no_provider_would_serve_are_refused_before_sending(client, bad, 
         client.post_many(["fine", bad], reward=REWARD)
     assert client.marketplace.w3.eth.get_transaction_count(client.address) == nonce  # nothing sent
     assert client.post("x" * 2048, reward=REWARD) and client.post("é!", reward=REWARD)
+
+
+def test_estimate_counts_the_providers_that_take_the_reward(client, bots):
+    """Each provider's price is on chain: the smallest reward it takes."""
+    at_price = client.estimate(reward=PRICE, r=3, model_id=MODEL.model_id)
+    assert at_price.providers == len(bots) and at_price.enough_providers
+    below = client.estimate(reward=PRICE - 1, r=1)
+    assert below.providers == 0 and not below.enough_providers
 
 
 def test_client_side_input_errors(client):

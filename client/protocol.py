@@ -25,6 +25,8 @@ MAX_RESULT = 1024  # bytes of one result
 MAX_WINDOW = 30 * 86_400  # seconds, each of claim / commit / reveal windows
 MAX_REWARD = 2**96 - 1
 BPS = 10_000
+# staking.vy
+MAX_STAKE = 2**128 - 1  # what one provider may hold: free + locked + unbonding
 
 
 class JobStatus(IntEnum):

@@ -11,6 +11,11 @@
         it. Every slash is bounded by the collateral locked for that seat,
         so locked stake always covers the open seats.
         free and locked share one slot: a claim or a settlement touches it once.
+        Packed 128-bit fields cannot overflow: `stake` caps what a provider
+        holds (free + locked + unbonding) at MAX_STAKE, and every other move
+        (lock, unlock, unbond, slash, a payout release) only shifts stake
+        between those fields or removes it. So a settlement, which unlocks or
+        slashes, never reverts on a provider's amounts.
 """
 
 from ethereum.ercs import IERC20
@@ -25,6 +30,8 @@ uses: params
 
 
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
+# The most stake one provider may hold (free + locked + unbonding): each field fits its 128 bits.
+MAX_STAKE: constant(uint256) = 2**128 - 1
 
 
 struct Provider:
@@ -106,13 +113,15 @@ def update_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint
 def stake(amount: uint256):
     """
     @notice Add stake-token stake to your free stake (approve first).
-    @param amount Token amount, > 0.
+    @param amount Token amount, > 0; your free + locked + unbonding stake stays
+           at most MAX_STAKE.
     """
     assert self._info[msg.sender] & 1 != 0, "staking: not registered"
     assert amount > 0, "staking: zero amount"
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._load(msg.sender)
+    assert free + locked + (self._unbonding[msg.sender] & MAX_AMOUNT) + amount <= MAX_STAKE, "staking: amount too large"
     self._store(msg.sender, free + amount, locked)
     accounting._pull(accounting.STAKE_TOKEN, msg.sender, amount)
     log Staked(provider=msg.sender, amount=amount)
@@ -131,6 +140,7 @@ def request_unbond(amount: uint256):
     free, locked = self._load(msg.sender)
     assert amount <= free, "staking: insufficient free stake"
     self._store(msg.sender, free - amount, locked)
+    # <= MAX_STAKE (stake's cap): no carry into ready_at.
     pending: uint256 = (self._unbonding[msg.sender] & MAX_AMOUNT) + amount
     ready_at: uint256 = block.timestamp + params._unbond_delay(params._load())
     self._unbonding[msg.sender] = pending | (ready_at << 128)
@@ -218,7 +228,7 @@ def _load(account: address) -> (uint256, uint256):
 
 @internal
 def _store(account: address, free: uint256, locked: uint256):
-    assert free <= MAX_AMOUNT and locked <= MAX_AMOUNT, "staking: amount too large"
+    # Both fit 128 bits: free + locked <= MAX_STAKE (see the module notice).
     self._stake[account] = free | (locked << 128)
 
 

@@ -19,7 +19,7 @@ from client.abi.__main__ import stale_abis
 from client.events import EVENT_TYPES
 from client.marketplace import Marketplace, _decode_words, _encode_words, _pythonic, _tables
 from client.protocol import (BPS, MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_RESULT, MAX_RESULT_BATCH,
-                             MAX_REWARD, MAX_WINDOW, R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
+                             MAX_REWARD, MAX_STAKE, MAX_WINDOW, R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
 from client.records import Assignment, JobInfo, ModelInfo, PendingPayouts, ProviderInfo, Seat
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
@@ -59,6 +59,7 @@ def test_constants_states_and_faults_mirror_the_contracts():
             c["MAX_INPUT"], c["MAX_RESULT"], c["MAX_WINDOW"], c["MAX_REWARD"], c["BPS"]) == (
         MAX_REDUNDANCY, R_CHALLENGE, MAX_BATCH, MAX_RESULT_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT,
         MAX_WINDOW, MAX_REWARD, BPS)
+    assert vyper_constants("modules/staking.vy")["MAX_STAKE"] == MAX_STAKE
     assert {k.removeprefix("STATUS_"): v for k, v in c.items() if k.startswith("STATUS_")} == \
         {s.name: s.value for s in JobStatus}
     assert {k.removeprefix("FAULT_"): v for k, v in c.items() if k.startswith("FAULT_")} == \

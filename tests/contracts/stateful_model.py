@@ -606,7 +606,8 @@ class Market:
         p = self.provider(sender)
         require(p.registered, "staking: not registered")
         require(amount > 0, "staking: zero amount")
-        require(p.free + amount <= MAX_AMOUNT, "staking: amount too large")
+        # What a provider holds is capped, so that no 128-bit field can overflow later.
+        require(p.free + p.locked + p.unbonding + amount <= MAX_AMOUNT, "staking: amount too large")
         p.free += amount
         self.token_in += amount
         return Effects()

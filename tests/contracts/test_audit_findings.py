@@ -4,9 +4,24 @@ Each test failed on the contracts before its fix. Findings 1-3 (seat sortition, 
 r = 1 mempool copy) are not covered here yet.
 """
 
+import ape
+import pytest
+from eth_utils import keccak
+
 from market_helpers import (
-    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, advance, assert_solvent, post, run_round,
+    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, REWARD, advance, assert_solvent, post, run_round,
 )
+
+
+@pytest.fixture
+def fresh(project, owner, treasury, token, providers, model_id):
+    """A marketplace nobody has staked in (the session one has staked providers)."""
+    m = owner.deploy(project.Marketplace, token, token, treasury)
+    m.register_model(model_id, "test-model", keccak(text="weights"), 1, sender=owner)
+    for p in providers:
+        token.mint(p, 10**30, sender=p)
+        token.approve(m, 2**256 - 1, sender=p)
+    return m
 
 
 # ---------------------------------------------------------------- 5: settlement terms snapshotted at post
@@ -79,4 +94,59 @@ def test_single_provider_fees_go_to_the_treasury_of_their_post(staked, owner, cl
     staked.release_payouts(p, sender=client)
     assert staked.balances(owner) == FEE and staked.balances(treasury) == 2 * FEE
     assert_solvent(staked, token, everyone, [*ids, later])
+
+
+# ---------------------------------------------------------------- 6: packed stake fields cannot overflow
+
+MAX_STAKE = 2**128 - 1
+
+
+def test_unbonding_sum_cannot_carry_into_ready_at(fresh, providers, model_id, token, chain):
+    """stake 2**128 - 1, unbond it, stake again, unbond again: the second unbonding sum
+    carried into ready_at and 2**128 units left every ledger. The total stake is capped
+    instead: the second stake is refused and the first comes back whole."""
+    p = providers[0]
+    fresh.register([model_id], 0, sender=p)
+    token.mint(p, 2 * MAX_STAKE, sender=p)
+    before = token.balanceOf(p)
+    fresh.stake(MAX_STAKE, sender=p)
+    ready = fresh.request_unbond(MAX_STAKE, sender=p).events.filter(fresh.UnbondRequested)[0].ready_at
+    with ape.reverts("staking: amount too large"):
+        fresh.stake(MAX_STAKE, sender=p)
+    with ape.reverts("staking: amount too large"):
+        fresh.stake(1, sender=p)
+    info = fresh.provider_info(p)
+    assert (info.free, info.locked, info.unbonding, info.unbond_ready_at) == (0, 0, MAX_STAKE, ready)
+    advance(chain, 3 * 86_400 + 1)
+    fresh.withdraw_stake(sender=p)
+    assert token.balanceOf(p) == before and token.balanceOf(fresh) == 0
+    fresh.stake(MAX_STAKE, sender=p)  # the cap is on what is held, not on the history
+
+
+def test_a_provider_at_the_stake_cap_cannot_block_finalize(fresh, owner, clients, providers, model_id, token, chain):
+    """A provider whose free stake filled its 128-bit field made the unlock of its
+    collateral revert ('staking: amount too large'), and with it the whole job's finalize.
+    The cap is on free + locked + unbonding, so every unlock and release fits."""
+    a, b = providers[:2]
+    client = clients[0]
+    for p in (a, b):
+        fresh.register([model_id], 0, sender=p)
+        fresh.stake(10**24, sender=p)
+    token.mint(client, 10**30, sender=client)
+    token.approve(fresh, 2**256 - 1, sender=client)
+    (job_id,) = post(fresh, client, r=2)
+    (single,) = post(fresh, client, r=1)
+    fresh.deliver(single, b"R", sender=a)
+    run_round(fresh, job_id, [a, b], [b"R", b"R"])
+    info = fresh.provider_info(a)
+    token.mint(a, MAX_STAKE, sender=a)
+    with ape.reverts("staking: amount too large"):
+        fresh.stake(MAX_STAKE - info.free, sender=a)  # fills the free field: was accepted
+    fresh.stake(MAX_STAKE - info.free - info.locked, sender=a)  # up to the cap
+    fresh.finalize(job_id, sender=client)
+    advance(chain, CHALLENGE_WINDOW + 1)
+    fresh.release_payouts(a, sender=client)
+    info = fresh.provider_info(a)
+    assert (info.free, info.locked) == (MAX_STAKE, 0)
+    assert fresh.balances(a) == 2 * REWARD
 

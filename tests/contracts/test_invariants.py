@@ -89,6 +89,8 @@ def world(project, owner, treasury, clients, providers, outsider, chain):
     for acct in [*clients, *providers, outsider]:
         token.mint(acct, 10**30, sender=acct)
         token.approve(market, 2**256 - 1, sender=acct)
+    for acct in [*providers, outsider]:
+        token.mint(acct, 2**129, sender=acct)  # enough to stake up to the cap
     serving = {p: [TEST_MODEL_ID] for p in providers[:4]}
     serving[providers[4]] = [OTHER_MODEL_ID]
     for p, models in serving.items():
@@ -557,7 +559,9 @@ class MarketMachine(RuleBasedStateMachine):
         op = data.draw(st.sampled_from(["stake", "request_unbond", "withdraw_stake", "register"]), label="op")
         provider = data.draw(st.sampled_from(self.world.stakers), label="provider")
         if op == "stake":
-            amount = data.draw(st.sampled_from([STAKE, 10**18, 0, 2**128]), label="amount")
+            p = self.model.peek(provider)
+            room = M.MAX_AMOUNT - p.free - p.locked - p.unbonding  # up to the stake cap
+            amount = data.draw(st.sampled_from([STAKE, 10**18, 0, 2**128, room, room + 1, M.MAX_AMOUNT - p.free]), label="amount")
             self._act(lambda m, t: m.stake(provider, amount), self.market.stake, (amount,), provider)
         elif op == "request_unbond":
             free = self.model.peek(provider).free

@@ -6,8 +6,7 @@ integer recurrence in Q(WORK_BITS) with round-half-up steps, so each provider de
 same table on any CPU and OS. The recurrences' accumulated error stays below 2**-80,
 far below the tables' resolution (an output rounding could flip only if the true value
 lay within 2**-80 of a half unit, and even then every machine computes the same flip:
-the arithmetic is exact). ``intops.TABLE_SHA256`` pins each table's hash; the tests
-check them.
+the arithmetic is exact). ``tests/llm/test_intops.py`` pins each table's sha256.
 
 - ``rope_table``: cos and sin of pos * theta_i in Q(ROPE_BITS), theta_i = base**(-2i/D).
 - ``exp2_table``: 2**(-e / 2**EXP_FRAC_BITS) in Q(EXP_ONE_BITS), then a final 0.

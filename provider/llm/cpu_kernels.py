@@ -263,11 +263,58 @@ def attention_out(ctx, ctx_e, out, out_e):
         out_e[i] = _block16(y, c, out[i])
 
 
+@njit(cache=True, nogil=True)
+def _dots(q, k, out):
+    """q . k in int64 loops, into out float64 [G, R * Lq, Lk] (as ``attention``'s bmm)."""
+    lq, heads, d = q.shape
+    lk, groups, _ = k.shape
+    reps = heads // groups
+    for g in range(groups):
+        for r in range(reps):
+            for i in range(lq):
+                for j in range(lk):
+                    acc = np.int64(0)
+                    for c in range(d):
+                        acc += np.int64(q[i, g * reps + r, c]) * np.int64(k[j, g, c])
+                    out[g, r * lq + i, j] = acc
+
+
+@njit(cache=True, nogil=True)
+def _context(w, v, out):
+    """w . v in int64 loops (w holds integers), into out float64 [G, R * Lq, D]."""
+    groups, rl, lk = w.shape
+    d = v.shape[2]
+    acc = np.empty(d, dtype=np.int64)
+    for g in range(groups):
+        for i in range(rl):
+            acc[:] = 0
+            for j in range(lk):
+                wj = np.int64(w[g, i, j])
+                if wj != 0:
+                    for c in range(d):
+                        acc[c] += wj * np.int64(v[j, g, c])
+            out[g, i, :] = acc
+
+
 def attention(q, eq, k, ek, v, ev, start, p):
+    """``intops.attention``; a few queries (decoding) take int64 loops instead of torch's
+    float64 bmm (same integers: both exact), which costs more than it computes there."""
     lq, heads, d = q.shape
     groups = p.kv_heads
     reps = heads // groups
     lk = k.shape[0]
+    if lq <= GEMV_ROWS:
+        dots = np.empty((groups, reps * lq, lk), dtype=np.float64)
+        _dots(q, k, dots)
+        w = np.empty_like(dots)
+        ctx_e = np.empty((lq, groups), dtype=np.int64)
+        attention_weights(dots, eq, ek, ev, start, p.rate, p.exp_table, w, ctx_e)
+        ctx = np.empty((groups, reps * lq, d), dtype=np.float64)
+        _context(w, v, ctx)
+        x = np.empty((lq, heads * d), dtype=np.int16)
+        xe = np.empty(lq, dtype=np.int64)
+        attention_out(ctx, ctx_e, x, xe)
+        return x, xe
     # queries as [G, R * Lq, D]: head h = g * R + r
     qg = torch.from_numpy(q.reshape(lq, groups, reps, d).transpose(1, 2, 0, 3)
                           .reshape(groups, reps * lq, d).astype(np.float64))

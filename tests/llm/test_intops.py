@@ -159,9 +159,11 @@ def test_rope_heads_and_v_heads_match_the_formula():
             assert ints(xv[i, h]) == want and ev[i, h] == we
 
 
-def test_attention_matches_the_formula():
+@pytest.mark.parametrize("lq", [3, 10])  # both routes: int64 loops (<= 8 queries) and bmm
+def test_attention_matches_the_formula(lq):
     p = _attention_params()
-    lq, lk, start, d = 3, 7, 4, 8
+    start, d = 4, 8
+    lk = start + lq
     q = RNG.integers(-ACT_MAX, ACT_MAX + 1, (lq, 4, d)).astype(np.int16)
     k = RNG.integers(-ACT_MAX, ACT_MAX + 1, (lk, 2, d)).astype(np.int16)
     v = RNG.integers(-ACT_MAX, ACT_MAX + 1, (lk, 2, d)).astype(np.int16)

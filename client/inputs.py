@@ -7,14 +7,17 @@ escrow, claimed by nobody, until its claim deadline.
 """
 from __future__ import annotations
 
-import unicodedata
+from tokenizers.normalizers import BertNormalizer
 
 from client.errors import InvalidInput
 from client.protocol import MAX_INPUT
 
-# Characters that leave nothing for a tokenizer: controls and format characters, the
-# replacement character, and combining marks (stripped with the accents they'd carry).
-_NO_TEXT = ("Cc", "Cf", "Mn")
+# The embedding model's normaliser, as its tokenizer.json configures it (BERT's): text that
+# it maps to whitespace alone (controls, format and private-use characters, accents) yields
+# no token, and every provider refuses it. The same library and tables as the engine's, so
+# the two agree on every code point (tests/client/test_inputs.py).
+_NORMALIZER = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                             lowercase=True)
 
 
 def job_input(data: bytes | str, index: int | None = None) -> bytes:
@@ -36,6 +39,6 @@ def job_input(data: bytes | str, index: int | None = None) -> bytes:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{where}not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if all(c.isspace() or c == "\ufffd" or unicodedata.category(c) in _NO_TEXT for c in text):
-        raise InvalidInput(f"{where}no text: only whitespace or control characters")
+    if not _NORMALIZER.normalize_str(text).strip():
+        raise InvalidInput(f"{where}no text: only whitespace, control or format characters")
     return raw

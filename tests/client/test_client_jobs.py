@@ -145,8 +145,9 @@ def test_deposited_balance_pays_for_posts(client):
     (b"x" * 2049, "must be 1..2048 bytes, got 2049"),
     (b"", "must be 1..2048 bytes, got 0"),
     (b"\xff\xfe not utf-8", "not UTF-8 (invalid start byte at byte 0)"),
-    ("   \n\t ", "no text: only whitespace or control characters"),
+    ("   \n\t ", "no text: only whitespace, control or format characters"),
     ("\x00\x07\u200b\x1b", "no text"),  # controls and a zero-width (format) character
+    ("\ue000\uf8ff", "no text"),  # private use
     ("\u0301\u0308", "no text"),  # combining marks alone: stripped with their accents
     ("\ufffd", "no text"),
     ("\ud800", "text is not encodable as UTF-8"),

@@ -17,6 +17,7 @@ from cluster import REWARD, WINDOWS, Cluster, clean_transactions
 from eth_utils import keccak
 
 from client.errors import InvalidInput, ModelNotFound
+from client.events import JobPosted
 from client.protocol import MAX_INPUT, JobStatus
 from provider.agent.store import JobState, TxStatus
 
@@ -68,7 +69,15 @@ def test_malformed_jobs_are_refused_and_the_client_refunded(cluster):
     with pytest.raises(InvalidInput, match=f"1..{MAX_INPUT} bytes"):
         client.post_many([b"x" * (MAX_INPUT + 1)], reward=REWARD)
 
-    bad = client.post_many([b"\xff\xfe not utf-8", b" \n\t "], reward=REWARD, r=3, deadlines=WINDOWS)
+    inputs = [b"\xff\xfe not utf-8", b" \n\t "]
+    for data in inputs:  # the SDK refuses them before sending
+        with pytest.raises(InvalidInput, match="not UTF-8|no text"):
+            client.post_many([data], reward=REWARD, r=3, deadlines=WINDOWS)
+    # another client posts them anyway (the contract takes any bytes)
+    client.deposit(2 * market.job_price(3, REWARD, 1))
+    receipt = client.send(market.build_post_jobs(cluster.engine.model_id, inputs, 3, REWARD,
+                                                 WINDOWS.claim, WINDOWS.commit, WINDOWS.reveal))
+    bad = [e.job_id for e in receipt.of(JobPosted)]
     good = cluster.post(["Agents keep serving after refusing bad jobs."], r=3)
     cluster.wait(lambda: all((r := a.job(j)) is not None and r.state is JobState.REFUSED
                              for a in cluster.agents for j in bad), "every agent refusing")

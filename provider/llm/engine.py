@@ -8,7 +8,6 @@ True
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,7 +50,6 @@ class LLMEngine:
         self.params = params
         self.tokenizer = tokenizer
         self.model_info = info
-        self._lock = threading.Lock()  # forward passes use per-call caches; numba is reentrant
 
     @classmethod
     def load(cls, gguf: GGUFModel | None = None) -> LLMEngine:

@@ -108,6 +108,13 @@ class QLinear:
         return w
 
     @cached_property
+    def _transposed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(q^T [K, N], D^T, M^T (D^T for Q8_0)) for the integer-loop route."""
+        dt = np.ascontiguousarray(self.d.T)
+        return (np.ascontiguousarray(self.q.T), dt,
+                dt if self.m is None else np.ascontiguousarray(self.m.T))
+
+    @cached_property
     def _wt(self) -> np.ndarray:
         """W^T as float64 [K, N] for the GEMM route (exact: integers below 2**27.5)."""
         return np.ascontiguousarray(self.dense().T.astype(np.float64))

@@ -16,7 +16,7 @@ import torch
 
 from provider.engine.engine import compute_model_id
 
-from . import decoder, intops, quantize
+from . import decoder, intops, quantize, selftest
 from .gguf_model import MODEL_NAME, GGUFModel
 from .sampling import SamplingParams, sample
 from .tokenizer import ChatTokenizer
@@ -52,8 +52,9 @@ class LLMEngine:
         self.model_info = info
 
     @classmethod
-    def load(cls, gguf: GGUFModel | None = None) -> LLMEngine:
-        """Read the packaged GGUF and derive the integer parameters (a few seconds)."""
+    def load(cls, gguf: GGUFModel | None = None, *, self_test: bool = True) -> LLMEngine:
+        """Read the packaged GGUF and derive the integer parameters (a few seconds), then
+        run the startup self-test (``selftest``) unless told not to."""
         g = gguf or GGUFModel()
         params = quantize.quantize_model(g)
         tokenizer = ChatTokenizer(g.tokenizer)
@@ -64,11 +65,19 @@ class LLMEngine:
         info = LLMInfo(MODEL_NAME, model_id, digests["weights_digest"], digests["params_digest"],
                        digests["tokenizer_digest"], intops.SPEC_VERSION, intops.MAX_CONTEXT,
                        MAX_NEW_TOKENS)
-        return cls(params, tokenizer, info)
+        engine = cls(params, tokenizer, info)
+        if self_test:
+            engine.self_test()
+        return engine
 
     @property
     def model_id(self) -> bytes:
         return self.model_info.model_id
+
+    def self_test(self) -> None:
+        """Raise ``SelfTestError`` unless this host computes the pinned probe bytes: a
+        provider must never serve, and be slashed, for its hardware."""
+        selftest.run(self)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         """Token ids of a prompt: ids as they are, chat messages through the chat template

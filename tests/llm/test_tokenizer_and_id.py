@@ -2,6 +2,8 @@
 file, and the model id and result bytes pinned (the same on every machine)."""
 import hashlib
 
+import numpy as np
+
 import pytest
 
 from provider.llm import intops
@@ -72,3 +74,18 @@ def test_bad_requests_are_refused(llm):
     with pytest.raises(TypeError):
         llm.generate([1.5, 2], 4)
     assert isinstance(llm, LLMEngine)
+
+
+def test_self_test_passes_here_and_refuses_other_bytes(llm, monkeypatch):
+    from provider.engine.errors import SelfTestError
+    from provider.llm import selftest
+
+    llm.self_test()
+    x, w = selftest.worst_case_linear()
+    assert abs(int(np.abs(w.dense()).max())) == intops.w_max(intops.MAX_K)
+    monkeypatch.setitem(selftest.PINNED, llm.model_id.hex(), "0" * 64)
+    with pytest.raises(SelfTestError, match="other LLM bytes"):
+        llm.self_test()
+    monkeypatch.setattr(selftest.ck, "gemv", lambda x, w: selftest.ck.gemm(x, w) + 1)
+    with pytest.raises(SelfTestError, match="integer GEMV is not exact"):
+        selftest.check_linear()

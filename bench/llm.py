@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import time
 
+# transformers' GGUF loading progress bars (tqdm reads this when it is first imported)
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 import click
 import torch
 from rich.console import Console
@@ -71,7 +74,6 @@ def _ints(value: str) -> list[int]:
 def main(threads: str, prompt_len: int, steps: int, trials: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loading progress bars
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

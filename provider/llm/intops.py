@@ -283,7 +283,8 @@ def attention(q: np.ndarray, eq: np.ndarray, k: np.ndarray, ek: np.ndarray, v: n
 
     CPU route: q . k and w . v as float64 matmuls, exact since every partial sum is an
     integer below 2**53 (|q . k| partial sums <= D * 2**30; w >= 0, so partial sums of
-    w . v are bounded by ACT_MAX * sum w < 2**40); numba for the rest, in int64.
+    w . v are bounded by ACT_MAX * sum w < 2**40), or, for a few queries (decoding), int64
+    loops; numba for the rest, in int64.
     """
     from . import cpu_kernels as ck
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from provider.engine.engine import compute_model_id
+from provider.engine.errors import EmptyInputError, InputTooLongError, InvalidInputError
 
 from . import decoder, intops, quantize, selftest
 from .gguf_model import MODEL_NAME, GGUFModel
@@ -109,18 +110,25 @@ class LLMEngine:
     def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int = 64,
                        params: Sequence[SamplingParams] | SamplingParams = SamplingParams(),
                        ) -> list[list[int]]:
-        """Generate for several prompts at once (each answer is the one it gets alone)."""
+        """Generate for several prompts at once (each answer is the one it gets alone).
+        A bad request raises ``InvalidInputError`` (a ``ValueError``; ``.index`` names the
+        prompt) before any work."""
         ids = [self.prompt_ids(p) for p in prompts]
         if isinstance(params, SamplingParams):
             params = [params] * len(ids)
         if len(params) != len(ids):
             raise ValueError("one SamplingParams per prompt")
         if not 0 < max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens outside 1..{MAX_NEW_TOKENS}")
-        for p in ids:
-            if not p or len(p) + max_new_tokens > intops.MAX_CONTEXT:
-                raise ValueError(f"prompt of {len(p)} tokens + {max_new_tokens} new ones "
-                                 f"exceeds the context of {intops.MAX_CONTEXT}")
+            raise InvalidInputError(f"max_new_tokens outside 1..{MAX_NEW_TOKENS}")
+        vocab = self.params.config.vocab
+        for i, p in enumerate(ids):
+            if not p:
+                raise EmptyInputError("the prompt has no tokens", i)
+            if len(p) + max_new_tokens > intops.MAX_CONTEXT:
+                raise InputTooLongError(f"prompt of {len(p)} tokens + {max_new_tokens} new ones "
+                                        f"exceeds the context of {intops.MAX_CONTEXT}", i)
+            if min(p) < 0 or max(p) >= vocab:
+                raise InvalidInputError(f"token ids outside 0..{vocab - 1}", i)
         caches = [decoder.KVCache.empty(self.params, len(p) + max_new_tokens) for p in ids]
         out: list[list[int]] = [[] for _ in ids]
         active = list(range(len(ids)))

@@ -14,6 +14,8 @@ from functools import cached_property
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
+from provider.engine.errors import InvalidInputError
+
 from .gguf_model import TokenizerData
 
 CONTROL = 3  # llama.cpp token type of special tokens
@@ -61,7 +63,7 @@ class ChatTokenizer:
         """The prompt text of ``messages`` ({"role", "content"} dicts) by the GGUF's template."""
         for m in messages:
             if set(m) != {"role", "content"} or not all(isinstance(v, str) for v in m.values()):
-                raise ValueError("a chat message is {'role': str, 'content': str}")
+                raise InvalidInputError("a chat message is {'role': str, 'content': str}")
         return self._template.render(messages=[dict(m) for m in messages],
                                      add_generation_prompt=add_generation_prompt)
 

@@ -59,17 +59,20 @@ def test_model_id_commits_to_every_part(llm):
 
 
 def test_bad_requests_are_refused(llm):
-    with pytest.raises(ValueError):
+    from provider.engine.errors import EmptyInputError, InputTooLongError, InvalidInputError
+
+    with pytest.raises(InvalidInputError):
         llm.generate(FRANCE, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInputError):
         llm.generate(FRANCE, 513)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputTooLongError):
         llm.generate([1] * intops.MAX_CONTEXT, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(EmptyInputError):
         llm.generate([], 4)
-    with pytest.raises(ValueError):
-        llm.generate([llm.params.config.vocab], 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInputError) as err:
+        llm.generate_batch([FRANCE, [llm.params.config.vocab]], 1)
+    assert err.value.index == 1
+    with pytest.raises(InvalidInputError):
         llm.generate([{"role": "user"}], 4)
     with pytest.raises(TypeError):
         llm.generate([1.5, 2], 4)

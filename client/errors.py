@@ -166,7 +166,6 @@ REVERTS: dict[str, type[ContractError]] = {
     "staking: insufficient free stake": InsufficientStake,
     "staking: nothing unbonding": InvalidJobState,
     "staking: unbond delay not passed": TooEarly,
-    "staking: open jobs": InvalidJobState,
     "staking: price too large": InvalidArgument,
     "staking: amount too large": InvalidArgument,
     "staking: model not served": ModelNotServed,
@@ -208,6 +207,7 @@ REVERTS: dict[str, type[ContractError]] = {
     # reverts bubble up through the marketplace's transferFrom.
     "ownable: caller is not the owner": Unauthorized,
     "ownable: new owner is the zero address": InvalidArgument,
+    "ownable_2step: caller is not the new owner": Unauthorized,
     "erc20: insufficient allowance": InsufficientFunds,
     "erc20: transfer amount exceeds balance": InsufficientFunds,
     "erc20: burn amount exceeds balance": InsufficientFunds,

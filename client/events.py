@@ -117,6 +117,26 @@ class ProviderSlashed(Event):
     reason: Fault
 
 
+@dataclass(frozen=True, kw_only=True)
+class SlashShareCredited(Event):
+    """A share of a job's slashed stake credited (stake token) to the client, an honest
+    provider or challenger, or the treasury: one event per recipient."""
+
+    job_id: int
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BondReturned(Event):
+    """What was left of a challenge bond after the re-execution round's pay, credited
+    (payment token) to the challenger."""
+
+    job_id: int
+    challenger: str
+    amount: int
+
+
 # ---------------------------------------------------------------- providers and money
 
 
@@ -212,6 +232,14 @@ class TreasuryChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OwnershipTransferStarted(Event):
+    """The owner named a new owner, who takes over once it calls accept_ownership."""
+
+    previous_owner: str
+    new_owner: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class OwnershipTransferred(Event):
     previous_owner: str
     new_owner: str
@@ -221,8 +249,9 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in (
     JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped, JobFinalized,
     JobChallenged, ProviderSlashed, ProviderRegistered, ProviderUpdated, Staked,
     UnbondRequested, StakeWithdrawn, PayoutsReleased, Deposited, Withdrawn, ModelRegistered,
-    ModelStatusChanged, ParameterChanged, TreasuryChanged, OwnershipTransferred,
+    ModelStatusChanged, ParameterChanged, TreasuryChanged, OwnershipTransferStarted, OwnershipTransferred,
+    SlashShareCredited, BondReturned,
 )}
 # Events that carry the job id as their first indexed topic (a job's history).
 JOB_EVENTS = (JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped,
-              JobFinalized, JobChallenged, ProviderSlashed)
+              JobFinalized, JobChallenged, ProviderSlashed, SlashShareCredited, BondReturned)

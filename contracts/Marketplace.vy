@@ -10,12 +10,13 @@
         One contract means no cross-contract calls between the parts and one
         reentrancy lock around every value-moving entry point.
         The modules initialize each other in a chain (settlement -> jobs ->
-        payouts -> staking -> accounting, models -> params -> ownable) so that each one
+        payouts -> staking -> accounting, models -> params -> ownable, ownable_2step) so that each one
         also compiles on its own. The interface reference is contracts/README.md.
 """
 
 from ethereum.ercs import IERC20
 from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
 from .modules import accounting
 from .modules import jobs
 from .modules import models
@@ -24,14 +25,17 @@ from .modules import payouts
 from .modules import settlement
 from .modules import staking
 
-uses: (ownable, params, models, accounting, staking, payouts, jobs)
+uses: (ownable, ownable_2step, params, models, accounting, staking, payouts, jobs)
 initializes: settlement[accounting := accounting, params := params, payouts := payouts, staking := staking]
 
-# transfer_ownership is exported; renounce_ownership deliberately is not: an
-# ownerless marketplace could never register a new model.
+# Ownership moves in two steps (transfer_ownership, then accept_ownership by the
+# new owner); renounce_ownership deliberately is not exported: an ownerless
+# marketplace could never register a new model.
 exports: (
     ownable.owner,
-    ownable.transfer_ownership,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
     params.__interface__,
     models.__interface__,
     accounting.__interface__,

@@ -15,8 +15,11 @@
 """
 
 from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
 
 initializes: ownable
+# Two-step transfer: the new owner must accept, so a typo can't lose the marketplace.
+initializes: ownable_2step[ownable := ownable]
 
 
 # Basis points denominator.
@@ -67,6 +70,7 @@ event TreasuryChanged:
 @deploy
 def __init__(treasury_: address):
     ownable.__init__()
+    ownable_2step.__init__()
     assert treasury_ != empty(address), "params: zero treasury"
     self._treasuries[0] = treasury_
     self._packed = (

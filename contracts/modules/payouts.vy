@@ -91,6 +91,18 @@ def withdraw():
 
 @external
 @nonreentrant
+def withdraw_stake():
+    """
+    @notice Withdraw all your unbonding stake once its delay has passed, after
+            releasing your matured single-provider payouts. Open seats do not
+            hold it back: their collateral stays locked apart from it.
+    """
+    self._release(msg.sender)
+    staking._withdraw_unbonded(msg.sender)
+
+
+@external
+@nonreentrant
 def release_payouts(provider: address):
     """
     @notice Release `provider`'s matured payout buckets into its balance and free

@@ -68,6 +68,19 @@ event ProviderSlashed:
     amount: uint256
     reason: uint256
 
+# A share of a job's slashed stake credited to `account` (client, honest side or
+# treasury): one event per recipient.
+event SlashShareCredited:
+    job_id: indexed(uint256)
+    account: indexed(address)
+    amount: uint256
+
+# What is left of a challenge bond after the round's pay, credited to the challenger.
+event BondReturned:
+    job_id: indexed(uint256)
+    challenger: indexed(address)
+    amount: uint256
+
 
 # Running totals of one settlement, so that every seat credits through one path.
 struct Tally:
@@ -269,8 +282,8 @@ def _settle_round(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     j.status = status
     jobs._store(job_id, j)
     accounting.balances[t.client] += refund
-    self._split_slash(tally.slashed, t, tally.winners)
-    self._credit_treasury(t, tally.fees, 0)
+    self._split_slash(job_id, tally.slashed, t, tally.winners)
+    self._credit_fees(t, tally.fees)
     log JobFinalized(
         job_id=job_id, status=status, result_digest=majority, provider_pay=tally.paid, client_refund=refund, slashed=tally.slashed
     )
@@ -317,9 +330,10 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     j.status = jobs.STATUS_FINALIZED
     jobs._store(job_id, j)
     accounting.balances[challenger] += bond_left
+    log BondReturned(job_id=job_id, challenger=challenger, amount=bond_left)
     accounting.balances[t.client] += refund
-    self._split_slash(tally.slashed, t, honest)
-    self._credit_treasury(t, tally.fees, 0)
+    self._split_slash(job_id, tally.slashed, t, honest)
+    self._credit_fees(t, tally.fees)
     log JobFinalized(
         job_id=job_id, status=jobs.STATUS_FINALIZED, result_digest=standing, provider_pay=tally.paid, client_refund=refund, slashed=tally.slashed
     )
@@ -381,7 +395,7 @@ def _majority(job_id: uint256, j: jobs.Job, base: uint256, size: uint256) -> (bo
 
 
 @internal
-def _split_slash(amount: uint256, t: jobs.Terms, honest: DynArray[address, jobs.MAX_REDUNDANCY]):
+def _split_slash(job_id: uint256, amount: uint256, t: jobs.Terms, honest: DynArray[address, jobs.MAX_REDUNDANCY]):
     """
     @dev Credit slashed stake by the job's split (snapshotted at post): client
          share, honest share split evenly (to the client when there is no
@@ -399,15 +413,19 @@ def _split_slash(amount: uint256, t: jobs.Terms, honest: DynArray[address, jobs.
         each: uint256 = to_honest // len(honest)
         to_honest = each * len(honest)
         for account: address in honest:
-            accounting.stake_credits[account] += each
-    accounting.stake_credits[client] += to_client
-    self._credit_treasury(t, 0, amount - to_client - to_honest)
+            self._credit_share(job_id, account, each)
+    self._credit_share(job_id, client, to_client)
+    self._credit_share(job_id, params._treasury_at(jobs._treasury_epoch(t)), amount - to_client - to_honest)
 
 
 @internal
-def _credit_treasury(t: jobs.Terms, fees: uint256, slashed: uint256):
-    treasury: address = params._treasury_at(jobs._treasury_epoch(t))
+def _credit_share(job_id: uint256, account: address, amount: uint256):
+    if amount > 0:
+        accounting.stake_credits[account] += amount
+        log SlashShareCredited(job_id=job_id, account=account, amount=amount)
+
+
+@internal
+def _credit_fees(t: jobs.Terms, fees: uint256):
     if fees > 0:
-        accounting.balances[treasury] += fees
-    if slashed > 0:
-        accounting.stake_credits[treasury] += slashed
+        accounting.balances[params._treasury_at(jobs._treasury_epoch(t))] += fees

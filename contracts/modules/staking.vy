@@ -6,10 +6,12 @@
 @notice Providers register the models they serve and an asking price, and
         stake the stake token. Stake is `free` (backs new claims), `locked`
         (collateral of open seats, slashable) or `unbonding` (requested out,
-        withdrawable after the delay once no seat is open). A claim locks the
-        seat's collateral from free stake; settlement unlocks it or slashes
-        it. Every slash is bounded by the collateral locked for that seat,
-        so locked stake always covers the open seats.
+        withdrawable after the delay). A claim locks the seat's collateral
+        from free stake; settlement unlocks it or slashes it. Every slash is
+        bounded by the collateral locked for that seat, so locked stake always
+        covers the open seats and unbonding stake backs nothing: open seats
+        never hold it back (a dust job can freeze only its own collateral).
+        `withdraw_stake` lives in payouts.vy: it first releases matured payouts.
         free and locked share one slot: a claim or a settlement touches it once.
         Packed 128-bit fields cannot overflow: `stake` caps what a provider
         holds (free + locked + unbonding) at MAX_STAKE, and every other move
@@ -148,23 +150,6 @@ def request_unbond(amount: uint256):
 
 
 @external
-@nonreentrant
-def withdraw_stake():
-    """
-    @notice Withdraw all unbonding stake once the delay has passed and you hold
-            no open seat (no locked collateral).
-    """
-    word: uint256 = self._unbonding[msg.sender]
-    amount: uint256 = word & MAX_AMOUNT
-    assert amount > 0, "staking: nothing unbonding"
-    assert block.timestamp >= word >> 128, "staking: unbond delay not passed"
-    assert self._stake[msg.sender] >> 128 == 0, "staking: open jobs"
-    self._unbonding[msg.sender] = 0
-    accounting._push(accounting.STAKE_TOKEN, msg.sender, amount)
-    log StakeWithdrawn(provider=msg.sender, amount=amount)
-
-
-@external
 @view
 def provider_info(account: address) -> Provider:
     """
@@ -211,6 +196,21 @@ def _set_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint25
         served |= 1 << models._active_index(model_id)
     self._served[msg.sender] = served
     self._info[msg.sender] = 1 | (price << 8)
+
+
+@internal
+def _withdraw_unbonded(account: address):
+    """
+    @dev Pay out all of `account`'s unbonding stake once its delay has passed.
+         Locked collateral backs the open seats by itself, so it does not matter here.
+    """
+    word: uint256 = self._unbonding[account]
+    amount: uint256 = word & MAX_AMOUNT
+    assert amount > 0, "staking: nothing unbonding"
+    assert block.timestamp >= word >> 128, "staking: unbond delay not passed"
+    self._unbonding[account] = 0
+    accounting._push(accounting.STAKE_TOKEN, account, amount)
+    log StakeWithdrawn(provider=account, amount=amount)
 
 
 @internal

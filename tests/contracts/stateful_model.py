@@ -179,6 +179,8 @@ class Effects:
     slashed: list = field(default_factory=list)  # (job_id, provider, seat, amount, reason)
     skipped: list = field(default_factory=list)  # (job_id, reason)
     job_ids: list = field(default_factory=list)
+    shares: list = field(default_factory=list)  # (job_id, account, amount): SlashShareCredited, one per recipient
+    bonds: list = field(default_factory=list)  # (job_id, challenger, amount): BondReturned
 
 
 class Market:
@@ -252,24 +254,27 @@ class Market:
         fx.slashed.append(record)
         return job.collateral
 
-    def _split_slash(self, amount: int, job: Job, honest: list):
+    def _split_slash(self, fx: Effects, amount: int, job: Job, honest: list):
         """By the job's split: client share, honest share split evenly (to the client if
-        there is no honest side), the job's treasury the rest including dust."""
+        there is no honest side), the job's treasury the rest including dust; each
+        non-zero share credited with its own event."""
         if amount == 0:
             return
-        client = job.client
         to_client = amount * job.slash_client_bps // BPS
         to_honest = amount * job.slash_honest_bps // BPS
+        shares = []
         if honest:
             each = to_honest // len(honest)
-            for account in honest:
-                self.credits[account] += each
+            shares += [(account, each) for account in honest]
             to_honest = each * len(honest)
         else:
             to_client += to_honest
             to_honest = 0
-        self.credits[client] += to_client
-        self.credits[job.treasury] += amount - to_client - to_honest
+        shares += [(job.client, to_client), (job.treasury, amount - to_client - to_honest)]
+        for account, share in shares:
+            if share:
+                self.credits[account] += share
+                fx.shares.append((job.id, account, share))
 
     def _finalized(self, fx: Effects, job: Job, status: int, digest: bytes, pay: int, refund: int, slashed: int):
         self.finalized_events[job.id] = self.finalized_events.get(job.id, 0) + 1
@@ -530,7 +535,7 @@ class Market:
             job.result_digest = majority
         self.balances[job.client] += refund
         self.balances[job.treasury] += fees
-        self._split_slash(slashed, job, winners)
+        self._split_slash(fx, slashed, job, winners)
         self._finalized(fx, job, job.status, majority or ZERO_WORD, paid, refund, slashed)
 
     def _settle_challenge(self, fx: Effects, job: Job):
@@ -562,9 +567,10 @@ class Market:
         job.status = FINALIZED
         job.result_digest = standing
         self.balances[job.challenger] += bond_left
+        fx.bonds.append((job.id, job.challenger, bond_left))
         self.balances[job.client] += refund
         self.balances[job.treasury] += fees
-        self._split_slash(slashed, job, honest)
+        self._split_slash(fx, slashed, job, honest)
         self._finalized(fx, job, FINALIZED, standing, paid, refund, slashed)
 
     def check_challenge(self, job_id: int, t: int) -> Job:
@@ -625,7 +631,6 @@ class Market:
         p = self.provider(sender)
         require(p.unbonding > 0, "staking: nothing unbonding")
         require(t >= p.ready_at, "staking: unbond delay not passed")
-        require(p.locked == 0, "staking: open jobs")
         self.token_out += p.unbonding
         p.unbonding = p.ready_at = 0
         return Effects()

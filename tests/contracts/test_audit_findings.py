@@ -9,8 +9,10 @@ import pytest
 from eth_utils import keccak
 
 from market_helpers import (
-    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, REWARD, advance, assert_solvent, post, run_round,
+    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, REWARD, SEAT, advance, assert_solvent, post, run_round,
 )
+
+BOND = 4 * REWARD
 
 
 @pytest.fixture
@@ -150,3 +152,81 @@ def test_a_provider_at_the_stake_cap_cannot_block_finalize(fresh, owner, clients
     assert (info.free, info.locked) == (MAX_STAKE, 0)
     assert fresh.balances(a) == 2 * REWARD
 
+
+# ---------------------------------------------------------------- 7: griefing and rough edges
+
+MONTH = 30 * 86_400
+
+
+def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, providers, outsider, chain, token, everyone):
+    """A 1-unit r = 1 job with 30-day windows, delivered and challenged, kept its
+    provider's collateral locked for months, and withdraw_stake refused all unbonding
+    stake while anything was locked. Only the job's collateral stays locked now."""
+    p0, p1, p2, p3 = providers[:4]
+    (job_id,) = post(staked, client, r=1, reward=1, windows=(MONTH, MONTH, MONTH))
+    staked.deliver(job_id, b"res", sender=p0)
+    staked.challenge(job_id, sender=outsider)
+    free = staked.provider_info(p0).free
+    staked.request_unbond(free, sender=p0)
+    advance(chain, 3 * 86_400 + 1)
+    before = token.balanceOf(p0)
+    staked.withdraw_stake(sender=p0)
+    assert token.balanceOf(p0) == before + free
+    info = staked.provider_info(p0)
+    assert (info.free, info.locked, info.unbonding) == (0, 5, 0)  # the dust job's collateral: 5 x its reward
+    # The job still settles against what stays locked.
+    run_round(staked, job_id, [p1, p2, p3], [b"other"] * 3)
+    staked.finalize(job_id, sender=outsider)
+    assert staked.provider_info(p0).locked == 0
+    assert_solvent(staked, token, everyone, [job_id])
+
+
+def test_withdraw_stake_releases_matured_payouts(staked, client, providers, treasury, chain):
+    p = providers[0]
+    (job_id,) = post(staked, client, r=1)
+    staked.deliver(job_id, b"res", sender=p)
+    staked.request_unbond(10**18, sender=p)
+    advance(chain, 3 * 86_400 + 1)
+    tx = staked.withdraw_stake(sender=p)
+    (log,) = tx.events.filter(staked.PayoutsReleased)
+    assert (log.pay, log.fees, log.collateral) == (REWARD, FEE, COLLATERAL)
+    assert staked.balances(p) == REWARD and staked.pending_payouts(p).pay == 0
+    assert staked.provider_info(p).locked == 0
+
+
+def test_slash_shares_and_returned_bonds_are_logged_per_recipient(staked, client, providers, treasury, outsider):
+    a, b, c = providers[:3]
+    (job_id,) = post(staked, client, r=3)
+    run_round(staked, job_id, [a, b, c], [b"R", b"R", b"wrong"])
+    tx = staked.finalize(job_id, sender=outsider)
+    to_client = COLLATERAL * CLIENT_BPS // 10_000
+    each = COLLATERAL * HONEST_BPS // 10_000 // 2
+    shares = [(e.job_id, e.account, e.amount) for e in tx.events.filter(staked.SlashShareCredited)]
+    assert shares == [(job_id, a, each), (job_id, b, each), (job_id, client, to_client),
+                      (job_id, treasury, COLLATERAL - to_client - 2 * each)]
+    p0, p1, p2, p3 = providers[:4]
+    (single,) = post(staked, client, r=1)
+    staked.deliver(single, b"bad", sender=p0)
+    staked.challenge(single, sender=outsider)
+    run_round(staked, single, [p1, p2, p3], [b"good"] * 3)
+    tx = staked.finalize(single, sender=outsider)
+    (log,) = tx.events.filter(staked.BondReturned)
+    assert (log.job_id, log.challenger, log.amount) == (single, outsider, BOND - 3 * REWARD)
+    assert staked.balances(outsider) == log.amount
+    shares = {e.account: e.amount for e in tx.events.filter(staked.SlashShareCredited)}
+    honest = COLLATERAL * HONEST_BPS // 10_000
+    assert shares == {str(client): to_client, str(outsider): honest, str(treasury): COLLATERAL - to_client - honest}
+
+
+def test_ownership_transfer_takes_two_steps(market, owner, outsider, treasury):
+    tx = market.transfer_ownership(outsider, sender=owner)
+    assert tx.events.filter(market.OwnershipTransferStarted)[0].new_owner == outsider
+    assert market.owner() == owner and market.pending_owner() == outsider
+    market.set_paused(True, sender=owner)  # still the owner's
+    with ape.reverts("ownable_2step: caller is not the new owner"):
+        market.accept_ownership(sender=treasury)
+    tx = market.accept_ownership(sender=outsider)
+    assert tx.events.filter(market.OwnershipTransferred)[0].new_owner == outsider
+    assert market.owner() == outsider and market.pending_owner() == "0x" + "00" * 20
+    with ape.reverts("ownable: caller is not the owner"):
+        market.set_paused(False, sender=owner)

@@ -104,6 +104,10 @@ def test_treasury_pause_and_ownership(market, owner, outsider, treasury):
     with ape.reverts(NOT_OWNER):
         market.set_paused(False, sender=outsider)
     market.transfer_ownership(outsider, sender=owner)
+    assert market.owner() == owner  # two steps: the new owner accepts
+    with ape.reverts(NOT_OWNER):
+        market.transfer_ownership(outsider, sender=outsider)
+    market.accept_ownership(sender=outsider)
     assert market.owner() == outsider
     market.set_paused(False, sender=outsider)
     with ape.reverts(NOT_OWNER):

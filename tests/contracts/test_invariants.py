@@ -218,6 +218,10 @@ class MarketMachine(RuleBasedStateMachine):
         self.slashes_seen += slashed
         skipped = [(e.job_id, e.reason) for e in self._logs(receipt, "ItemSkipped")]
         assert skipped == fx.skipped
+        shares = sorted((e.job_id, e.account, e.amount) for e in self._logs(receipt, "SlashShareCredited"))
+        assert shares == sorted(fx.shares)
+        bonds = sorted((e.job_id, e.challenger, e.amount) for e in self._logs(receipt, "BondReturned"))
+        assert bonds == sorted(fx.bonds)
         if fx.job_ids:
             assert [e.job_id for e in self._logs(receipt, "JobPosted")] == fx.job_ids
 
@@ -568,7 +572,13 @@ class MarketMachine(RuleBasedStateMachine):
             amount = data.draw(st.sampled_from([free // 2, free, 1, 0, free + 1]), label="amount")
             self._act(lambda m, t: m.request_unbond(provider, amount, t), self.market.request_unbond, (amount,), provider)
         elif op == "withdraw_stake":
-            self._act(lambda m, t: m.withdraw_stake(provider, t), self.market.withdraw_stake, (), provider)
+            # Open seats don't hold unbonding stake back; matured payouts are released first.
+            certain = self.model.release_certain(provider, self.now + 1)
+            receipt = self._act(lambda m, t: m.withdraw_stake(provider, t), self.market.withdraw_stake, (), provider,
+                                releases=(provider,))
+            if receipt is not None and certain:
+                p = self.model.peek(provider)
+                assert p.pending_pay == p.pending_fees == p.pending_collateral == 0, "matured payouts not released"
         else:
             models = data.draw(st.sampled_from([[TEST_MODEL_ID], [OTHER_MODEL_ID], [TEST_MODEL_ID, OTHER_MODEL_ID], [], [UNKNOWN_MODEL_ID]]), label="models")
             price = data.draw(st.sampled_from([1, 1, 2**128]), label="price")

@@ -41,7 +41,7 @@ from client.transport import ape_local_account
 from provider.agent.config import AgentConfig
 from provider.agent.main import Agent, build_agent
 from provider.agent.store import JobState
-from scripts.quiet import quiet_ape
+from scripts._quiet import quiet_ape
 
 REWARD = 10**16  # 0.01 token per seat
 STAKE = 10**20  # each provider bonds 100 tokens

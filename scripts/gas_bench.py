@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client.encoding import EMBEDDING_SIZE
-from scripts.quiet import quiet_ape
+from scripts._quiet import quiet_ape
 
 BATCH = 32
 TARGET_SINGLE = 250_000

@@ -8,6 +8,7 @@ positive ones, so floor and truncation agree. Kernels are serial and release the
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -341,18 +342,17 @@ GEMV_TILE = 512  # output columns per pass: the int32 block sums stay in L1
 
 
 @njit(cache=True, nogil=True)
-def _gemv(x, xs, qt, dt, mt, has_m, out):
+def _gemv(x, xs, qt, dt, mt, has_m, out, j_start, j_stop):
     """acc[i, j] = sum_b D[j, b] * (sum_{k in b} x[i, k] q[j, k]) + M[j, b] * xs[i, b] with
     the weights transposed (qt [K, N], dt/mt [K / 32, N]), so that the innermost loop runs
     over contiguous output columns and vectorises without horizontal sums. The block sums
     are int32: |sum of 32 x q| <= 32 * ACT_MAX * 127 < 2**27; the rest int64."""
     rows, k = x.shape
-    n = qt.shape[1]
     acc = np.empty(GEMV_TILE, dtype=np.int32)
     tot = np.empty(GEMV_TILE, dtype=np.int64)
     for i in range(rows):
-        for j0 in range(0, n, GEMV_TILE):
-            w = min(GEMV_TILE, n - j0)
+        for j0 in range(j_start, j_stop, GEMV_TILE):
+            w = min(GEMV_TILE, j_stop - j0)
             tot[:w] = 0
             for b in range(k // BLOCK):
                 acc[:w] = 0
@@ -373,11 +373,26 @@ def _gemv(x, xs, qt, dt, mt, has_m, out):
             out[i, j0:j0 + w] = tot[:w]
 
 
+# Matrices this large (the output head) split their columns over torch's thread count:
+# the kernel releases the GIL and each thread writes its own columns (same integers).
+SPLIT_WEIGHTS = 1 << 22
+_pool: ThreadPoolExecutor | None = None
+
+
 def gemv(x: np.ndarray, w: QLinear) -> np.ndarray:
     """The integer-loop route of ``intops.linear`` (few rows)."""
+    global _pool
     qt, dt, mt = w._transposed
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], w.n), dtype=np.int64)
     xs = x.astype(np.int64).reshape(x.shape[0], -1, BLOCK).sum(axis=2)
-    _gemv(x, xs, qt, dt, mt, w.m is not None, out)
+    threads = torch.get_num_threads()
+    if threads == 1 or w.n * w.k < SPLIT_WEIGHTS:
+        _gemv(x, xs, qt, dt, mt, w.m is not None, out, 0, w.n)
+        return out
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(threads, "verinfer-llm-gemv")
+    step = -(-w.n // (threads * GEMV_TILE)) * GEMV_TILE
+    list(_pool.map(lambda j: _gemv(x, xs, qt, dt, mt, w.m is not None, out, j, min(j + step, w.n)),
+                   range(0, w.n, step)))
     return out

@@ -150,13 +150,22 @@ FORMAT_CONSTANTS = {
 
 
 def params_digest(model: QuantizedModel, extra: dict[str, int]) -> bytes:
-    """sha256 over every integer parameter (name, dtype, shape, little-endian bytes),
-    the op constants and ``extra`` (e.g. the tokenisation limits)."""
-    h = hashlib.sha256()
+    """sha256 over every integer parameter, the op constants and ``extra`` (e.g. the
+    tokenisation limits): ``digest_params``."""
+    return digest_params(model, {**FORMAT_CONSTANTS, **extra})
+
+
+def digest_params(params, constants: dict, prefix: bytes = b"") -> bytes:
+    """sha256 (after ``prefix``) over a model's derived parameters, walked by name: tensors
+    and arrays as name, dtype, shape and little-endian bytes, dataclasses and tuples field
+    by field, ints, strings and None by value, floats by their exact hex; then
+    ``constants`` in name order. The params part of a model id (the LLM's too)."""
+    h = hashlib.sha256(prefix)
 
     def feed(name: str, obj) -> None:
-        if isinstance(obj, torch.Tensor):
-            a = obj.detach().cpu().contiguous().numpy()
+        if isinstance(obj, (torch.Tensor, np.ndarray)):
+            a = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+            a = np.ascontiguousarray(a)
             h.update(f"{name}:{a.dtype.str}:{a.shape}:".encode())
             h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
         elif isinstance(obj, tuple):
@@ -165,12 +174,14 @@ def params_digest(model: QuantizedModel, extra: dict[str, int]) -> bytes:
         elif hasattr(obj, "__dataclass_fields__"):
             for f in fields(obj):
                 feed(f"{name}.{f.name}", getattr(obj, f.name))
-        elif obj is None or isinstance(obj, int):
+        elif obj is None or isinstance(obj, (int, str)):
             h.update(f"{name}={obj};".encode())
+        elif isinstance(obj, float):  # config values (rope base, eps): exact repr
+            h.update(f"{name}={obj.hex()};".encode())
         else:
             raise TypeError(f"unexpected parameter {name}: {type(obj).__name__}")
 
-    feed("model", model)
-    for k, v in sorted({**FORMAT_CONSTANTS, **extra}.items()):
+    feed("model", params)
+    for k, v in sorted(constants.items()):
         feed(k, v)
     return h.digest()

@@ -7,12 +7,13 @@ positive ones, so floor and truncation agree. Kernels are serial and release the
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from numba import njit
+
+from provider.engine.cpu_kernels import _isqrt  # floor(sqrt(n)), exact below 2**62
 
 from .intops import (ACT_MAX, BLOCK, DELTA_MAX, EPS_BITS, F_RES, FFN_IN_BITS, NORM_IN_BITS,
                      NORM_N_BITS, NORM_RECIP_SHIFT, PROB_BITS, PROB_SHIFT, RATE_SHIFT,
@@ -83,17 +84,6 @@ def _block16(v, e, out):
 def block16_rows(v, e, out, out_e):
     for i in range(v.shape[0]):
         out_e[i] = _block16(v[i], e[i], out[i])
-
-
-@njit(cache=True, nogil=True)
-def _isqrt(n):
-    """floor(sqrt(n)) for 0 <= n < 2**62, exactly (float root within 1, then fixed)."""
-    r = np.int64(math.sqrt(np.float64(n)))
-    while r * r > n:
-        r -= 1
-    while (r + 1) * (r + 1) <= n:
-        r += 1
-    return r
 
 
 @njit(cache=True, nogil=True)

@@ -10,14 +10,13 @@ all into the model id.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Context, Decimal
 
 import numpy as np
 
-from provider.engine.quantize import round_fixed
+from provider.engine.quantize import digest_params, round_fixed
 
 from . import intops, tables
 from .gguf_model import GGUFModel, LlamaConfig, Q4Blocks, Q8Blocks
@@ -117,28 +116,6 @@ FORMAT_CONSTANTS = {name: getattr(intops, name) for name in (
 
 
 def params_digest(params: DecoderParams, extra: dict[str, int]) -> bytes:
-    """sha256 over every integer parameter (name, dtype, shape, little-endian bytes), the
-    op constants and ``extra`` (e.g. the generation limits)."""
-    h = hashlib.sha256(b"verinfer/llm-params/v1\x00")
-
-    def feed(name: str, obj) -> None:
-        if isinstance(obj, np.ndarray):
-            h.update(f"{name}:{obj.dtype.str}:{obj.shape}:".encode())
-            h.update(np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<")).tobytes())
-        elif isinstance(obj, tuple):
-            for i, o in enumerate(obj):
-                feed(f"{name}.{i}", o)
-        elif hasattr(obj, "__dataclass_fields__"):
-            for f in fields(obj):
-                feed(f"{name}.{f.name}", getattr(obj, f.name))
-        elif obj is None or isinstance(obj, (int, str)):
-            h.update(f"{name}={obj};".encode())
-        elif isinstance(obj, float):  # config values (rope base, eps): exact repr
-            h.update(f"{name}={obj.hex()};".encode())
-        else:
-            raise TypeError(f"unexpected parameter {name}: {type(obj).__name__}")
-
-    feed("model", params)
-    for k, v in sorted({**FORMAT_CONSTANTS, **extra}.items()):
-        feed(k, v)
-    return h.digest()
+    """sha256 over every integer parameter, the op constants and ``extra`` (e.g. the
+    generation limits): ``provider.engine.quantize.digest_params``."""
+    return digest_params(params, {**FORMAT_CONSTANTS, **extra}, prefix=b"verinfer/llm-params/v1\x00")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import astuple
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +29,7 @@ from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultR
 from client.inputs import job_input
 from client.marketplace import Call, Marketplace, Token, to_bytes32
 from client.progress import WaitDisplay
-from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, R_CHALLENGE, JobStatus, result_digest
+from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, R_CHALLENGE, JobStatus, result_digest
 from client.records import (Balances, Deadlines, Estimate, JobInfo, ModelInfo, Params, ProviderInfo,
                             TxResult, VerifiedResult)
 from client.transport import Connection, Signer, account_from_key, ape_local_account, connect_ape, \
@@ -265,8 +266,9 @@ class Client:
         """Post one job, escrowing r x (reward + fee); its job id.
 
         Text is UTF-8 encoded; an input no provider would serve (not UTF-8, over
-        MAX_INPUT bytes, no text in it) is refused here (``InvalidInput``) before anything
-        is sent. Funds come from your deposited balance first, then from your wallet
+        MAX_INPUT bytes, no text in it) or windows the marketplace would refuse (below
+        ``params().min_windows``, over MAX_WINDOW) are refused here (``InvalidInput``)
+        before anything is sent. Funds come from your deposited balance first, then from your wallet
         (approved here as needed).
 
         >>> job = client.post("a sentence", reward=10**15, r=3)  # doctest: +SKIP
@@ -282,7 +284,12 @@ class Client:
         if not inputs:
             raise InvalidInput("nothing to post")
         payloads = [job_input(x, i) for i, x in enumerate(inputs)]  # before any call
+        if max(astuple(deadlines)) > MAX_WINDOW:
+            raise InvalidInput(f"windows {astuple(deadlines)}: each at most MAX_WINDOW = {MAX_WINDOW} s")
         model = self.model(model_id).model_id
+        short = deadlines.shorter_than(self.marketplace.min_windows())
+        if short:  # the contract would refuse them (jobs: window too short)
+            raise InvalidInput(f"windows below the marketplace's minimums: {', '.join(short)}")
         self._ensure_funds(self.marketplace.job_price(r, reward, len(payloads)))
         ids: list[int] = []
         for start in range(0, len(payloads), MAX_BATCH):

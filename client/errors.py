@@ -175,6 +175,7 @@ REVERTS: dict[str, type[ContractError]] = {
     "jobs: bad redundancy": InvalidArgument,
     "jobs: bad reward": InvalidArgument,
     "jobs: bad window": InvalidArgument,
+    "jobs: window too short": InvalidArgument,
     "jobs: empty input": InvalidArgument,
     "jobs: empty result": InvalidArgument,
     "jobs: empty seal": InvalidArgument,

@@ -31,7 +31,7 @@ from client.errors import InvalidInput
 from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
                            ResultRevealed, SealCommitted)
 from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT, MAX_RESULT_BATCH, JobStatus
-from client.records import Assignment, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
+from client.records import Assignment, Deadlines, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
 from client.transport import translate_errors
 
 LOG_CHUNK = 5_000  # blocks per eth_getLogs request: public nodes cap the range
@@ -566,7 +566,13 @@ class Marketplace(_Contract):
             slash_client_bps=client_bps, slash_honest_bps=honest_bps, slash_treasury_bps=treasury_bps,
             challenge_window=self.call("challenge_window"), unbond_delay=self.call("unbond_delay"),
             paused=self.call("paused"), treasury=self.call("treasury"), owner=self.call("owner"),
+            min_windows=self.min_windows(),
         )
+
+    def min_windows(self) -> Deadlines:
+        """The shortest claim / commit / reveal windows a post may ask for (owner-set per
+        network); a challenge's re-execution round runs on them."""
+        return Deadlines(*self.call("min_windows"))
 
     def job_price(self, r: int, reward: int, count: int = 1) -> int:
         """Escrow needed to post ``count`` jobs at the current fee."""

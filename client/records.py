@@ -8,7 +8,7 @@ integers in the token's base units.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -127,6 +127,7 @@ class Params:
     paused: bool
     treasury: str
     owner: str
+    min_windows: Deadlines  # the shortest windows a post may ask for (also a re-execution round's)
 
 
 @dataclass(frozen=True)
@@ -173,12 +174,27 @@ class Balances:
 class Deadlines:
     """Windows of a job in seconds: claim (r = 1: delivery), then commit, then reveal.
 
-    For r = 1 jobs the three windows also time a challenge's re-execution round.
+    Each must be at least the marketplace's minimum (``Client.params().min_windows``,
+    default 120 s each, set per network) and at most ``MAX_WINDOW``; the defaults (600 s)
+    leave a provider room on a 12 s chain. A challenge's re-execution round runs on the
+    marketplace's minimums, not on these.
+
+    >>> Deadlines(claim=120).commit
+    600
     """
 
     claim: int = 600
     commit: int = 600
     reveal: int = 600
+
+    def shorter_than(self, minimums: Deadlines) -> list[str]:
+        """The windows below ``minimums``, e.g. ``['claim 60 s < 120 s']``.
+
+        >>> Deadlines(claim=60).shorter_than(Deadlines(120, 120, 120))
+        ['claim 60 s < 120 s']
+        """
+        return [f"{name} {mine} s < {least} s" for name, mine, least in
+                zip(("claim", "commit", "reveal"), astuple(self), astuple(minimums)) if mine < least]
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ _MASK16: constant(uint256) = 2**16 - 1
 _MASK24: constant(uint256) = 2**24 - 1
 _MASK32: constant(uint256) = 2**32 - 1
 _MASK40: constant(uint256) = 2**40 - 1
+_MASK18: constant(uint256) = 2**18 - 1
 _MASK160: constant(uint256) = 2**160 - 1
 
 
@@ -146,7 +147,8 @@ _seats: HashMap[uint256, address]
 # job_id << 4 | seat -> seal, replaced by the result digest at reveal;
 # job_id << 4 | RESULT_WORD -> the digest settlement decided (a seat's own word never changes)
 _words: HashMap[uint256, bytes32]
-# challenger | round start << 160
+# challenger | round start << 160 (40 bits) | the round's claim, commit, reveal
+# windows << 200, 218, 236 (18 bits each: the protocol minimums when challenged)
 _challenges: HashMap[uint256, uint256]
 
 
@@ -214,10 +216,10 @@ def post_job(
     @param r Redundancy: seats (independent providers), 1..MAX_REDUNDANCY.
     @param reward Pay per seat in payment-token units, 1..MAX_REWARD.
     @param claim_window Seconds from now until the claim deadline (r == 1: the
-           delivery deadline).
+           delivery deadline). Each window is at least its `min_windows()`
+           minimum and at most MAX_WINDOW.
     @param commit_window Seconds from the claim deadline to the commit deadline.
     @param reveal_window Seconds from the commit deadline to the reveal deadline.
-           For r == 1 the three windows time a challenge's re-execution round.
     @return The job id.
     """
     job_id: uint256 = 0
@@ -507,9 +509,15 @@ def _open_batch(
     assert n > 0, "jobs: empty batch"
     assert r > 0 and r <= MAX_REDUNDANCY, "jobs: bad redundancy"
     assert reward > 0 and reward <= MAX_REWARD, "jobs: bad reward"
-    assert claim_window > 0 and claim_window <= MAX_WINDOW, "jobs: bad window"
-    assert commit_window > 0 and commit_window <= MAX_WINDOW, "jobs: bad window"
-    assert reveal_window > 0 and reveal_window <= MAX_WINDOW, "jobs: bad window"
+    # Windows a chain can honour: shorter ones would let a client slash honest
+    # providers who cannot get a transaction in (the owner sets them per network).
+    minimums: uint256 = params._min_windows(p)
+    assert (
+        claim_window >= minimums & _MASK18
+        and commit_window >= (minimums >> 18) & _MASK18
+        and reveal_window >= minimums >> 36
+    ), "jobs: window too short"
+    assert max(claim_window, max(commit_window, reveal_window)) <= MAX_WINDOW, "jobs: bad window"
     fee_bps: uint256 = params._fee(p)
     batch_id: uint256 = self.next_batch_id
     self.next_batch_id = batch_id + 1
@@ -843,12 +851,16 @@ def _round(t: Terms, j: Job) -> (uint256, uint256):
 def _deadlines(job_id: uint256, t: Terms, j: Job) -> (uint256, uint256, uint256):
     """
     @dev (claim, commit, reveal) deadlines of the current round; a re-execution
-         round reuses the job's windows from the moment of the challenge.
+         round runs on the protocol's minimum windows as of the challenge, from
+         its moment (never the client's windows: a client could make them a
+         trap or a months-long freeze).
     """
-    start: uint256 = t.posted_at
     if j.status == STATUS_CHALLENGED:
-        start = self._challenges[job_id] >> 160
-    claim_dl: uint256 = start + t.claim_window
+        c: uint256 = self._challenges[job_id]
+        round_claim_dl: uint256 = ((c >> 160) & _MASK40) + ((c >> 200) & _MASK18)
+        round_commit_dl: uint256 = round_claim_dl + ((c >> 218) & _MASK18)
+        return round_claim_dl, round_commit_dl, round_commit_dl + (c >> 236)
+    claim_dl: uint256 = t.posted_at + t.claim_window
     commit_dl: uint256 = claim_dl + t.commit_window
     return claim_dl, commit_dl, commit_dl + t.reveal_window
 

@@ -32,6 +32,11 @@ MIN_CHALLENGE_WINDOW: constant(uint256) = 60
 MAX_CHALLENGE_WINDOW: constant(uint256) = 7 * 86_400
 MIN_UNBOND_DELAY: constant(uint256) = 60
 MAX_UNBOND_DELAY: constant(uint256) = 30 * 86_400
+# Bounds on the owner's minimum claim / commit / reveal windows: a floor that still
+# spans several blocks of a fast chain, and a day at most (these minimums also time
+# every re-execution round, which must not freeze collateral for long; 18 bits each).
+MIN_MIN_WINDOW: constant(uint256) = 10
+MAX_MIN_WINDOW: constant(uint256) = 86_400
 
 DEFAULT_FEE_BPS: constant(uint256) = 250
 DEFAULT_COLLATERAL_BPS: constant(uint256) = 50_000
@@ -39,6 +44,11 @@ DEFAULT_SLASH_CLIENT_BPS: constant(uint256) = 3_000
 DEFAULT_SLASH_HONEST_BPS: constant(uint256) = 6_000
 DEFAULT_CHALLENGE_WINDOW: constant(uint256) = 3_600
 DEFAULT_UNBOND_DELAY: constant(uint256) = 3 * 86_400
+# 10 blocks of a 12 s chain per phase: an agent trailing the head by a block or two
+# sees a phase open within ~30 s and its transaction manager replaces an unmined
+# transaction after 3 blocks / 30 s, so two fee bumps still fit before the deadline
+# (60 s would leave one missed block between an honest seat and a slash).
+DEFAULT_MIN_WINDOW: constant(uint256) = 120
 
 # Bit offsets inside the packed parameter word.
 _FEE: constant(uint256) = 0
@@ -49,6 +59,10 @@ _CHALLENGE_WINDOW: constant(uint256) = 72
 _UNBOND_DELAY: constant(uint256) = 104
 _PAUSED: constant(uint256) = 136
 _TREASURY_EPOCH: constant(uint256) = 144
+_MASK18: constant(uint256) = 2**18 - 1
+# Minimum claim, commit and reveal windows, 18 bits each, in this order (a
+# challenge copies the three as one 54-bit block: jobs.vy _challenges).
+_MIN_WINDOWS: constant(uint256) = 168
 # Treasury epochs fit the 24 bits a job's terms keep for them.
 MAX_TREASURY_EPOCH: constant(uint256) = 2**24 - 1
 
@@ -80,6 +94,9 @@ def __init__(treasury_: address):
         | (DEFAULT_SLASH_HONEST_BPS << _SLASH_HONEST)
         | (DEFAULT_CHALLENGE_WINDOW << _CHALLENGE_WINDOW)
         | (DEFAULT_UNBOND_DELAY << _UNBOND_DELAY)
+        | (DEFAULT_MIN_WINDOW << _MIN_WINDOWS)
+        | (DEFAULT_MIN_WINDOW << (_MIN_WINDOWS + 18))
+        | (DEFAULT_MIN_WINDOW << (_MIN_WINDOWS + 36))
     )
 
 
@@ -129,6 +146,18 @@ def unbond_delay() -> uint256:
     @notice Seconds between an unbond request and the stake withdrawal.
     """
     return self._unbond_delay(self._packed)
+
+
+@external
+@view
+def min_windows() -> (uint256, uint256, uint256):
+    """
+    @notice The shortest claim, commit and reveal windows a post may ask for, in
+            seconds; also the windows of every re-execution round (snapshotted
+            when the challenge opens it).
+    """
+    mins: uint256 = self._min_windows(self._packed)
+    return mins & _MASK18, (mins >> 18) & _MASK18, mins >> 36
 
 
 @external
@@ -205,6 +234,23 @@ def set_unbond_delay(new_value: uint256):
     ownable._check_owner()
     assert new_value >= MIN_UNBOND_DELAY and new_value <= MAX_UNBOND_DELAY, "params: delay out of bounds"
     self._set("unbond_delay", _UNBOND_DELAY, 32, new_value)
+
+
+@external
+def set_min_windows(claim_window: uint256, commit_window: uint256, reveal_window: uint256):
+    """
+    @notice Set the minimum windows of posts (applies to posts and challenges
+            made afterwards): per network, what its block time lets a provider
+            honour, with room for a fee bump or two.
+    @param claim_window Seconds, within [MIN_MIN_WINDOW, MAX_MIN_WINDOW]; likewise the others.
+    """
+    ownable._check_owner()
+    assert min(claim_window, min(commit_window, reveal_window)) >= MIN_MIN_WINDOW and max(
+        claim_window, max(commit_window, reveal_window)
+    ) <= MAX_MIN_WINDOW, "params: window out of bounds"
+    self._set("min_claim_window", _MIN_WINDOWS, 18, claim_window)
+    self._set("min_commit_window", _MIN_WINDOWS + 18, 18, commit_window)
+    self._set("min_reveal_window", _MIN_WINDOWS + 36, 18, reveal_window)
 
 
 @external
@@ -295,6 +341,15 @@ def _unbond_delay(packed: uint256) -> uint256:
 @pure
 def _paused(packed: uint256) -> bool:
     return self._field(packed, _PAUSED, 8) != 0
+
+
+@internal
+@pure
+def _min_windows(packed: uint256) -> uint256:
+    """
+    @dev The three minimum windows as one block: claim | commit << 18 | reveal << 36.
+    """
+    return self._field(packed, _MIN_WINDOWS, 54)
 
 
 @internal

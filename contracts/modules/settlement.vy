@@ -144,7 +144,8 @@ def challenge(job_id: uint256):
     @notice Dispute a single-provider result during its challenge window. Bond:
             (R_CHALLENGE + 1) * reward, taken from your balance first, then by
             transferFrom. The job re-opens as a round of R_CHALLENGE fresh seats
-            (never the original provider) with the job's windows from now.
+            (never the original provider) timed by the protocol's minimum
+            windows (`min_windows()`) from now.
             If a strict majority of the round reveals a digest other than the
             delivered one, the provider is slashed and you get the whole bond
             back plus the honest share of the slash; otherwise the delivered
@@ -165,7 +166,10 @@ def challenge(job_id: uint256):
     jobs._store(job_id, j)
     # The job's escrow and collateral come back out of the provider's payout bucket.
     payouts._remove(j.provider, j.gen, t.reward, jobs._fee(t), jobs._collateral(t))
-    jobs._challenges[job_id] = convert(msg.sender, uint256) | (block.timestamp << 160)
+    # The round runs on the protocol's minimum windows, snapshotted now.
+    jobs._challenges[job_id] = (
+        convert(msg.sender, uint256) | (block.timestamp << 160) | (params._min_windows(params._load()) << 200)
+    )
     bond: uint256 = self._bond(t)
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0

@@ -15,6 +15,7 @@ from client.errors import InsufficientFunds, InvalidInput, ResultMismatch, Resul
 from client.events import (JobClaimed, JobFinalized, JobPosted, ProviderSlashed, ResultRevealed,
                            SealCommitted)
 from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_RESULT_BATCH, Fault, JobStatus, result_digest
+from client.records import Deadlines
 
 
 def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
@@ -159,6 +160,18 @@ def test_inputs_no_provider_would_serve_are_refused_before_sending(client, bad, 
         client.post_many(["fine", bad], reward=REWARD)
     assert client.marketplace.w3.eth.get_transaction_count(client.address) == nonce  # nothing sent
     assert client.post("x" * 2048, reward=REWARD) and client.post("é!", reward=REWARD)
+
+
+def test_windows_the_marketplace_would_refuse_are_refused_before_sending(client):
+    """The contract's minimum windows (owner-set per network) and MAX_WINDOW, checked first."""
+    assert client.params().min_windows == Deadlines(120, 120, 120)
+    nonce = client.marketplace.w3.eth.get_transaction_count(client.address)
+    with pytest.raises(InvalidInput, match="minimums: claim 1 s < 120 s, reveal 119 s < 120 s"):
+        client.post("x", reward=REWARD, deadlines=Deadlines(claim=1, reveal=119))
+    with pytest.raises(InvalidInput, match="at most MAX_WINDOW"):
+        client.post("x", reward=REWARD, deadlines=Deadlines(commit=30 * 86_400 + 1))
+    assert client.marketplace.w3.eth.get_transaction_count(client.address) == nonce  # nothing sent
+    assert client.post("x", reward=REWARD, deadlines=Deadlines(120, 120, 120))
 
 
 def test_estimate_counts_the_providers_that_take_the_reward(client, bots):

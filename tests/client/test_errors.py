@@ -97,10 +97,12 @@ def test_real_reverts_raise_named_errors(client, bots, chain, owner, sdk_market,
         client.job(2**40)
     with pytest.raises(ModelNotFound, match="models: unknown model"):
         client.model(bytes(32))
-    with pytest.raises(InvalidArgument, match="jobs: bad window"):
+    with pytest.raises(InvalidArgument, match="jobs: window too short"):
         client.send(m.build_post_job(MODEL.model_id, b"x", 1, REWARD, 0, 1, 1))
+    with pytest.raises(InvalidArgument, match="jobs: bad window"):
+        client.send(m.build_post_job(MODEL.model_id, b"x", 1, REWARD, 600, 600, 30 * 86_400 + 1))
     with pytest.raises(InsufficientFunds, match="erc20: insufficient allowance"):  # bubbled up from the token
-        client.send(m.build_post_job(MODEL.model_id, b"x", 1, REWARD, 60, 60, 60))
+        client.send(m.build_post_job(MODEL.model_id, b"x", 1, REWARD, 120, 120, 120))
     with pytest.raises(InsufficientFunds, match="accounting: nothing to withdraw"):
         client.withdraw()
     with pytest.raises(Unauthorized, match="ownable: caller is not the owner"):
@@ -129,7 +131,7 @@ def test_real_reverts_raise_named_errors(client, bots, chain, owner, sdk_market,
 
 def test_a_mined_revert_is_replayed_for_its_reason(client):
     call = client.marketplace.build_post_job(MODEL.model_id, b"x", 1, REWARD, 0, 1, 1)
-    with pytest.raises(InvalidArgument, match="jobs: bad window"):
+    with pytest.raises(InvalidArgument, match="jobs: window too short"):
         client.signer.send(call.tx, gas=300_000)  # skips estimation: mined with status 0
 
 

@@ -26,7 +26,7 @@ CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 # Owner administration: deliberately no SDK builders (the deploy script / ape handle it).
 OWNER_FUNCTIONS = {"register_model", "set_model_active", "set_fee_bps", "set_collateral_bps", "set_slash_split",
                    "set_challenge_window", "set_unbond_delay", "set_treasury", "set_paused", "transfer_ownership",
-                   "accept_ownership"}
+                   "accept_ownership", "set_min_windows"}
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
 
 

@@ -31,7 +31,7 @@ def test_client_over_rpc(node, market):
         [job] = client.post_texts(["over http"], reward=10**15, r=2)
         assert client.job(job).status == JobStatus.OPEN
         assert client.cancel(job).client_refund == client.estimate(reward=10**15, r=2).total
-        with pytest.raises(InvalidArgument, match="jobs: bad window"):  # a node's revert data, mapped
+        with pytest.raises(InvalidArgument, match="jobs: window too short"):  # a node's revert data, mapped
             client.send(client.marketplace.build_post_job(MODEL_ID, b"x", 1, 1, 0, 1, 1))
 
 

@@ -4,6 +4,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 WINDOW = 600  # claim / commit / reveal windows used by default in tests
+MIN_WINDOW = 120  # the contract's default minimum for each window; also each phase of a re-execution round
 REWARD = 10**18
 FEE_BPS, COLLATERAL_BPS, CLIENT_BPS, HONEST_BPS = 250, 50_000, 3_000, 6_000  # contract defaults
 FEE = REWARD * FEE_BPS // 10_000

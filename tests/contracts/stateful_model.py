@@ -69,6 +69,7 @@ class Params:
     challenge_window: int = 3_600
     unbond_delay: int = 3 * 86_400
     paused: bool = False
+    min_windows: tuple = (120, 120, 120)  # claim, commit, reveal
     # Every treasury set so far, by epoch; the current one is the last.
     treasuries: list = field(default_factory=list)
 
@@ -124,6 +125,8 @@ class Job:
     until: int = 0
     challenger: str = ZERO_ADDRESS
     challenged_at: int = 0
+    # A re-execution round's windows: the protocol minimums when it was challenged.
+    round_windows: tuple = (0, 0, 0)
     result_digest: bytes = ZERO_WORD
     # Collateral locked for this job over its life: the bound on its slashes.
     collateral_locked: int = 0
@@ -132,10 +135,13 @@ class Job:
         return (1, R_CHALLENGE) if self.status == CHALLENGED else (0, self.r)
 
     def deadlines(self) -> tuple[int, int, int]:
-        start = self.challenged_at if self.status == CHALLENGED else self.posted_at
-        claim = start + self.windows[0]
-        commit = claim + self.windows[1]
-        return claim, commit, commit + self.windows[2]
+        if self.status == CHALLENGED:
+            start, windows = self.challenged_at, self.round_windows
+        else:
+            start, windows = self.posted_at, self.windows
+        claim = start + windows[0]
+        commit = claim + windows[1]
+        return claim, commit, commit + windows[2]
 
     def seat_of(self, provider: str):
         base, _ = self.round()
@@ -290,8 +296,8 @@ class Market:
         require(len(inputs) > 0, "jobs: empty batch")
         require(1 <= r <= MAX_REDUNDANCY, "jobs: bad redundancy")
         require(1 <= reward <= MAX_REWARD, "jobs: bad reward")
-        for w in windows:
-            require(1 <= w <= MAX_WINDOW, "jobs: bad window")
+        require(all(w >= m for w, m in zip(windows, p.min_windows)), "jobs: window too short")
+        require(max(windows) <= MAX_WINDOW, "jobs: bad window")
         for item in inputs:
             require(len(item) > 0, "jobs: empty input")
         batch = self.next_batch_id
@@ -589,6 +595,7 @@ class Market:
         job.nclaimed = job.ncommitted = job.nrevealed = 0
         job.challenger = sender
         job.challenged_at = t
+        job.round_windows = self.params.min_windows
         self._collect(sender, job.bond())
         return Effects()
 
@@ -697,6 +704,10 @@ class Market:
         elif name == "slash_split":
             require(sum(value) <= BPS, "params: split exceeds 100%")
             p.slash_client_bps, p.slash_honest_bps = value
+            return Effects()
+        elif name == "min_windows":
+            require(all(10 <= w <= 86_400 for w in value), "params: window out of bounds")
+            p.min_windows = tuple(value)
             return Effects()
         elif name == "challenge_window":
             require(60 <= value <= 7 * 86_400, "params: window out of bounds")

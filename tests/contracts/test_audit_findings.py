@@ -26,6 +26,59 @@ def fresh(project, owner, treasury, token, providers, model_id):
     return m
 
 
+# ---------------------------------------------------------------- 4: windows a chain can honour
+
+MIN_WINDOWS = (120, 120, 120)  # the defaults: 10 blocks of a 12 s chain per phase
+MONTH = 30 * 86_400
+
+
+def test_windows_a_chain_cannot_honour_are_refused(staked, owner, client, model_id):
+    """With 1 s windows nobody can commit or reveal in time on a chain with 2 s or 12 s
+    blocks: honest seats were slashed and the client collected the slashes."""
+    assert staked.min_windows() == MIN_WINDOWS
+    for windows in [(1, 1, 1), (120, 120, 119), (119, 600, 600), (600, 1, 600), (0, 600, 600)]:
+        with ape.reverts("jobs: window too short"):
+            staked.post_job(model_id, b"x", 3, REWARD, *windows, sender=client)
+        with ape.reverts("jobs: window too short"):
+            staked.post_jobs(model_id, [b"x", b"y"], 1, REWARD, *windows, sender=client)
+    post(staked, client, r=3, windows=MIN_WINDOWS)  # the minimums themselves are fine
+    tx = staked.set_min_windows(12, 24, 36, sender=owner)  # a chain with 1 s blocks
+    assert [(e.name, e.new_value) for e in tx.events.filter(staked.ParameterChanged)] == [
+        ("min_claim_window", 12), ("min_commit_window", 24), ("min_reveal_window", 36)]
+    post(staked, client, r=3, windows=(12, 24, 36))
+    with ape.reverts("jobs: window too short"):
+        post(staked, client, r=3, windows=(12, 24, 35))
+
+
+def test_reexecution_round_is_timed_by_the_protocol(staked, owner, client, providers, outsider, chain, token,
+                                                    everyone):
+    """The round after a challenge reused the client's windows (1 s: a trap for the
+    re-executors; 30 days: months of frozen collateral). It runs on the protocol's
+    minimum windows as of the challenge."""
+    p0, p1, p2, p3 = providers[:4]
+    (job_id,) = post(staked, client, r=1, windows=(MONTH, MONTH, MONTH))
+    staked.deliver(job_id, b"bad", sender=p0)
+    tx = staked.challenge(job_id, sender=outsider)
+    now = chain.blocks.head.timestamp
+    (log,) = tx.events.filter(staked.JobChallenged)
+    deadlines = (now + 120, now + 240, now + 360)
+    assert (log.claim_deadline, log.commit_deadline, log.reveal_deadline) == deadlines
+    staked.set_min_windows(600, 600, 600, sender=owner)  # no effect on a running round
+    j = staked.job(job_id)
+    assert (j.claim_deadline, j.commit_deadline, j.reveal_deadline) == deadlines
+    run_round(staked, job_id, [p1, p2, p3], [b"good"] * 3)
+    staked.finalize(job_id, sender=outsider)
+    assert staked.job(job_id).result_digest == keccak(b"good")
+    # The next challenge's round takes the new minimums.
+    (other,) = post(staked, client, r=1, windows=(600, 600, 600))
+    staked.deliver(other, b"res", sender=p0)
+    tx = staked.challenge(other, sender=outsider)
+    now = chain.blocks.head.timestamp
+    (log,) = tx.events.filter(staked.JobChallenged)
+    assert (log.claim_deadline, log.commit_deadline, log.reveal_deadline) == (now + 600, now + 1200, now + 1800)
+    assert_solvent(staked, token, everyone, [job_id, other])
+
+
 # ---------------------------------------------------------------- 5: settlement terms snapshotted at post
 
 
@@ -155,7 +208,6 @@ def test_a_provider_at_the_stake_cap_cannot_block_finalize(fresh, owner, clients
 
 # ---------------------------------------------------------------- 7: griefing and rough edges
 
-MONTH = 30 * 86_400
 
 
 def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, providers, outsider, chain, token, everyone):
@@ -166,6 +218,9 @@ def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, provider
     (job_id,) = post(staked, client, r=1, reward=1, windows=(MONTH, MONTH, MONTH))
     staked.deliver(job_id, b"res", sender=p0)
     staked.challenge(job_id, sender=outsider)
+    run_round(staked, job_id, [p1, p2, p3], [b"other"] * 3)  # nobody finalizes yet
+    (multi,) = post(staked, client, r=2, reward=1, windows=(MONTH, MONTH, MONTH))
+    staked.claim(multi, sender=p0)  # and a seat that stays open for months
     free = staked.provider_info(p0).free
     staked.request_unbond(free, sender=p0)
     advance(chain, 3 * 86_400 + 1)
@@ -173,12 +228,13 @@ def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, provider
     staked.withdraw_stake(sender=p0)
     assert token.balanceOf(p0) == before + free
     info = staked.provider_info(p0)
-    assert (info.free, info.locked, info.unbonding) == (0, 5, 0)  # the dust job's collateral: 5 x its reward
-    # The job still settles against what stays locked.
-    run_round(staked, job_id, [p1, p2, p3], [b"other"] * 3)
+    assert (info.free, info.locked, info.unbonding) == (0, 10, 0)  # the dust jobs' collateral: 5 x 1 each
+    # The jobs still settle against what stays locked.
     staked.finalize(job_id, sender=outsider)
+    advance(chain, 2 * MONTH + 1)
+    staked.finalize(multi, sender=outsider)
     assert staked.provider_info(p0).locked == 0
-    assert_solvent(staked, token, everyone, [job_id])
+    assert_solvent(staked, token, everyone, [job_id, multi])
 
 
 def test_withdraw_stake_releases_matured_payouts(staked, client, providers, treasury, chain):

@@ -5,7 +5,7 @@ from eth_utils import keccak
 
 from market_helpers import (
     CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FAULT_LOSING_DIGEST, FAULT_LOST_CHALLENGE, FAULT_NO_COMMIT,
-    FEE, HONEST_BPS, REWARD, SEAT, STATUS_CHALLENGED, STATUS_FINALIZED, WINDOW, advance, assert_solvent,
+    FEE, HONEST_BPS, MIN_WINDOW, REWARD, SEAT, STATUS_CHALLENGED, STATUS_FINALIZED, advance, assert_solvent,
     claim_all, commit_all, post, reveal_all, run_round,
 )
 
@@ -30,9 +30,9 @@ def test_challenge_opens_reexecution_round(staked, client, providers, outsider, 
     tx = staked.challenge(job_id, sender=outsider)
     (log,) = tx.events.filter(staked.JobChallenged)
     j = staked.job(job_id)
-    start = log.claim_deadline - WINDOW
+    start = log.claim_deadline - MIN_WINDOW  # the round runs on the protocol's minimum windows
     assert (log.challenger, log.bond, log.commit_deadline, log.reveal_deadline) == (
-        outsider, BOND, start + 2 * WINDOW, start + 3 * WINDOW)
+        outsider, BOND, start + 2 * MIN_WINDOW, start + 3 * MIN_WINDOW)
     assert j.status == STATUS_CHALLENGED and j.challenger == outsider and j.nclaimed == 0
     assert (j.claim_deadline, j.result_digest) == (log.claim_deadline, keccak(b"bad"))
     assert token.balanceOf(outsider) == before - BOND
@@ -89,7 +89,7 @@ def test_challenge_without_majority_lets_delivery_stand(staked, client, provider
     staked.challenge(job_id, sender=outsider)
     claim_all(staked, job_id, [p1, p2, p3])
     commit_all(staked, job_id, [p1, p2], [b"right", b"X"])  # p3 never commits
-    advance(chain, 2 * WINDOW + 1)
+    advance(chain, 2 * MIN_WINDOW + 1)
     reveal_all(staked, job_id, [p1, p2], [b"right", b"X"])
     tx = staked.finalize(job_id, sender=outsider)  # all committed seats revealed
     assert slashes(staked, tx) == [(p3, 3, FAULT_NO_COMMIT)]
@@ -107,7 +107,7 @@ def test_unclaimed_challenge_round_settles(staked, client, providers, outsider, 
     staked.challenge(job_id, sender=outsider)
     with ape.reverts("jobs: not finalizable yet"):
         staked.finalize(job_id, sender=outsider)
-    advance(chain, 2 * WINDOW + 1)
+    advance(chain, 2 * MIN_WINDOW + 1)
     staked.finalize(job_id, sender=outsider)
     assert staked.balances(p0) == 2 * REWARD and staked.balances(outsider) == BOND - REWARD
     assert staked.job(job_id).status == STATUS_FINALIZED

@@ -40,7 +40,9 @@ UNKNOWN_MODEL_ID = keccak(text="verinfer-unknown-model")
 STAKE = 25 * 10**18
 # Odd small rewards exercise the rounding of fees, collateral and slash splits.
 REWARDS = [1, 3, 999, 10**18, 10**18 + 7]
-WINDOWS = [600, 600, 40, 3]
+# The world runs with minimum windows of 12 s (a fast chain); 12 is the boundary.
+MIN_WINDOWS = (12, 12, 12)
+WINDOWS = [600, 600, 40, 12]
 MAX_JOBS = 60  # the lens reads at most 96
 BATCH = 4
 # How often each call succeeded or reverted with each reason, printed at the end (pytest -s).
@@ -48,7 +50,7 @@ OUTCOMES = collections.Counter()
 
 # One defect injected into an otherwise valid post.
 POST_DEFECTS = [
-    ("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)),
+    ("r", 0), ("r", 8), ("reward", 0), ("reward", 2**96), ("windows", (0, 600, 600)), ("windows", (600, 11, 600)),
     ("windows", (600, 600, 30 * 86_400 + 1)), ("inputs", [b"ok", b""]), ("inputs", []),
     ("model_id", UNKNOWN_MODEL_ID),
 ]
@@ -59,6 +61,7 @@ PARAM_VALUES = {
     "challenge_window": [60, 3_600, 59, 7 * 86_400 + 1],
     "unbond_delay": [60, 3 * 86_400, 59, 30 * 86_400 + 1],
     "paused": [False, True],
+    "min_windows": [MIN_WINDOWS, (120, 120, 120), (40, 12, 600), (9, 12, 12), (12, 12, 86_401)],
 }
 
 
@@ -96,6 +99,7 @@ def world(project, owner, treasury, clients, providers, outsider, chain):
     for p, models in serving.items():
         market.register(models, 1, sender=p)
         market.stake(STAKE, sender=p)
+    market.set_min_windows(*MIN_WINDOWS, sender=owner)
     chain.mine(timestamp=int(time.time()) + 10**7)
     return SimpleNamespace(
         token=token,
@@ -136,6 +140,7 @@ class MarketMachine(RuleBasedStateMachine):
         for p, models in w.serving.items():
             self.model.register(p, list(models), 1, update=False)
             self.model.stake(p, STAKE)
+        self.model.set_param(w.owner, "min_windows", MIN_WINDOWS)
         self.now = w.start
         # What each provider committed: (job, provider) -> (result, salt); None, None for a copied seal.
         self.memory = {}

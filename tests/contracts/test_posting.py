@@ -5,24 +5,24 @@ import pytest
 from eth_utils import keccak
 
 from market_helpers import (
-    REWARD, SEAT, STATUS_CANCELLED, STATUS_OPEN, WINDOW, advance, assert_solvent, post,
+    MIN_WINDOW, REWARD, SEAT, STATUS_CANCELLED, STATUS_OPEN, WINDOW, advance, assert_solvent, post,
 )
 
 
 def test_post_job_escrows_full_price_and_emits_input(staked, client, token, model_id):
     before = token.balanceOf(client)
-    tx = staked.post_job(model_id, b"hello world", 3, REWARD, 10, 20, 30, sender=client)
+    tx = staked.post_job(model_id, b"hello world", 3, REWARD, 120, 240, 360, sender=client)
     (log,) = tx.events.filter(staked.JobPosted)
     job_id = log.job_id
     now = staked.job(job_id).posted_at
     assert job_id == staked.next_batch_id() - 1 << 8
     assert (log.client, log.model_id, log.r, log.reward, log.input) == (client, model_id, 3, REWARD, b"hello world")
-    assert (log.claim_deadline, log.commit_deadline, log.reveal_deadline) == (now + 10, now + 30, now + 60)
+    assert (log.claim_deadline, log.commit_deadline, log.reveal_deadline) == (now + 120, now + 360, now + 720)
     assert token.balanceOf(client) == before - 3 * SEAT
     assert staked.escrow_of(job_id) == 3 * SEAT == staked.job_price(3, REWARD, 1)
     j = staked.job(job_id)
     assert j.status == STATUS_OPEN and j.input_hash == keccak(b"hello world") and j.client == client
-    assert (j.claim_deadline, j.commit_deadline, j.reveal_deadline) == (now + 10, now + 30, now + 60)
+    assert (j.claim_deadline, j.commit_deadline, j.reveal_deadline) == (now + 120, now + 360, now + 720)
     assert j.fee_per_seat == SEAT - REWARD and j.collateral_per_seat == 5 * REWARD
 
 
@@ -57,9 +57,9 @@ def test_post_uses_internal_balance_before_transfer(staked, client, token, every
         ({"r": 8}, "jobs: bad redundancy"),
         ({"reward": 0}, "jobs: bad reward"),
         ({"reward": 2**96}, "jobs: bad reward"),
-        ({"windows": (0, WINDOW, WINDOW)}, "jobs: bad window"),
-        ({"windows": (WINDOW, 0, WINDOW)}, "jobs: bad window"),
-        ({"windows": (WINDOW, WINDOW, 0)}, "jobs: bad window"),
+        ({"windows": (0, WINDOW, WINDOW)}, "jobs: window too short"),
+        ({"windows": (WINDOW, MIN_WINDOW - 1, WINDOW)}, "jobs: window too short"),
+        ({"windows": (WINDOW, WINDOW, 0)}, "jobs: window too short"),
         ({"windows": (30 * 86_400 + 1, WINDOW, WINDOW)}, "jobs: bad window"),
         ({"model_id": keccak(text="nope")}, "models: unknown model"),
     ],

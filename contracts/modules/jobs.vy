@@ -317,7 +317,8 @@ def deliver_many(job_ids: DynArray[uint256, MAX_RESULT_BATCH], results: DynArray
     @param results results[i] for job_ids[i].
     @return How many jobs were delivered.
     """
-    assert len(job_ids) == len(results), "jobs: length mismatch"
+    if len(job_ids) != len(results):
+        params._fail("jobs: length mismatch")
     count: uint256 = 0
     for i: uint256 in range(len(job_ids), bound=MAX_RESULT_BATCH):
         if self._try_deliver(job_ids[i], results[i], False):
@@ -347,7 +348,8 @@ def commit_many(job_ids: DynArray[uint256, MAX_ID_BATCH], seals: DynArray[bytes3
     @param job_ids The jobs.
     @param seals seals[i] for job_ids[i].
     """
-    assert len(job_ids) == len(seals), "jobs: length mismatch"
+    if len(job_ids) != len(seals):
+        params._fail("jobs: length mismatch")
     for i: uint256 in range(len(job_ids), bound=MAX_ID_BATCH):
         self._commit(job_ids[i], seals[i])
 
@@ -374,7 +376,8 @@ def reveal_many(
     @param results results[i] for job_ids[i].
     @param salts salts[i] for job_ids[i].
     """
-    assert len(job_ids) == len(results) and len(job_ids) == len(salts), "jobs: length mismatch"
+    if len(job_ids) != len(results) or len(job_ids) != len(salts):
+        params._fail("jobs: length mismatch")
     for i: uint256 in range(len(job_ids), bound=MAX_RESULT_BATCH):
         self._reveal(job_ids[i], results[i], salts[i])
 
@@ -394,7 +397,8 @@ def job(job_id: uint256) -> JobView:
     @param job_id The job.
     """
     t: Terms = self._terms(job_id)
-    assert self._exists(t, job_id), "jobs: unknown job"
+    if not self._exists(t, job_id):
+        params._fail("jobs: unknown job")
     j: Job = self._load(job_id)
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0
@@ -440,7 +444,8 @@ def seat(job_id: uint256, index: uint256) -> SeatView:
     @param job_id The job.
     @param index 0..r-1, or 1..R_CHALLENGE for a re-execution round.
     """
-    assert index < MAX_REDUNDANCY, "jobs: bad seat"
+    if index >= MAX_REDUNDANCY:
+        params._fail("jobs: bad seat")
     j: Job = self._load(job_id)
     return SeatView(
         provider=self._seat_provider(job_id, j, index),
@@ -504,20 +509,26 @@ def _open_batch(
     @dev Validate the terms, store them once for the batch, return (first job id, price).
     """
     p: uint256 = params._load()
-    assert not params._paused(p), "params: paused"
+    if params._paused(p):
+        params._fail("params: paused")
     model_index: uint256 = models._active_index(model_id)
-    assert n > 0, "jobs: empty batch"
-    assert r > 0 and r <= MAX_REDUNDANCY, "jobs: bad redundancy"
-    assert reward > 0 and reward <= MAX_REWARD, "jobs: bad reward"
+    if n == 0:
+        params._fail("jobs: empty batch")
+    if r == 0 or r > MAX_REDUNDANCY:
+        params._fail("jobs: bad redundancy")
+    if reward == 0 or reward > MAX_REWARD:
+        params._fail("jobs: bad reward")
     # Windows a chain can honour: shorter ones would let a client slash honest
     # providers who cannot get a transaction in (the owner sets them per network).
     minimums: uint256 = params._min_windows(p)
-    assert (
-        claim_window >= minimums & _MASK18
-        and commit_window >= (minimums >> 18) & _MASK18
-        and reveal_window >= minimums >> 36
-    ), "jobs: window too short"
-    assert max(claim_window, max(commit_window, reveal_window)) <= MAX_WINDOW, "jobs: bad window"
+    if (
+        claim_window < minimums & _MASK18
+        or commit_window < (minimums >> 18) & _MASK18
+        or reveal_window < minimums >> 36
+    ):
+        params._fail("jobs: window too short")
+    if max(claim_window, max(commit_window, reveal_window)) > MAX_WINDOW:
+        params._fail("jobs: bad window")
     fee_bps: uint256 = params._fee(p)
     batch_id: uint256 = self.next_batch_id
     self.next_batch_id = batch_id + 1
@@ -550,7 +561,8 @@ def _post_one(
     commit_window: uint256,
     reveal_window: uint256,
 ):
-    assert len(input) > 0, "jobs: empty input"
+    if len(input) == 0:
+        params._fail("jobs: empty input")
     self._input_hash[job_id] = keccak256(input)
     claim_dl: uint256 = block.timestamp + claim_window
     log JobPosted(
@@ -679,14 +691,17 @@ def _active_seat(job_id: uint256) -> (Terms, Job, uint256):
     @dev Load a job in a commit/reveal phase and the caller's seat in its current round.
     """
     t: Terms = self._terms(job_id)
-    assert self._exists(t, job_id), "jobs: unknown job"
+    if not self._exists(t, job_id):
+        params._fail("jobs: unknown job")
     j: Job = self._load(job_id)
-    assert j.status == STATUS_OPEN or j.status == STATUS_CHALLENGED, "jobs: not active"
+    if j.status != STATUS_OPEN and j.status != STATUS_CHALLENGED:
+        params._fail("jobs: not active")
     base: uint256 = 0
     size: uint256 = 0
     base, size = self._round(t, j)
     s: uint256 = self._find_seat(job_id, j, base, msg.sender)
-    assert s != _NO_SEAT, "jobs: not assigned"
+    if s == _NO_SEAT:
+        params._fail("jobs: not assigned")
     return t, j, s
 
 
@@ -696,13 +711,16 @@ def _commit(job_id: uint256, seal: bytes32):
     j: Job = empty(Job)
     s: uint256 = 0
     t, j, s = self._active_seat(job_id)
-    assert (j.committed >> s) & 1 == 0, "jobs: already committed"
+    if (j.committed >> s) & 1 != 0:
+        params._fail("jobs: already committed")
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0
     reveal_dl: uint256 = 0
     claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
-    assert block.timestamp <= commit_dl, "jobs: commit deadline passed"
-    assert seal != empty(bytes32), "jobs: empty seal"
+    if block.timestamp > commit_dl:
+        params._fail("jobs: commit deadline passed")
+    if seal == empty(bytes32):
+        params._fail("jobs: empty seal")
     self._words[(job_id << 4) | s] = seal
     j.committed |= 1 << s
     j.ncommitted += 1
@@ -716,8 +734,10 @@ def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     j: Job = empty(Job)
     s: uint256 = 0
     t, j, s = self._active_seat(job_id)
-    assert (j.committed >> s) & 1 != 0, "jobs: not committed"
-    assert (j.revealed >> s) & 1 == 0, "jobs: already revealed"
+    if (j.committed >> s) & 1 == 0:
+        params._fail("jobs: not committed")
+    if (j.revealed >> s) & 1 != 0:
+        params._fail("jobs: already revealed")
     base: uint256 = 0
     size: uint256 = 0
     base, size = self._round(t, j)
@@ -725,11 +745,14 @@ def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     commit_dl: uint256 = 0
     reveal_dl: uint256 = 0
     claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
-    assert j.ncommitted == size or block.timestamp > commit_dl, "jobs: reveal not open"
-    assert block.timestamp <= reveal_dl, "jobs: reveal deadline passed"
+    if j.ncommitted != size and block.timestamp <= commit_dl:
+        params._fail("jobs: reveal not open")
+    if block.timestamp > reveal_dl:
+        params._fail("jobs: reveal deadline passed")
     digest: bytes32 = keccak256(result)
     key: uint256 = (job_id << 4) | s
-    assert self._seal(job_id, msg.sender, digest, salt) == self._words[key], "jobs: seal mismatch"
+    if self._seal(job_id, msg.sender, digest, salt) != self._words[key]:
+        params._fail("jobs: seal mismatch")
     self._words[key] = digest
     j.revealed |= 1 << s
     j.nrevealed += 1

@@ -63,10 +63,13 @@ def register_model(model_id: bytes32, name: String[64], weights_digest: bytes32,
     @param format_version Version of the engine's result byte format.
     """
     ownable._check_owner()
-    assert model_id != empty(bytes32), "models: zero id"
-    assert self._ref[model_id] == 0, "models: already registered"
+    if model_id == empty(bytes32):
+        params._fail("models: zero id")
+    if self._ref[model_id] != 0:
+        params._fail("models: already registered")
     index: uint256 = self.model_count
-    assert index < MAX_MODELS, "models: registry full"
+    if index >= MAX_MODELS:
+        params._fail("models: registry full")
     self.model_count = index + 1
     self._ref[model_id] = (index + 1) | (1 << 16)
     self._models[index] = Model(
@@ -85,7 +88,8 @@ def set_model_active(model_id: bytes32, active: bool):
     """
     ownable._check_owner()
     ref: uint256 = self._ref[model_id]
-    assert ref != 0, "models: unknown model"
+    if ref == 0:
+        params._fail("models: unknown model")
     index: uint256 = (ref & _MASK16) - 1
     self._ref[model_id] = (index + 1) | (convert(active, uint256) << 16)
     self._models[index].active = active
@@ -109,7 +113,8 @@ def model_at(index: uint256) -> Model:
     @notice Metadata of the model with dense index `index` (< model_count).
     @param index Registry index.
     """
-    assert index < self.model_count, "models: unknown model"
+    if index >= self.model_count:
+        params._fail("models: unknown model")
     return self._models[index]
 
 
@@ -117,7 +122,8 @@ def model_at(index: uint256) -> Model:
 @view
 def _index(model_id: bytes32) -> uint256:
     ref: uint256 = self._ref[model_id]
-    assert ref != 0, "models: unknown model"
+    if ref == 0:
+        params._fail("models: unknown model")
     return (ref & _MASK16) - 1
 
 
@@ -125,8 +131,10 @@ def _index(model_id: bytes32) -> uint256:
 @view
 def _active_index(model_id: bytes32) -> uint256:
     ref: uint256 = self._ref[model_id]
-    assert ref != 0, "models: unknown model"
-    assert ref >> 16 != 0, "models: inactive"
+    if ref == 0:
+        params._fail("models: unknown model")
+    if ref >> 16 == 0:
+        params._fail("models: inactive")
     return (ref & _MASK16) - 1
 
 

@@ -85,7 +85,8 @@ event TreasuryChanged:
 def __init__(treasury_: address):
     ownable.__init__()
     ownable_2step.__init__()
-    assert treasury_ != empty(address), "params: zero treasury"
+    if treasury_ == empty(address):
+        self._fail("params: zero treasury")
     self._treasuries[0] = treasury_
     self._packed = (
         (DEFAULT_FEE_BPS << _FEE)
@@ -186,7 +187,8 @@ def set_fee_bps(new_value: uint256):
     @param new_value Fee in bps of the reward, at most MAX_FEE_BPS.
     """
     ownable._check_owner()
-    assert new_value <= MAX_FEE_BPS, "params: fee too high"
+    if new_value > MAX_FEE_BPS:
+        self._fail("params: fee too high")
     self._set("fee_bps", _FEE, 16, new_value)
 
 
@@ -197,7 +199,8 @@ def set_collateral_bps(new_value: uint256):
     @param new_value Collateral in bps of the reward, within [MIN_COLLATERAL_BPS, MAX_COLLATERAL_BPS].
     """
     ownable._check_owner()
-    assert new_value >= MIN_COLLATERAL_BPS and new_value <= MAX_COLLATERAL_BPS, "params: collateral out of bounds"
+    if new_value < MIN_COLLATERAL_BPS or new_value > MAX_COLLATERAL_BPS:
+        self._fail("params: collateral out of bounds")
     self._set("collateral_bps", _COLLATERAL, 24, new_value)
 
 
@@ -209,7 +212,8 @@ def set_slash_split(client_bps: uint256, honest_bps: uint256):
     @param honest_bps Share rewarding the honest side (majority providers or challenger).
     """
     ownable._check_owner()
-    assert client_bps + honest_bps <= BPS, "params: split exceeds 100%"
+    if client_bps + honest_bps > BPS:
+        self._fail("params: split exceeds 100%")
     self._set("slash_client_bps", _SLASH_CLIENT, 16, client_bps)
     self._set("slash_honest_bps", _SLASH_HONEST, 16, honest_bps)
 
@@ -221,7 +225,8 @@ def set_challenge_window(new_value: uint256):
     @param new_value Seconds, within [MIN_CHALLENGE_WINDOW, MAX_CHALLENGE_WINDOW].
     """
     ownable._check_owner()
-    assert new_value >= MIN_CHALLENGE_WINDOW and new_value <= MAX_CHALLENGE_WINDOW, "params: window out of bounds"
+    if new_value < MIN_CHALLENGE_WINDOW or new_value > MAX_CHALLENGE_WINDOW:
+        self._fail("params: window out of bounds")
     self._set("challenge_window", _CHALLENGE_WINDOW, 32, new_value)
 
 
@@ -232,7 +237,8 @@ def set_unbond_delay(new_value: uint256):
     @param new_value Seconds, within [MIN_UNBOND_DELAY, MAX_UNBOND_DELAY].
     """
     ownable._check_owner()
-    assert new_value >= MIN_UNBOND_DELAY and new_value <= MAX_UNBOND_DELAY, "params: delay out of bounds"
+    if new_value < MIN_UNBOND_DELAY or new_value > MAX_UNBOND_DELAY:
+        self._fail("params: delay out of bounds")
     self._set("unbond_delay", _UNBOND_DELAY, 32, new_value)
 
 
@@ -245,9 +251,11 @@ def set_min_windows(claim_window: uint256, commit_window: uint256, reveal_window
     @param claim_window Seconds, within [MIN_MIN_WINDOW, MAX_MIN_WINDOW]; likewise the others.
     """
     ownable._check_owner()
-    assert min(claim_window, min(commit_window, reveal_window)) >= MIN_MIN_WINDOW and max(
-        claim_window, max(commit_window, reveal_window)
-    ) <= MAX_MIN_WINDOW, "params: window out of bounds"
+    if (
+        min(claim_window, min(commit_window, reveal_window)) < MIN_MIN_WINDOW
+        or max(claim_window, max(commit_window, reveal_window)) > MAX_MIN_WINDOW
+    ):
+        self._fail("params: window out of bounds")
     self._set("min_claim_window", _MIN_WINDOWS, 18, claim_window)
     self._set("min_commit_window", _MIN_WINDOWS + 18, 18, commit_window)
     self._set("min_reveal_window", _MIN_WINDOWS + 36, 18, reveal_window)
@@ -261,10 +269,12 @@ def set_treasury(new_treasury: address):
     @param new_treasury Non-zero address.
     """
     ownable._check_owner()
-    assert new_treasury != empty(address), "params: zero treasury"
+    if new_treasury == empty(address):
+        self._fail("params: zero treasury")
     packed: uint256 = self._packed
     epoch: uint256 = self._treasury_epoch(packed)
-    assert epoch < MAX_TREASURY_EPOCH, "params: too many treasuries"
+    if epoch >= MAX_TREASURY_EPOCH:
+        self._fail("params: too many treasuries")
     log TreasuryChanged(old_treasury=self._treasuries[epoch], new_treasury=new_treasury)
     self._treasuries[epoch + 1] = new_treasury
     self._packed = packed + (1 << _TREASURY_EPOCH)
@@ -362,3 +372,16 @@ def _treasury_epoch(packed: uint256) -> uint256:
 @view
 def _treasury_at(epoch: uint256) -> address:
     return self._treasuries[epoch]
+
+
+@internal
+@pure
+def _fail(reason: String[64]):
+    """
+    @dev Revert with `reason` (never empty). The one revert site the modules share:
+         each inline `assert cond, "reason"` compiles to ~110 bytes of code, a call
+         to this to ~50, and the marketplace sits near the 24 KiB code limit.
+         Call sites branch first (`if not cond: params._fail(...)`), so the string
+         is only built on the failing path and passing checks cost what an assert does.
+    """
+    assert len(reason) == 0, reason

@@ -76,7 +76,8 @@ def withdraw():
     self._release(msg.sender)
     pay_amount: uint256 = accounting.balances[msg.sender]
     stake_amount: uint256 = accounting.stake_credits[msg.sender]
-    assert pay_amount + stake_amount > 0, "accounting: nothing to withdraw"
+    if pay_amount + stake_amount == 0:
+        params._fail("accounting: nothing to withdraw")
     accounting.balances[msg.sender] = 0
     accounting.stake_credits[msg.sender] = 0
     if accounting.PAY_TOKEN == accounting.STAKE_TOKEN:

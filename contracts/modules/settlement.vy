@@ -130,10 +130,13 @@ def cancel(job_id: uint256):
     @param job_id The job.
     """
     t: jobs.Terms = jobs._terms(job_id)
-    assert jobs._exists(t, job_id), "jobs: unknown job"
-    assert t.client == msg.sender, "jobs: not client"
+    if not jobs._exists(t, job_id):
+        params._fail("jobs: unknown job")
+    if t.client != msg.sender:
+        params._fail("jobs: not client")
     j: jobs.Job = jobs._load(job_id)
-    assert j.status == jobs.STATUS_OPEN and j.nclaimed == 0, "jobs: already claimed"
+    if j.status != jobs.STATUS_OPEN or j.nclaimed != 0:
+        params._fail("jobs: already claimed")
     self._cancel(job_id, t, j)
 
 
@@ -155,10 +158,13 @@ def challenge(job_id: uint256):
     @param job_id A delivered r == 1 job inside its window.
     """
     t: jobs.Terms = jobs._terms(job_id)
-    assert jobs._exists(t, job_id), "jobs: unknown job"
+    if not jobs._exists(t, job_id):
+        params._fail("jobs: unknown job")
     j: jobs.Job = jobs._load(job_id)
-    assert j.status == jobs.STATUS_DELIVERED, "jobs: not challengeable"
-    assert block.timestamp <= j.until, "jobs: challenge window closed"
+    if j.status != jobs.STATUS_DELIVERED:
+        params._fail("jobs: not challengeable")
+    if block.timestamp > j.until:
+        params._fail("jobs: challenge window closed")
     j.status = jobs.STATUS_CHALLENGED
     j.nclaimed = 0
     j.ncommitted = 0

@@ -93,7 +93,8 @@ def register(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint256):
     @param price Your asking price per seat in payment-token units; informational
            (clients and agents read it), never enforced on chain.
     """
-    assert self._info[msg.sender] & 1 == 0, "staking: already registered"
+    if self._info[msg.sender] & 1 != 0:
+        params._fail("staking: already registered")
     self._set_provider(model_ids, price)
     log ProviderRegistered(provider=msg.sender, price=price, model_ids=model_ids)
 
@@ -105,7 +106,8 @@ def update_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint
     @param model_ids Active registered models you serve (may be empty).
     @param price Asking price per seat (informational).
     """
-    assert self._info[msg.sender] & 1 != 0, "staking: not registered"
+    if self._info[msg.sender] & 1 == 0:
+        params._fail("staking: not registered")
     self._set_provider(model_ids, price)
     log ProviderUpdated(provider=msg.sender, price=price, model_ids=model_ids)
 
@@ -118,12 +120,15 @@ def stake(amount: uint256):
     @param amount Token amount, > 0; your free + locked + unbonding stake stays
            at most MAX_STAKE.
     """
-    assert self._info[msg.sender] & 1 != 0, "staking: not registered"
-    assert amount > 0, "staking: zero amount"
+    if self._info[msg.sender] & 1 == 0:
+        params._fail("staking: not registered")
+    if amount == 0:
+        params._fail("staking: zero amount")
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._load(msg.sender)
-    assert free + locked + (self._unbonding[msg.sender] & MAX_AMOUNT) + amount <= MAX_STAKE, "staking: amount too large"
+    if free + locked + (self._unbonding[msg.sender] & MAX_AMOUNT) + amount > MAX_STAKE:
+        params._fail("staking: amount too large")
     self._store(msg.sender, free + amount, locked)
     accounting._pull(accounting.STAKE_TOKEN, msg.sender, amount)
     log Staked(provider=msg.sender, amount=amount)
@@ -136,11 +141,13 @@ def request_unbond(amount: uint256):
             `unbond_delay` seconds after this (latest) request.
     @param amount Token amount, > 0, at most your free stake.
     """
-    assert amount > 0, "staking: zero amount"
+    if amount == 0:
+        params._fail("staking: zero amount")
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._load(msg.sender)
-    assert amount <= free, "staking: insufficient free stake"
+    if amount > free:
+        params._fail("staking: insufficient free stake")
     self._store(msg.sender, free - amount, locked)
     # <= MAX_STAKE (stake's cap): no carry into ready_at.
     pending: uint256 = (self._unbonding[msg.sender] & MAX_AMOUNT) + amount
@@ -190,7 +197,8 @@ def provider_models(account: address) -> DynArray[bytes32, models.MAX_MODELS]:
 
 @internal
 def _set_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint256):
-    assert price <= MAX_AMOUNT, "staking: price too large"
+    if price > MAX_AMOUNT:
+        params._fail("staking: price too large")
     served: uint256 = 0
     for model_id: bytes32 in model_ids:
         served |= 1 << models._active_index(model_id)
@@ -206,8 +214,10 @@ def _withdraw_unbonded(account: address):
     """
     word: uint256 = self._unbonding[account]
     amount: uint256 = word & MAX_AMOUNT
-    assert amount > 0, "staking: nothing unbonding"
-    assert block.timestamp >= word >> 128, "staking: unbond delay not passed"
+    if amount == 0:
+        params._fail("staking: nothing unbonding")
+    if block.timestamp < word >> 128:
+        params._fail("staking: unbond delay not passed")
     self._unbonding[account] = 0
     accounting._push(accounting.STAKE_TOKEN, account, amount)
     log StakeWithdrawn(provider=account, amount=amount)

@@ -5,11 +5,17 @@
 @license MIT
 @notice A client posts a batch of jobs sharing one set of terms (model,
         redundancy r, reward per seat, windows); each job has r seats.
-        r >= 2: providers claim seats (collateral locked), commit a seal,
-        reveal after all seals are in or the commit deadline, then anyone
-        finalizes (settlement module). r == 1: one provider claims and delivers
-        in one call (nobody to copy from, so no commit-reveal); its pay waits
-        out the challenge window.
+        r >= 2 (and a challenge's re-execution round): seats are drawn, not
+        raced. The first claim in a block after the post (or challenge) draws
+        every seat by stake-weighted sortition (sortition.vy) from the parent
+        block's hash; each drawn provider takes its seats (collateral locked),
+        an address may be drawn for several. Seats not taken within half the
+        minimum claim window are drawn again by the next claim. Then seat
+        holders commit a seal, reveal after all seals are in or the commit
+        deadline, and anyone finalizes (settlement module).
+        r == 1: first come, in two steps so that a pending delivery cannot be
+        copied: a claim binds the seat to its provider, and only that provider
+        may deliver, from a later block. Its pay waits out the challenge window.
         Storage per job is what verification needs: the input hash (inputs and
         results travel in calldata and events), one packed state word, and a
         provider address and a seal/digest word per extra seat. Terms are
@@ -23,11 +29,13 @@ from . import accounting
 from . import models
 from . import params
 from . import payouts
+from . import sortition
 from . import staking
 
 uses: accounting
 uses: models
 uses: params
+uses: sortition
 uses: staking
 initializes: payouts[accounting := accounting, params := params]
 
@@ -56,7 +64,6 @@ STATUS_FINALIZED: constant(uint256) = 3
 STATUS_UNRESOLVED: constant(uint256) = 4
 STATUS_CANCELLED: constant(uint256) = 5
 
-_NO_SEAT: constant(uint256) = max_value(uint256)
 _MASK8: constant(uint256) = 2**8 - 1
 _MASK16: constant(uint256) = 2**16 - 1
 _MASK24: constant(uint256) = 2**24 - 1
@@ -64,6 +71,7 @@ _MASK32: constant(uint256) = 2**32 - 1
 _MASK40: constant(uint256) = 2**40 - 1
 _MASK18: constant(uint256) = 2**18 - 1
 _MASK160: constant(uint256) = 2**160 - 1
+_MASK_SEATS: constant(uint256) = 2**8 - 1
 
 
 # Terms shared by every job of a batch (memory form of the two packed words).
@@ -90,14 +98,17 @@ struct Terms:
 # bitmaps cover the current round: the r seats, or seats 1..R_CHALLENGE of a
 # re-execution (seat 0 keeps the original provider's bits).
 struct Job:
+    # r == 1: the seat's provider; r >= 2: seat 0's drawn provider.
     provider: address
     status: uint256
-    nclaimed: uint256
+    # Bit s: seat s is taken (seat 0 of a challenged job: the original provider).
+    claimed: uint256
     ncommitted: uint256
     nrevealed: uint256
     committed: uint256
     revealed: uint256
-    # r == 1: end of the challenge window once delivered.
+    # r == 1: the claim's time, then the end of the challenge window once
+    # delivered; r >= 2 and re-execution rounds: when the seats were last drawn (0: not yet).
     until: uint256
     # r == 1: low 8 bits of the provider's payout bucket generation (payouts.vy).
     gen: uint256
@@ -125,7 +136,9 @@ struct JobView:
 
 
 struct SeatView:
+    # The drawn provider (r == 1: the claimant); `claimed` once it took the seat.
     provider: address
+    claimed: bool
     committed: bool
     revealed: bool
     # The seal while committed, the result digest once revealed.
@@ -139,10 +152,10 @@ _terms_a: HashMap[uint256, uint256]
 # | slash_client_bps << 200 | slash_honest_bps << 216 | treasury epoch << 232 (24 bits)
 _terms_b: HashMap[uint256, uint256]
 _input_hash: HashMap[uint256, bytes32]
-# seat-0 provider | status << 160 | nclaimed << 168 | ncommitted << 176 | nrevealed << 184
+# seat-0 provider | status << 160 | claimed bits << 168 | ncommitted << 176 | nrevealed << 184
 # | committed bits << 192 | revealed bits << 200 | until << 208 (40 bits) | bucket gen << 248
 _jobs: HashMap[uint256, uint256]
-# job_id << 4 | seat -> provider of seats >= 1
+# job_id << 4 | seat -> drawn provider of seats >= 1
 _seats: HashMap[uint256, address]
 # job_id << 4 | seat -> seal, replaced by the result digest at reveal;
 # job_id << 4 | RESULT_WORD -> the digest settlement decided (a seat's own word never changes)
@@ -164,6 +177,12 @@ event JobPosted:
     input: Bytes[MAX_INPUT]
 
 event JobClaimed:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    seat: uint256
+
+# A seat's draw (empty provider: nobody has weight for the model).
+event SeatDrawn:
     job_id: indexed(uint256)
     provider: indexed(address)
     seat: uint256
@@ -270,8 +289,12 @@ def post_jobs(
 @nonreentrant
 def claim(job_id: uint256):
     """
-    @notice Take the next free seat of a job (r >= 2, or a challenged job's
-            re-execution round) and lock its collateral from your free stake.
+    @notice Take your seats of a job and lock their collateral from your free
+            stake. r >= 2 or a re-execution round: the seats drawn to you
+            (the first claim in a block after the post or challenge draws them;
+            the draw is kept even when the caller was not drawn, so use
+            claim_many to draw for others). r == 1: the seat, if nobody holds it;
+            deliver from a later block.
     @param job_id The job.
     """
     self._try_claim(job_id, True)
@@ -281,11 +304,11 @@ def claim(job_id: uint256):
 @nonreentrant
 def claim_many(job_ids: DynArray[uint256, MAX_ID_BATCH]) -> uint256:
     """
-    @notice Claim many jobs. An item that fails (job full, deadline passed, stake
-            short, ...) is skipped with an ItemSkipped event instead of
-            reverting the batch, so agents racing for seats lose only that item.
+    @notice Claim many jobs. An item that fails (not drawn, deadline passed,
+            stake short, ...) is skipped with an ItemSkipped event instead of
+            reverting the batch; a draw it made stands.
     @param job_ids The jobs.
-    @return How many seats were taken.
+    @return How many jobs you took seats of.
     """
     count: uint256 = 0
     for job_id: uint256 in job_ids:
@@ -298,11 +321,12 @@ def claim_many(job_ids: DynArray[uint256, MAX_ID_BATCH]) -> uint256:
 @nonreentrant
 def deliver(job_id: uint256, result: Bytes[MAX_RESULT]):
     """
-    @notice Single-provider fast path (r == 1): claim the job and deliver its
-            result in one call. The escrow and the locked collateral wait in
-            your payout bucket until the challenge window is over; no
-            settlement transaction is needed (payouts.vy, `withdraw`).
-    @param job_id An open r == 1 job.
+    @notice Deliver the result of an r == 1 job you claimed in an earlier block.
+            The escrow and the locked collateral wait in your payout bucket
+            until the challenge window is over; no settlement transaction is
+            needed (payouts.vy, `withdraw`). A claimed job not delivered by its
+            claim deadline is slashed at finalize.
+    @param job_id An open r == 1 job whose seat you hold.
     @param result The result bytes (emitted in ResultRevealed; only the digest is stored).
     """
     self._try_deliver(job_id, result, True)
@@ -334,7 +358,8 @@ def commit(job_id: uint256, seal: bytes32):
     """
     @notice Commit to your result: seal = keccak256(abi_encode(job_id, provider,
             keccak256(result), salt)). Binding the provider makes a copied seal useless.
-    @param job_id A job where you hold a seat of the current round.
+    @param job_id A job where you hold a seat of the current round (every
+           seat you hold in it takes the seal).
     @param seal The seal (non-zero).
     """
     self._commit(job_id, seal)
@@ -357,8 +382,9 @@ def commit_many(job_ids: DynArray[uint256, MAX_ID_BATCH], seals: DynArray[bytes3
 @external
 def reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     """
-    @notice Reveal your result once every seat has committed or the commit
-            deadline has passed; the contract recomputes digest and seal.
+    @notice Reveal your result (for every seat you hold in the round) once every
+            seat has committed or the commit deadline has passed; the contract
+            recomputes digest and seal.
     @param job_id The job.
     @param result The result bytes (emitted in ResultRevealed).
     @param salt The salt used in the seal.
@@ -412,7 +438,7 @@ def job(job_id: uint256) -> JobView:
         if digest == empty(bytes32):
             digest = self._words[job_id << 4]
     challenge_end: uint256 = 0
-    if t.r == 1 and j.status != STATUS_OPEN and j.status != STATUS_CANCELLED:
+    if t.r == 1 and (j.status == STATUS_DELIVERED or j.status == STATUS_FINALIZED) and self._challenges[job_id] == 0:
         challenge_end = j.until
     return JobView(
         client=t.client,
@@ -428,7 +454,7 @@ def job(job_id: uint256) -> JobView:
         reveal_deadline=reveal_dl,
         challenge_end=challenge_end,
         challenger=self._challenger(job_id),
-        nclaimed=j.nclaimed,
+        nclaimed=self._count(j.claimed >> convert(j.status == STATUS_CHALLENGED, uint256)),
         ncommitted=j.ncommitted,
         nrevealed=j.nrevealed,
         input_hash=self._input_hash[job_id],
@@ -440,7 +466,8 @@ def job(job_id: uint256) -> JobView:
 @view
 def seat(job_id: uint256, index: uint256) -> SeatView:
     """
-    @notice Seat `index` of a job (empty provider if not taken).
+    @notice Seat `index` of a job: its drawn provider (empty if not drawn yet)
+            and whether it took the seat.
     @param job_id The job.
     @param index 0..r-1, or 1..R_CHALLENGE for a re-execution round.
     """
@@ -449,6 +476,7 @@ def seat(job_id: uint256, index: uint256) -> SeatView:
     j: Job = self._load(job_id)
     return SeatView(
         provider=self._seat_provider(job_id, j, index),
+        claimed=(j.claimed >> index) & 1 != 0,
         committed=(j.committed >> index) & 1 != 0,
         revealed=(j.revealed >> index) & 1 != 0,
         word=self._words[(job_id << 4) | index],
@@ -459,21 +487,23 @@ def seat(job_id: uint256, index: uint256) -> SeatView:
 @view
 def assignment(job_id: uint256, account: address) -> (bool, uint256, bool, bool):
     """
-    @notice Whether `account` holds a seat of the job's current round.
+    @notice Whether `account` holds (took) a seat of the job's current round.
     @param job_id The job.
     @param account A provider.
-    @return (assigned, seat, committed, revealed)
+    @return (assigned, its first seat, committed, revealed)
     """
     t: Terms = self._terms(job_id)
     if not self._exists(t, job_id):
         return False, 0, False, False
     j: Job = self._load(job_id)
-    base: uint256 = 0
-    size: uint256 = 0
-    base, size = self._round(t, j)
-    s: uint256 = self._find_seat(job_id, j, base, account)
-    if s == _NO_SEAT:
+    mine: uint256 = self._seats_of(job_id, t, j, account, j.claimed)
+    if mine == 0:
         return False, 0, False, False
+    s: uint256 = 0
+    for k: uint256 in range(MAX_REDUNDANCY):
+        if (mine >> k) & 1 != 0:
+            s = k
+            break
     return True, s, (j.committed >> s) & 1 != 0, (j.revealed >> s) & 1 != 0
 
 
@@ -487,15 +517,6 @@ def job_price(r: uint256, reward: uint256, count: uint256) -> uint256:
     @param count Number of jobs.
     """
     return count * r * (reward + reward * params._fee(params._load()) // BPS)
-
-
-@external
-@view
-def seal_of(job_id: uint256, provider: address, result: Bytes[MAX_RESULT], salt: bytes32) -> bytes32:
-    """
-    @notice The seal a provider commits for `result` (same formula as the SDK).
-    """
-    return self._seal(job_id, provider, keccak256(result), salt)
 
 
 # ---------------------------------------------------------------- internal: posting
@@ -597,45 +618,87 @@ def _try_claim(job_id: uint256, strict: bool) -> bool:
     if not self._exists(t, job_id):
         return self._skip(job_id, "jobs: unknown job", strict)
     j: Job = self._load(job_id)
+    start: uint256 = t.posted_at
     if j.status == STATUS_OPEN:
-        if t.r == 1:
-            return self._skip(job_id, "jobs: use deliver", strict)
         if params._paused(params._load()):
             return self._skip(job_id, "params: paused", strict)
-    elif j.status != STATUS_CHALLENGED:
+    elif j.status == STATUS_CHALLENGED:
         # Re-execution claims are settlement of existing work: never paused.
+        start = (self._challenges[job_id] >> 160) & _MASK40
+    else:
         return self._skip(job_id, "jobs: not claimable", strict)
-    base: uint256 = 0
-    size: uint256 = 0
-    base, size = self._round(t, j)
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0
     reveal_dl: uint256 = 0
     claim_dl, commit_dl, reveal_dl = self._deadlines(job_id, t, j)
     if block.timestamp > claim_dl:
         return self._skip(job_id, "jobs: claim deadline passed", strict)
-    if j.nclaimed == size:
-        return self._skip(job_id, "jobs: no free seat", strict)
-    if self._find_seat(job_id, j, base, msg.sender) != _NO_SEAT:
-        return self._skip(job_id, "jobs: already assigned", strict)
-    if base == 1 and j.provider == msg.sender:
-        return self._skip(job_id, "jobs: original provider", strict)
+    collateral: uint256 = self._collateral(t)
+    if t.r == 1 and j.status == STATUS_OPEN:
+        if j.claimed != 0:
+            return self._skip(job_id, "jobs: already claimed", strict)
+        j.provider = msg.sender
+        j.claimed = 1
+        j.until = block.timestamp
+        return self._take(job_id, t, j, 1, collateral, strict)
+
+    # A later block than the post's (timestamps strictly increase): the seed, the
+    # parent block's hash, did not exist when the client or challenger acted.
+    if block.timestamp <= start:
+        return self._skip(job_id, "jobs: draw not ready", strict)
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    if j.until == 0 or block.timestamp > j.until + (params._min_windows(params._load()) & _MASK18) // 2:
+        j = self._draw(job_id, t, j, base, size)
+        # The draw stands even if this caller was not drawn.
+        self._store(job_id, j)
+    mine: uint256 = self._seats_of(job_id, t, j, msg.sender, _MASK_SEATS ^ j.claimed)
+    if mine == 0:
+        return self._skip(job_id, "jobs: not drawn", strict)
+    j.claimed |= mine
+    return self._take(job_id, t, j, mine, collateral * self._count(mine), strict)
+
+
+@internal
+def _take(job_id: uint256, t: Terms, j: Job, seats: uint256, collateral: uint256, strict: bool) -> bool:
+    """
+    @dev Store the job with `seats` taken by the caller and lock their collateral.
+    """
     if not staking._serves(msg.sender, t.model_index):
         return self._skip(job_id, "staking: model not served", strict)
-    collateral: uint256 = self._collateral(t)
     if staking._free(msg.sender) < collateral:
         return self._skip(job_id, "staking: insufficient free stake", strict)
-
-    s: uint256 = base + j.nclaimed
-    if s == 0:
-        j.provider = msg.sender
-    else:
-        self._seats[(job_id << 4) | s] = msg.sender
-    j.nclaimed += 1
     self._store(job_id, j)
     staking._lock(msg.sender, collateral)
-    log JobClaimed(job_id=job_id, provider=msg.sender, seat=s)
+    for s: uint256 in range(MAX_REDUNDANCY + 1):
+        if seats >> s == 0:
+            break
+        if (seats >> s) & 1 != 0:
+            log JobClaimed(job_id=job_id, provider=msg.sender, seat=s)
     return True
+
+
+@internal
+def _draw(job_id: uint256, t: Terms, j: Job, base: uint256, size: uint256) -> Job:
+    """
+    @dev Draw every seat of the round not taken yet, from the parent block's hash
+         and the weights as of this block's start (sortition.vy).
+    """
+    parent: bytes32 = blockhash(block.number - 1)
+    drawn: Job = j
+    for k: uint256 in range(size, bound=MAX_REDUNDANCY):
+        s: uint256 = base + k
+        if (j.claimed >> s) & 1 != 0:
+            continue
+        provider: address = sortition._draw(t.model_index, convert(keccak256(abi_encode(parent, job_id, s)), uint256))
+        if s == 0:
+            drawn.provider = provider
+        else:
+            self._seats[(job_id << 4) | s] = provider
+        log SeatDrawn(job_id=job_id, provider=provider, seat=s)
+    drawn.until = block.timestamp
+    return drawn
 
 
 @internal
@@ -647,30 +710,30 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
         return self._skip(job_id, "jobs: not single-provider", strict)
     j: Job = self._load(job_id)
     if j.status != STATUS_OPEN:
-        return self._skip(job_id, "jobs: not claimable", strict)
+        return self._skip(job_id, "jobs: not open", strict)
     p: uint256 = params._load()
     if params._paused(p):
         return self._skip(job_id, "params: paused", strict)
+    if j.claimed == 0 or j.provider != msg.sender:
+        return self._skip(job_id, "jobs: not your seat", strict)
+    # A delivery sent with its claim could be copied whole from the mempool.
+    if block.timestamp <= j.until:
+        return self._skip(job_id, "jobs: claimed in this block", strict)
     if block.timestamp > t.posted_at + t.claim_window:
         return self._skip(job_id, "jobs: claim deadline passed", strict)
     if len(result) == 0:
         return self._skip(job_id, "jobs: empty result", strict)
-    if not staking._serves(msg.sender, t.model_index):
-        return self._skip(job_id, "staking: model not served", strict)
-    collateral: uint256 = self._collateral(t)
-    if staking._free(msg.sender) < collateral:
-        return self._skip(job_id, "staking: insufficient free stake", strict)
 
     digest: bytes32 = keccak256(result)
     window: uint256 = params._challenge_window(p)
     until: uint256 = block.timestamp + window
-    gen: uint256 = payouts._add(msg.sender, t.reward, self._fee(t), collateral, until, window, self._treasury_epoch(t))
+    gen: uint256 = payouts._add(msg.sender, t.reward, self._fee(t), self._collateral(t), until, window, self._treasury_epoch(t))
     self._store(
         job_id,
         Job(
             provider=msg.sender,
             status=STATUS_DELIVERED,
-            nclaimed=1,
+            claimed=1,
             ncommitted=1,
             nrevealed=1,
             committed=1,
@@ -680,15 +743,14 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
         ),
     )
     self._words[job_id << 4] = digest
-    staking._lock(msg.sender, collateral)
     log ResultRevealed(job_id=job_id, provider=msg.sender, seat=0, digest=digest, result=result)
     return True
 
 
 @internal
-def _active_seat(job_id: uint256) -> (Terms, Job, uint256):
+def _active_seats(job_id: uint256) -> (Terms, Job, uint256):
     """
-    @dev Load a job in a commit/reveal phase and the caller's seat in its current round.
+    @dev Load a job in a commit/reveal phase and the caller's taken seats in its current round.
     """
     t: Terms = self._terms(job_id)
     if not self._exists(t, job_id):
@@ -696,22 +758,19 @@ def _active_seat(job_id: uint256) -> (Terms, Job, uint256):
     j: Job = self._load(job_id)
     if j.status != STATUS_OPEN and j.status != STATUS_CHALLENGED:
         params._fail("jobs: not active")
-    base: uint256 = 0
-    size: uint256 = 0
-    base, size = self._round(t, j)
-    s: uint256 = self._find_seat(job_id, j, base, msg.sender)
-    if s == _NO_SEAT:
+    mine: uint256 = self._seats_of(job_id, t, j, msg.sender, j.claimed)
+    if mine == 0:
         params._fail("jobs: not assigned")
-    return t, j, s
+    return t, j, mine
 
 
 @internal
 def _commit(job_id: uint256, seal: bytes32):
     t: Terms = empty(Terms)
     j: Job = empty(Job)
-    s: uint256 = 0
-    t, j, s = self._active_seat(job_id)
-    if (j.committed >> s) & 1 != 0:
+    mine: uint256 = 0
+    t, j, mine = self._active_seats(job_id)
+    if j.committed & mine != 0:
         params._fail("jobs: already committed")
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0
@@ -721,22 +780,27 @@ def _commit(job_id: uint256, seal: bytes32):
         params._fail("jobs: commit deadline passed")
     if seal == empty(bytes32):
         params._fail("jobs: empty seal")
-    self._words[(job_id << 4) | s] = seal
-    j.committed |= 1 << s
-    j.ncommitted += 1
+    for s: uint256 in range(MAX_REDUNDANCY + 1):
+        if mine >> s == 0:
+            break
+        if (mine >> s) & 1 != 0:
+            self._words[(job_id << 4) | s] = seal
+            log SealCommitted(job_id=job_id, provider=msg.sender, seat=s, seal=seal)
+    j.committed |= mine
+    j.ncommitted += self._count(mine)
     self._store(job_id, j)
-    log SealCommitted(job_id=job_id, provider=msg.sender, seat=s, seal=seal)
 
 
 @internal
 def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     t: Terms = empty(Terms)
     j: Job = empty(Job)
-    s: uint256 = 0
-    t, j, s = self._active_seat(job_id)
-    if (j.committed >> s) & 1 == 0:
+    mine: uint256 = 0
+    t, j, mine = self._active_seats(job_id)
+    # A holder's seats commit together, so they are committed and revealed together.
+    if j.committed & mine == 0:
         params._fail("jobs: not committed")
-    if (j.revealed >> s) & 1 != 0:
+    if j.revealed & mine != 0:
         params._fail("jobs: already revealed")
     base: uint256 = 0
     size: uint256 = 0
@@ -750,14 +814,18 @@ def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     if block.timestamp > reveal_dl:
         params._fail("jobs: reveal deadline passed")
     digest: bytes32 = keccak256(result)
-    key: uint256 = (job_id << 4) | s
-    if self._seal(job_id, msg.sender, digest, salt) != self._words[key]:
-        params._fail("jobs: seal mismatch")
-    self._words[key] = digest
-    j.revealed |= 1 << s
-    j.nrevealed += 1
+    seal: bytes32 = self._seal(job_id, msg.sender, digest, salt)
+    for s: uint256 in range(MAX_REDUNDANCY + 1):
+        if mine >> s == 0:
+            break
+        if (mine >> s) & 1 != 0:
+            if self._words[(job_id << 4) | s] != seal:
+                params._fail("jobs: seal mismatch")
+            self._words[(job_id << 4) | s] = digest
+            log ResultRevealed(job_id=job_id, provider=msg.sender, seat=s, digest=digest, result=result)
+    j.revealed |= mine
+    j.nrevealed += self._count(mine)
     self._store(job_id, j)
-    log ResultRevealed(job_id=job_id, provider=msg.sender, seat=s, digest=digest, result=result)
 
 
 # ---------------------------------------------------------------- internal: storage codecs
@@ -804,7 +872,7 @@ def _load(job_id: uint256) -> Job:
     return Job(
         provider=convert(convert(w & _MASK160, uint160), address),
         status=(w >> 160) & _MASK8,
-        nclaimed=(w >> 168) & _MASK8,
+        claimed=(w >> 168) & _MASK8,
         ncommitted=(w >> 176) & _MASK8,
         nrevealed=(w >> 184) & _MASK8,
         committed=(w >> 192) & _MASK8,
@@ -819,7 +887,7 @@ def _store(job_id: uint256, j: Job):
     self._jobs[job_id] = (
         convert(j.provider, uint256)
         | (j.status << 160)
-        | (j.nclaimed << 168)
+        | (j.claimed << 168)
         | (j.ncommitted << 176)
         | (j.nrevealed << 184)
         | (j.committed << 192)
@@ -898,14 +966,31 @@ def _seat_provider(job_id: uint256, j: Job, s: uint256) -> address:
 
 @internal
 @view
-def _find_seat(job_id: uint256, j: Job, base: uint256, account: address) -> uint256:
+def _seats_of(job_id: uint256, t: Terms, j: Job, account: address, among: uint256) -> uint256:
     """
-    @dev The caller's seat among the claimed seats of the current round, or _NO_SEAT.
+    @dev Bitmap of the current round's seats in `among` whose provider is `account`.
     """
-    for k: uint256 in range(j.nclaimed, bound=MAX_REDUNDANCY):
-        if self._seat_provider(job_id, j, base + k) == account:
-            return base + k
-    return _NO_SEAT
+    base: uint256 = 0
+    size: uint256 = 0
+    base, size = self._round(t, j)
+    mine: uint256 = 0
+    for k: uint256 in range(size, bound=MAX_REDUNDANCY):
+        s: uint256 = base + k
+        if (among >> s) & 1 != 0 and self._seat_provider(job_id, j, s) == account:
+            mine |= 1 << s
+    return mine
+
+
+@internal
+@pure
+def _count(bits: uint256) -> uint256:
+    """
+    @dev Set bits among the low 8 (seat bitmaps).
+    """
+    n: uint256 = 0
+    for s: uint256 in range(8):
+        n += (bits >> s) & 1
+    return n
 
 
 @internal

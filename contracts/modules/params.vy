@@ -49,6 +49,9 @@ DEFAULT_UNBOND_DELAY: constant(uint256) = 3 * 86_400
 # transaction after 3 blocks / 30 s, so two fee bumps still fit before the deadline
 # (60 s would leave one missed block between an honest seat and a slash).
 DEFAULT_MIN_WINDOW: constant(uint256) = 120
+# One token of an 18-decimal stake token; set per deployment (set_min_draw_stake).
+DEFAULT_MIN_DRAW_STAKE: constant(uint256) = 10**18
+MAX_MIN_DRAW_STAKE: constant(uint256) = 2**128 - 1
 
 # Bit offsets inside the packed parameter word.
 _FEE: constant(uint256) = 0
@@ -68,6 +71,10 @@ MAX_TREASURY_EPOCH: constant(uint256) = 2**24 - 1
 
 
 _packed: uint256
+# Least bonded stake that gives a provider a draw weight (sortition.vy). Its own slot:
+# only stake changes read it. A floor per slot makes filling a model's CAP slots with
+# throwaway addresses cost CAP times this much stake.
+min_draw_stake: public(uint256)
 # Treasury epoch -> the treasury set then; the current one is the packed word's epoch.
 _treasuries: HashMap[uint256, address]
 
@@ -99,6 +106,7 @@ def __init__(treasury_: address):
         | (DEFAULT_MIN_WINDOW << (_MIN_WINDOWS + 18))
         | (DEFAULT_MIN_WINDOW << (_MIN_WINDOWS + 36))
     )
+    self.min_draw_stake = DEFAULT_MIN_DRAW_STAKE
 
 
 @external
@@ -259,6 +267,21 @@ def set_min_windows(claim_window: uint256, commit_window: uint256, reveal_window
     self._set("min_claim_window", _MIN_WINDOWS, 18, claim_window)
     self._set("min_commit_window", _MIN_WINDOWS + 18, 18, commit_window)
     self._set("min_reveal_window", _MIN_WINDOWS + 36, 18, reveal_window)
+
+
+@external
+def set_min_draw_stake(new_value: uint256):
+    """
+    @notice Set the least bonded stake that makes a provider drawable. Applies to
+            each provider from its next stake change (stake, unbond, slash,
+            update_provider), never to a draw already made.
+    @param new_value Stake-token units, at most MAX_MIN_DRAW_STAKE.
+    """
+    ownable._check_owner()
+    if new_value > MAX_MIN_DRAW_STAKE:
+        self._fail("params: stake out of bounds")
+    log ParameterChanged(name="min_draw_stake", old_value=self.min_draw_stake, new_value=new_value)
+    self.min_draw_stake = new_value
 
 
 @external

@@ -6,6 +6,8 @@
 @notice Every deadline has a permissionless `finalize` behind it that settles
         whatever is due and never reverts for a due job:
         - no seat claimed by the claim deadline: full refund (CANCELLED);
+        - r == 1 claimed but not delivered by the claim deadline: the seat is
+          slashed (no commit) and the client refunded (UNRESOLVED);
         - r >= 2, after all reveals, or the commit deadline with every committed
           seat revealed, or the reveal deadline: the digest revealed by a
           strict majority of the r seats wins. Winners are paid; seats that did
@@ -27,10 +29,11 @@ from . import jobs
 from . import models
 from . import params
 from . import payouts
+from . import sortition
 from . import staking
 
 uses: accounting
-initializes: jobs[accounting := accounting, models := models, params := params, staking := staking]
+initializes: jobs[accounting := accounting, models := models, params := params, sortition := sortition, staking := staking]
 uses: params
 uses: payouts
 uses: staking
@@ -135,7 +138,7 @@ def cancel(job_id: uint256):
     if t.client != msg.sender:
         params._fail("jobs: not client")
     j: jobs.Job = jobs._load(job_id)
-    if j.status != jobs.STATUS_OPEN or j.nclaimed != 0:
+    if j.status != jobs.STATUS_OPEN or j.claimed != 0:
         params._fail("jobs: already claimed")
     self._cancel(job_id, t, j)
 
@@ -146,9 +149,11 @@ def challenge(job_id: uint256):
     """
     @notice Dispute a single-provider result during its challenge window. Bond:
             (R_CHALLENGE + 1) * reward, taken from your balance first, then by
-            transferFrom. The job re-opens as a round of R_CHALLENGE fresh seats
-            (never the original provider) timed by the protocol's minimum
-            windows (`min_windows()`) from now.
+            transferFrom. The job re-opens as a round of R_CHALLENGE seats
+            drawn by stake (jobs.vy: the first claim in a later block draws
+            them; the original provider weighs like anyone, so splitting stake
+            buys nothing), timed by the protocol's minimum windows
+            (`min_windows()`) from now.
             If a strict majority of the round reveals a digest other than the
             delivered one, the provider is slashed and you get the whole bond
             back plus the honest share of the slash; otherwise the delivered
@@ -166,7 +171,9 @@ def challenge(job_id: uint256):
     if block.timestamp > j.until:
         params._fail("jobs: challenge window closed")
     j.status = jobs.STATUS_CHALLENGED
-    j.nclaimed = 0
+    # Seat 0 keeps the original provider's bits; the round's seats are not drawn yet.
+    j.claimed = 1
+    j.until = 0
     j.ncommitted = 0
     j.nrevealed = 0
     jobs._store(job_id, j)
@@ -247,13 +254,15 @@ def _try_finalize(job_id: uint256, strict: bool) -> bool:
     commit_dl: uint256 = 0
     reveal_dl: uint256 = 0
     claim_dl, commit_dl, reveal_dl = jobs._deadlines(job_id, t, j)
-    if j.status == jobs.STATUS_OPEN and j.nclaimed == 0 and block.timestamp > claim_dl:
+    if j.status == jobs.STATUS_OPEN and j.claimed == 0 and block.timestamp > claim_dl:
         self._cancel(job_id, t, j)
         return True
     due: bool = (
         j.nrevealed == size
         or block.timestamp > reveal_dl
         or (block.timestamp > commit_dl and j.nrevealed == j.ncommitted)
+        # r == 1: the claim deadline is the delivery deadline.
+        or (t.r == 1 and block.timestamp > claim_dl)
     )
     if not due:
         return jobs._skip(job_id, "jobs: not finalizable yet", strict)
@@ -282,8 +291,9 @@ def _settle_round(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     majority: bytes32 = empty(bytes32)
     found, majority = self._majority(job_id, j, 0, t.r)
     tally: Tally = empty(Tally)
-    for k: uint256 in range(j.nclaimed, bound=jobs.MAX_REDUNDANCY):
-        tally = self._judge(job_id, t, j, k, found, majority, tally)
+    for s: uint256 in range(t.r, bound=jobs.MAX_REDUNDANCY):
+        if (j.claimed >> s) & 1 != 0:
+            tally = self._judge(job_id, t, j, s, found, majority, tally)
     refund: uint256 = (t.r - len(tally.winners)) * (t.reward + jobs._fee(t))
     status: uint256 = jobs.STATUS_UNRESOLVED
     if found:
@@ -315,8 +325,9 @@ def _settle_challenge(job_id: uint256, t: jobs.Terms, j: jobs.Job):
     if convicted:
         standing = majority
     tally: Tally = empty(Tally)
-    for k: uint256 in range(j.nclaimed, bound=jobs.R_CHALLENGE):
-        tally = self._judge(job_id, t, j, 1 + k, found, standing, tally)
+    for k: uint256 in range(jobs.R_CHALLENGE):
+        if (j.claimed >> (1 + k)) & 1 != 0:
+            tally = self._judge(job_id, t, j, 1 + k, found, standing, tally)
     # The round's pay came out of the bond, not the job's escrow.
     tally.fees = 0
     challenger: address = jobs._challenger(job_id)
@@ -391,12 +402,12 @@ def _majority(job_id: uint256, j: jobs.Job, base: uint256, size: uint256) -> (bo
     """
     @dev The digest revealed by more than size / 2 seats of the round, if any.
     """
-    for a: uint256 in range(j.nclaimed, bound=jobs.MAX_REDUNDANCY):
+    for a: uint256 in range(size, bound=jobs.MAX_REDUNDANCY):
         if (j.revealed >> (base + a)) & 1 == 0:
             continue
         candidate: bytes32 = jobs._words[(job_id << 4) | (base + a)]
         votes: uint256 = 0
-        for b: uint256 in range(j.nclaimed, bound=jobs.MAX_REDUNDANCY):
+        for b: uint256 in range(size, bound=jobs.MAX_REDUNDANCY):
             if (j.revealed >> (base + b)) & 1 != 0 and jobs._words[(job_id << 4) | (base + b)] == candidate:
                 votes += 1
         if 2 * votes > size:

@@ -25,9 +25,11 @@ from snekmate.auth import ownable
 from . import accounting
 from . import models
 from . import params
+from . import sortition
 
 initializes: accounting
 initializes: models[ownable := ownable]
+initializes: sortition[params := params]
 uses: params
 
 
@@ -130,6 +132,7 @@ def stake(amount: uint256):
     if free + locked + (self._unbonding[msg.sender] & MAX_AMOUNT) + amount > MAX_STAKE:
         params._fail("staking: amount too large")
     self._store(msg.sender, free + amount, locked)
+    self._reweigh(msg.sender, free + amount + locked)
     accounting._pull(accounting.STAKE_TOKEN, msg.sender, amount)
     log Staked(provider=msg.sender, amount=amount)
 
@@ -149,11 +152,25 @@ def request_unbond(amount: uint256):
     if amount > free:
         params._fail("staking: insufficient free stake")
     self._store(msg.sender, free - amount, locked)
+    self._reweigh(msg.sender, free - amount + locked)
     # <= MAX_STAKE (stake's cap): no carry into ready_at.
     pending: uint256 = (self._unbonding[msg.sender] & MAX_AMOUNT) + amount
     ready_at: uint256 = block.timestamp + params._unbond_delay(params._load())
     self._unbonding[msg.sender] = pending | (ready_at << 128)
     log UnbondRequested(provider=msg.sender, amount=pending, ready_at=ready_at)
+
+
+@external
+def reweigh(account: address):
+    """
+    @notice Re-apply the current draw rules (`min_draw_stake`) to `account`'s draw
+            weight; anyone may call (e.g. after the owner raised the floor).
+    @param account A provider.
+    """
+    free: uint256 = 0
+    locked: uint256 = 0
+    free, locked = self._load(account)
+    self._reweigh(account, free + locked)
 
 
 @external
@@ -202,8 +219,21 @@ def _set_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint25
     served: uint256 = 0
     for model_id: bytes32 in model_ids:
         served |= 1 << models._active_index(model_id)
+    free: uint256 = 0
+    locked: uint256 = 0
+    free, locked = self._load(msg.sender)
+    sortition._reweigh(msg.sender, self._served[msg.sender], served, free + locked)
     self._served[msg.sender] = served
     self._info[msg.sender] = 1 | (price << 8)
+
+
+@internal
+def _reweigh(account: address, bonded: uint256):
+    """
+    @dev Bonded (free + locked) stake changed: so does the draw weight in every served model.
+    """
+    served: uint256 = self._served[account]
+    sortition._reweigh(account, served, served, bonded)
 
 
 @internal
@@ -273,5 +303,6 @@ def _slash(account: address, amount: uint256):
     """
     @dev Remove a seat's locked collateral; the caller credits it to the recipients.
     """
-    word: uint256 = self._stake[account]
-    self._stake[account] = word - (amount << 128)
+    word: uint256 = self._stake[account] - (amount << 128)
+    self._stake[account] = word
+    self._reweigh(account, (word & MAX_AMOUNT) + (word >> 128))

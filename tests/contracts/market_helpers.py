@@ -40,7 +40,40 @@ def advance(chain, seconds: int):
     chain.mine()
 
 
+def round_seats(market, job_id) -> list[int]:
+    """Seat indices of the job's current round: 0..r-1, or 1..3 once challenged."""
+    info = market.job(job_id)
+    return [1, 2, 3] if info.status == STATUS_CHALLENGED else list(range(info.r))
+
+
+def draw_seats(market, chain, job_id, keeper, providers, distinct=True, tries=300):
+    """Draw the current round's seats (a claim_many by `keeper`, who is not a provider)
+    and return the drawn providers (accounts from `providers`) by seat. With `distinct`,
+    a draw that gives one provider several seats is undone (chain snapshot) and drawn
+    again in a later block, so that tests can give each seat its own role."""
+    by_address = {p.address: p for p in providers}
+    for _ in range(tries):
+        snapshot = chain.snapshot()
+        market.claim_many([job_id], sender=keeper)
+        drawn = [by_address[market.seat(job_id, s).provider] for s in round_seats(market, job_id)]
+        if not distinct or len({p.address for p in drawn}) == len(drawn):
+            return drawn
+        chain.restore(snapshot)
+        advance(chain, 1)
+    raise AssertionError(f"no draw with distinct providers in {tries} blocks")
+
+
+def take_seats(market, chain, job_id, keeper, providers, distinct=True):
+    """Draw the round (see draw_seats) and have every drawn provider take its seats;
+    returns the providers by seat."""
+    drawn = draw_seats(market, chain, job_id, keeper, providers, distinct)
+    for p in dict.fromkeys(drawn):
+        market.claim(job_id, sender=p)
+    return drawn
+
+
 def claim_all(market, job_id, providers):
+    """Each provider takes its drawn seats (the draw must have been made)."""
     for p in providers:
         market.claim(job_id, sender=p)
 

@@ -10,7 +10,7 @@
         One contract means no cross-contract calls between the parts and one
         reentrancy lock around every value-moving entry point.
         The modules initialize each other in a chain (settlement -> jobs ->
-        payouts -> staking -> accounting, models -> params -> ownable, ownable_2step) so that each one
+        payouts -> staking -> accounting, sortition, models -> params -> ownable, ownable_2step) so that each one
         also compiles on its own. The interface reference is contracts/README.md.
 """
 
@@ -23,9 +23,10 @@ from .modules import models
 from .modules import params
 from .modules import payouts
 from .modules import settlement
+from .modules import sortition
 from .modules import staking
 
-uses: (ownable, ownable_2step, params, models, accounting, staking, payouts, jobs)
+uses: (ownable, ownable_2step, params, models, accounting, sortition, staking, payouts, jobs)
 initializes: settlement[accounting := accounting, params := params, payouts := payouts, staking := staking]
 
 # Ownership moves in two steps (transfer_ownership, then accept_ownership by the
@@ -40,6 +41,7 @@ exports: (
     models.__interface__,
     accounting.__interface__,
     staking.__interface__,
+    sortition.__interface__,
     payouts.__interface__,
     jobs.__interface__,
     settlement.__interface__,

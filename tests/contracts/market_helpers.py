@@ -63,6 +63,31 @@ def draw_seats(market, chain, job_id, keeper, providers, distinct=True, tries=30
     raise AssertionError(f"no draw with distinct providers in {tries} blocks")
 
 
+def draw_seats_until(market, chain, job_id, keeper, providers, accept, tries=300):
+    """Like draw_seats, but keep the first draw whose providers by seat satisfy
+    `accept(drawn)` (e.g. one provider holding two seats); earlier draws are undone."""
+    by_address = {p.address: p for p in providers}
+    for _ in range(tries):
+        snapshot = chain.snapshot()
+        market.claim_many([job_id], sender=keeper)
+        drawn = [by_address[market.seat(job_id, s).provider] for s in round_seats(market, job_id)]
+        if accept(drawn):
+            return drawn
+        chain.restore(snapshot)
+        advance(chain, 1)
+    raise AssertionError(f"no acceptable draw in {tries} blocks")
+
+
+def claim_and_deliver(market, provider, job_ids, results):
+    """r = 1: claim the jobs (claim / claim_many), then deliver them from the next block
+    (deliver / deliver_many); returns the delivery receipt."""
+    if len(job_ids) == 1:
+        market.claim(job_ids[0], sender=provider)
+        return market.deliver(job_ids[0], results[0], sender=provider)
+    market.claim_many(job_ids, sender=provider)
+    return market.deliver_many(job_ids, results, sender=provider)
+
+
 def take_seats(market, chain, job_id, keeper, providers, distinct=True):
     """Draw the round (see draw_seats) and have every drawn provider take its seats;
     returns the providers by seat."""

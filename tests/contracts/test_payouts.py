@@ -1,20 +1,23 @@
-"""Lazy settlement of r == 1 deliveries: payout buckets, release timing, withdraw."""
+"""Lazy settlement of r == 1 deliveries: payout buckets, release timing, withdraw.
+
+A delivery is preceded by the provider's claim in an earlier block (claim binds the seat and
+locks its collateral; the delivery moves the collateral and the escrow into the bucket)."""
 
 import ape
 
 from market_helpers import (
-    CHALLENGE_WINDOW, COLLATERAL, FEE, REWARD, STATUS_FINALIZED, advance, assert_solvent, post,
+    CHALLENGE_WINDOW, COLLATERAL, FEE, REWARD, SALT, STATUS_DELIVERED, STATUS_FINALIZED, STATUS_OPEN, advance,
+    assert_solvent, claim_and_deliver, post, seal,
 )
 
 STAKE = 10**24
 
 
 def deliver(market, client, provider, n=1):
+    """Post n r = 1 jobs; the provider claims them (claim / claim_many), then delivers
+    (deliver / deliver_many) from the next block."""
     ids = post(market, client, r=1, n=n)
-    if n == 1:
-        market.deliver(ids[0], b"res", sender=provider)
-    else:
-        market.deliver_many(ids, [b"res"] * n, sender=provider)
+    claim_and_deliver(market, provider, ids, [b"res"] * n)
     return ids
 
 
@@ -81,3 +84,37 @@ def test_challenge_removes_only_its_job_from_the_bucket(staked, client, provider
     pending = staked.pending_payouts(p)
     assert (pending.pay, pending.fees, pending.collateral) == (REWARD, FEE, COLLATERAL)
     assert staked.provider_info(p).locked == 2 * COLLATERAL
+
+
+def test_claimed_collateral_moves_into_the_bucket_at_delivery(staked, client, providers, token, everyone):
+    p = providers[0]
+    (job_id,) = post(staked, client, r=1)
+    staked.claim(job_id, sender=p)
+    assert staked.provider_info(p).locked == COLLATERAL and staked.pending_payouts(p).collateral == 0
+    staked.deliver(job_id, b"res", sender=p)
+    pending = staked.pending_payouts(p)
+    assert (pending.pay, pending.fees, pending.collateral) == (REWARD, FEE, COLLATERAL)
+    assert staked.provider_info(p).locked == COLLATERAL  # locked once, at the claim
+    assert_solvent(staked, token, everyone, [job_id])
+
+
+def test_r1_claimant_cannot_skip_the_challenge_window(staked, client, providers, outsider):
+    """r = 1 has no commit-reveal: the claimant's only way to be paid is a delivery, whose pay
+    waits out the challenge window while anyone may challenge it. Committing and revealing on
+    the claimed seat and finalizing must not pay it at once, out of a challenger's reach."""
+    p = providers[0]
+    (job_id,) = post(staked, client, r=1)
+    staked.claim(job_id, sender=p)
+    attempts = (
+        lambda: staked.commit(job_id, seal(job_id, p, b"res"), sender=p),
+        lambda: staked.reveal(job_id, b"res", SALT, sender=p),
+        lambda: staked.finalize(job_id, sender=outsider),
+    )
+    for attempt in attempts:
+        try:
+            attempt()
+        except ape.exceptions.ContractLogicError:
+            pass
+    assert staked.job(job_id).status == STATUS_OPEN and staked.balances(p) == 0
+    staked.deliver(job_id, b"res", sender=p)
+    assert staked.job(job_id).status == STATUS_DELIVERED and staked.balances(p) == 0

@@ -23,6 +23,7 @@ from client.encoding import EncodingError
 from client.errors import VerinferError
 from client.events import Event
 from client.progress import stage
+from client.protocol import redraw_delay
 from client.records import Deadlines, JobInfo
 
 DEFAULT_WINDOWS = Deadlines()
@@ -170,6 +171,10 @@ def estimate(session: _Session, reward: Decimal, r: int, count: int, model_id: s
         session.console.print(f"[yellow]only {e.providers} provider(s) take this reward; jobs with "
                               f"r = {r} would wait unclaimed until their claim deadline "
                               "(see `verinfer providers` for their prices)")
+    elif r >= 2 and e.taker_share < 1:
+        delay = redraw_delay(session.client.params().min_windows.claim)
+        session.console.print(f"[yellow]seats are drawn by stake and the providers taking this reward hold "
+                              f"{e.taker_share:.0%} of it: a seat drawn to another waits {delay} s for a redraw")
 
 
 @main.command()
@@ -293,7 +298,7 @@ def result(session: _Session, job_ids, as_json, out) -> None:
 @click.argument("job_id", type=int)
 @pass_session
 def cancel(session: _Session, job_id: int) -> None:
-    """Cancel your unclaimed job (full refund to your deposited balance)."""
+    """Cancel your job while no seat is taken (full refund to your deposited balance)."""
     event = session.client.cancel(job_id)
     click.echo(f"cancelled {job_id}: refunded {session.fmt(event.client_refund)} to your balance")
 
@@ -303,7 +308,7 @@ def cancel(session: _Session, job_id: int) -> None:
 @click.option("--withdraw", "and_withdraw", is_flag=True, help="Then withdraw everything credited to you.")
 @pass_session
 def refund(session: _Session, job_ids, and_withdraw: bool) -> None:
-    """Settle due jobs (expired, unresolved, slashed) so their refunds are credited."""
+    """Settle due jobs (expired, claimed and not delivered, unresolved, slashed) so their refunds are credited."""
     settled = session.client.finalize(job_ids)
     for event in settled:
         click.echo(f"job {event.job_id}: {event.status.name}, refund {session.fmt(event.client_refund)}")
@@ -317,7 +322,7 @@ def refund(session: _Session, job_ids, and_withdraw: bool) -> None:
 @click.argument("job_id", type=int)
 @pass_session
 def challenge(session: _Session, job_id: int) -> None:
-    """Challenge a delivered r = 1 result (bonds 4 x reward; re-executed by 3 fresh providers)."""
+    """Challenge a delivered r = 1 result (bonds 4 x reward; re-executed by 3 providers drawn by stake)."""
     event = session.client.challenge(job_id)
     click.echo(f"challenged {job_id}: bond {session.fmt(event.bond)}, re-execution reveals by {event.reveal_deadline}")
 

@@ -169,7 +169,9 @@ class Client:
                  model_id: bytes | str | None = None) -> Estimate:
         """The full cost of posting ``count`` jobs: r x (reward + protocol fee) each, and how
         many providers of the model (the only active one by default) would take a seat at
-        that reward: each declares its price on chain, the smallest reward it takes.
+        that reward: each declares its price on chain, the smallest reward it takes. For
+        r >= 2 seats are drawn by stake, so only providers with a draw weight count, and
+        ``taker_share`` is the share of the model's draw weight that they hold.
 
         >>> client.estimate(reward=1000, r=3, count=10).total  # doctest: +SKIP
         30750
@@ -178,10 +180,16 @@ class Client:
             raise InvalidInput("reward, r and count must be positive")
         fee = self.marketplace.job_price(1, reward, 1) - reward
         collateral = reward * self.marketplace.call("collateral_bps") // BPS
-        takers = [p for p in self.providers(self.model(model_id).model_id)
-                  if p.price <= reward and p.free >= collateral]
+        serving = self.providers(self.model(model_id).model_id)
+        weights = self.marketplace.draw_weights([p.address for p in serving])
+        takers = [p for p in serving if p.price <= reward and p.free >= collateral]
+        share = 1.0 if takers else 0.0
+        if r >= 2:  # drawn seats: a provider without weight is never drawn
+            takers = [p for p in takers if weights[p.address] > 0]
+            total = sum(weights.values())
+            share = sum(weights[p.address] for p in takers) / total if total else 0.0
         return Estimate(r=r, reward=reward, count=count, fee_per_seat=fee,
-                        collateral_per_seat=collateral, providers=len(takers))
+                        collateral_per_seat=collateral, providers=len(takers), taker_share=share)
 
     def job(self, job_id: int) -> JobInfo:
         """A job's terms and current state (``JobNotFound`` for unknown ids).
@@ -438,7 +446,7 @@ class Client:
                                         f"0x{info.result_digest.hex()} (node missing logs?)")
             out[j] = VerifiedResult(job_id=j, model_id=info.model_id, status=info.status,
                                     digest=info.result_digest, result=honest[j][0].result,
-                                    providers=tuple(e.provider for e in honest[j]))
+                                    providers=tuple(dict.fromkeys(e.provider for e in honest[j])))
         return out
 
     def result(self, job_id: int) -> VerifiedResult:
@@ -475,7 +483,8 @@ class Client:
     # ------------------------------------------------------------ actions
 
     def cancel(self, job_id: int) -> JobFinalized:
-        """Withdraw your unclaimed job; the full price returns to your deposited balance.
+        """Withdraw your job while nobody has taken a seat of it (a draw alone does not
+        count; r = 1: before its claim); the full price returns to your deposited balance.
 
         >>> client.cancel(256).client_refund  # doctest: +SKIP
         """
@@ -484,15 +493,18 @@ class Client:
     def finalize(self, job_ids: Iterable[int]) -> list[JobFinalized]:
         """Settle the given jobs that are due (anyone may); jobs not due are left alone.
 
-        Refunds (unclaimed after the deadline, no majority, slashed providers'
-        compensation) go to the client's deposited balance; ``withdraw`` collects them.
+        Refunds (unclaimed after the claim deadline, an r = 1 job claimed and not
+        delivered by it, no majority, slashed providers' compensation) go to the client's
+        deposited balance; ``withdraw`` collects them.
 
         >>> [f.client_refund for f in client.finalize([256, 257])]  # doctest: +SKIP
         """
         return self._finalize_due([self.job(j) for j in dict.fromkeys(job_ids)])
 
     def challenge(self, job_id: int) -> JobChallenged:
-        """Dispute a delivered r = 1 result inside its window, bonding ``challenge_bond``.
+        """Dispute a delivered r = 1 result inside its window, bonding ``challenge_bond``:
+        R_CHALLENGE seats are drawn by stake among the model's providers (the delivering
+        one included) and re-execute it.
 
         >>> client.challenge(256).bond  # doctest: +SKIP
         """
@@ -510,9 +522,14 @@ def _reached(status: JobStatus, until: Until) -> bool:
 
 
 def _maybe_due(info: JobInfo, now: int) -> bool:
-    """Cheap filter before a dry run: could ``finalize`` succeed now? (The contract decides.)"""
+    """Cheap filter before a dry run: could ``finalize`` succeed now? (The contract decides.)
+
+    Past the claim deadline an open job nobody claimed is cancelled, and an r = 1 job
+    claimed but not delivered is settled too (the claimant slashed, the client refunded).
+    """
     if info.status == JobStatus.DELIVERED or info.status.settled:
         return False  # a delivery settles by itself once its challenge window is over
     seats = R_CHALLENGE if info.status == JobStatus.CHALLENGED else info.r
-    return (info.nrevealed == seats or now > info.commit_deadline
-            or (info.nclaimed == 0 and now > info.claim_deadline))
+    expired = (info.status == JobStatus.OPEN and now > info.claim_deadline
+               and (info.nclaimed == 0 or info.r == 1))
+    return info.nrevealed == seats or now > info.commit_deadline or expired

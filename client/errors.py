@@ -95,7 +95,8 @@ class InsufficientStake(InsufficientFunds):
 
 
 class Unauthorized(ContractError, PermissionError):
-    """The sender may not do this (not the owner, not the job's client or provider)."""
+    """The sender may not do this (not the owner, not the job's client, not drawn for a
+    seat, not the seat's holder)."""
 
 
 class JobNotFound(ContractError, LookupError):
@@ -123,7 +124,8 @@ class DeadlinePassed(ContractError, TimeoutError):
 
 
 class TooEarly(ContractError, RuntimeError):
-    """The action is not open yet (reveal phase, finalization, unbond delay)."""
+    """The action is not open yet (seat draw, r = 1 delivery after its claim's block,
+    reveal phase, finalization, unbond delay)."""
 
 
 class InvalidJobState(ContractError, RuntimeError):
@@ -147,6 +149,7 @@ REVERTS: dict[str, type[ContractError]] = {
     "params: split exceeds 100%": InvalidArgument,
     "params: window out of bounds": InvalidArgument,
     "params: delay out of bounds": InvalidArgument,
+    "params: stake out of bounds": InvalidArgument,
     "params: paused": MarketplacePaused,
     # models
     "models: zero id": InvalidArgument,
@@ -169,6 +172,8 @@ REVERTS: dict[str, type[ContractError]] = {
     "staking: price too large": InvalidArgument,
     "staking: amount too large": InvalidArgument,
     "staking: model not served": ModelNotServed,
+    # sortition
+    "sortition: model full": InvalidJobState,
     # jobs
     "jobs: unknown job": JobNotFound,
     "jobs: empty batch": InvalidArgument,
@@ -181,12 +186,13 @@ REVERTS: dict[str, type[ContractError]] = {
     "jobs: empty seal": InvalidArgument,
     "jobs: bad seat": InvalidArgument,
     "jobs: length mismatch": InvalidArgument,
-    "jobs: use deliver": InvalidJobState,
     "jobs: not single-provider": InvalidJobState,
     "jobs: not claimable": InvalidJobState,
-    "jobs: no free seat": InvalidJobState,
-    "jobs: already assigned": InvalidJobState,
-    "jobs: original provider": Unauthorized,
+    "jobs: not open": InvalidJobState,
+    "jobs: draw not ready": TooEarly,
+    "jobs: not drawn": Unauthorized,
+    "jobs: not your seat": Unauthorized,
+    "jobs: claimed in this block": TooEarly,
     "jobs: not active": InvalidJobState,
     "jobs: not assigned": Unauthorized,
     "jobs: not client": Unauthorized,

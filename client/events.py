@@ -54,7 +54,23 @@ class JobPosted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SeatDrawn(Event):
+    """A seat of an r >= 2 job or of a challenge's re-execution round drawn to ``provider``
+    (stake-weighted; one event per seat, an address may be drawn for several; the empty
+    address when nobody serving the model has draw weight). Only the drawn provider may
+    take the seat (``JobClaimed``); seats not taken within half the minimum claim window
+    are drawn again by the next claim."""
+
+    job_id: int
+    provider: str
+    seat: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobClaimed(Event):
+    """A seat taken (its collateral locked): one event per seat, so a provider drawn for
+    several seats of a job emits several. r = 1: the claim that binds the job's only seat."""
+
     job_id: int
     provider: str
     seat: int
@@ -62,6 +78,8 @@ class JobClaimed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class SealCommitted(Event):
+    """One per seat: a commit covers every seat the provider holds in the round."""
+
     job_id: int
     provider: str
     seat: int
@@ -70,7 +88,8 @@ class SealCommitted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ResultRevealed(Event):
-    """A revealed (r >= 2) or delivered (r = 1) result; the chain is the delivery channel."""
+    """A revealed (r >= 2) or delivered (r = 1) result; the chain is the delivery channel.
+    A reveal emits one per seat the provider holds in the round (same result bytes)."""
 
     job_id: int
     provider: str
@@ -81,7 +100,11 @@ class ResultRevealed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ItemSkipped(Event):
-    """A batch item that was skipped instead of reverting the batch (e.g. a lost claim race)."""
+    """A batch item that was skipped instead of reverting the batch: e.g. ``jobs: not drawn``
+    (claim_many by a provider no seat was drawn to: a draw the call made stands),
+    ``jobs: draw not ready`` (still the post's or challenge's block), ``jobs: already
+    claimed`` (r = 1 taken), ``jobs: claimed in this block`` (an r = 1 delivery must come
+    from a later block than its claim), ``jobs: not your seat``, ``jobs: not open``."""
 
     job_id: int
     caller: str
@@ -158,6 +181,15 @@ class ProviderUpdated(Event):
 class Staked(Event):
     provider: str
     amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightChanged(Event):
+    """A provider's draw weight changed (stake, unbond, slash, served models, ``reweigh``):
+    ``client.protocol.draw_weight`` of its bonded stake."""
+
+    provider: str
+    weight: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,8 +282,8 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in (
     JobChallenged, ProviderSlashed, ProviderRegistered, ProviderUpdated, Staked,
     UnbondRequested, StakeWithdrawn, PayoutsReleased, Deposited, Withdrawn, ModelRegistered,
     ModelStatusChanged, ParameterChanged, TreasuryChanged, OwnershipTransferStarted, OwnershipTransferred,
-    SlashShareCredited, BondReturned,
+    SlashShareCredited, BondReturned, SeatDrawn, WeightChanged,
 )}
 # Events that carry the job id as their first indexed topic (a job's history).
-JOB_EVENTS = (JobPosted, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped,
+JOB_EVENTS = (JobPosted, SeatDrawn, JobClaimed, SealCommitted, ResultRevealed, ItemSkipped,
               JobFinalized, JobChallenged, ProviderSlashed, SlashShareCredited, BondReturned)

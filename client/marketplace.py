@@ -30,7 +30,8 @@ from client.chain import block_number, get_logs
 from client.errors import InvalidInput
 from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
                            ResultRevealed, SealCommitted)
-from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT, MAX_RESULT_BATCH, JobStatus
+from client.protocol import (MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT, MAX_RESULT_BATCH, R_CHALLENGE,
+                             JobStatus)
 from client.records import Assignment, Deadlines, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
 from client.transport import translate_errors
 
@@ -40,7 +41,8 @@ TOPICS_PER_QUERY = 100  # job ids OR-ed in one log filter
 _checksum = lru_cache(maxsize=4096)(to_checksum_address)
 BATCH_CALLS = 200  # eth_calls per JSON-RPC batch request: public nodes cap batch sizes
 
-# The event that marks one job moved by each (batched) entry point: jobs per transaction.
+# The event that marks one job moved by each (batched) entry point: jobs per transaction
+# (distinct job ids: a claim, commit or reveal emits one per seat its sender holds).
 ITEM_EVENTS: dict[str, type[Event]] = {
     "post_job": JobPosted, "post_jobs": JobPosted, "claim": JobClaimed, "claim_many": JobClaimed,
     "commit": SealCommitted, "commit_many": SealCommitted, "reveal": ResultRevealed,
@@ -464,25 +466,31 @@ class Marketplace(_Contract):
         return self.build("release_payouts", provider)
 
     def build_claim(self, job_id: int) -> Call:
-        """Take a seat of an r >= 2 job (or of a re-execution round)."""
+        """Take your seats of a job, locking collateral per seat. r >= 2 or a re-execution
+        round: the seats drawn to you (the first claim in a block after the post or the
+        challenge draws them; a strict claim by someone not drawn reverts, undoing that
+        draw: use ``build_claim_many`` to draw). r = 1: the job's seat, first come; then
+        deliver from a later block."""
         return self.build("claim", job_id)
 
     def build_claim_many(self, job_ids: Sequence[int]) -> Call:
-        """Claim many; lost races are skipped with ItemSkipped, not reverted."""
+        """Claim many (as ``build_claim``); items that fail are skipped with ItemSkipped
+        (``jobs: not drawn``, ``jobs: draw not ready``, ``jobs: already claimed``, ...),
+        not reverted, and a draw an item made stands."""
         return self.build("claim_many", _batch(job_ids, "claim_many", MAX_ID_BATCH))
 
     def build_deliver(self, job_id: int, result: bytes) -> Call:
-        """r = 1 fast path: claim and deliver the result in one call."""
+        """r = 1: deliver the result of a job you claimed in an earlier block."""
         return self.build("deliver", job_id, _sized(result, MAX_RESULT, "result"))
 
     def build_deliver_many(self, job_ids: Sequence[int], results: Sequence[bytes]) -> Call:
-        """Deliver many r = 1 jobs; failing items are skipped."""
+        """Deliver many r = 1 jobs you claimed; failing items are skipped."""
         self._same_length(job_ids, results)
         return self.build("deliver_many", _batch(job_ids, "deliver_many", MAX_RESULT_BATCH),
                           [_sized(r, MAX_RESULT, "result") for r in results])
 
     def build_commit(self, job_id: int, seal: bytes) -> Call:
-        """Commit a seal (``client.protocol.seal``)."""
+        """Commit a seal (``client.protocol.seal``) for every seat you hold in the round."""
         return self.build("commit", job_id, to_bytes32(seal, "seal"))
 
     def build_commit_many(self, job_ids: Sequence[int], seals: Sequence[bytes]) -> Call:
@@ -491,7 +499,7 @@ class Marketplace(_Contract):
         return self.build("commit_many", _batch(job_ids, "commit_many", MAX_ID_BATCH), [to_bytes32(s, "seal") for s in seals])
 
     def build_reveal(self, job_id: int, result: bytes, salt: bytes) -> Call:
-        """Reveal the committed result and its salt."""
+        """Reveal the committed result and its salt (for every seat you hold in the round)."""
         return self.build("reveal", job_id, _sized(result, MAX_RESULT, "result"), to_bytes32(salt, "salt"))
 
     def build_reveal_many(self, job_ids: Sequence[int], results: Sequence[bytes], salts: Sequence[bytes]) -> Call:
@@ -499,6 +507,11 @@ class Marketplace(_Contract):
         self._same_length(job_ids, results, salts)
         return self.build("reveal_many", _batch(job_ids, "reveal_many", MAX_RESULT_BATCH),
                           [_sized(r, MAX_RESULT, "result") for r in results], [to_bytes32(s, "salt") for s in salts])
+
+    def build_reweigh(self, account: str) -> Call:
+        """Re-apply the current ``min_draw_stake`` to ``account``'s draw weight (anyone may;
+        e.g. after the owner raised the floor)."""
+        return self.build("reweigh", account)
 
     @staticmethod
     def _same_length(*lists: Sequence) -> None:
@@ -520,12 +533,28 @@ class Marketplace(_Contract):
         ids = list(job_ids)
         return [_job_info(j, v) for j, v in zip(ids, self.call_many([("job", (j,)) for j in ids], block))]
 
-    def seat(self, job_id: int, index: int) -> Seat:
-        """Seat ``index`` of a job."""
-        return Seat(**self.call("seat", job_id, index))
+    def seat(self, job_id: int, index: int, block: int | str = "latest") -> Seat:
+        """Seat ``index`` of a job: its drawn provider (r = 1: the claimant), whether it
+        took the seat, its seal or digest."""
+        return Seat(**self.call("seat", job_id, index, block=block))
+
+    def round_seats(self, job_id: int, block: int | str = "latest") -> dict[int, Seat]:
+        """The seats of a job's current round by index (0..r-1, or 1..R_CHALLENGE once
+        challenged), read at one block.
+
+        >>> {s: seat.provider for s, seat in market.round_seats(256).items()}  # doctest: +SKIP
+        {0: '0xAlice...', 1: '0xMallory...', 2: '0xAlice...'}
+        """
+        if block == "latest":
+            with translate_errors():
+                block = block_number(self.w3)
+        info = self.job(job_id, block=block)
+        indices = range(1, R_CHALLENGE + 1) if info.status == JobStatus.CHALLENGED else range(info.r)
+        views = self.call_many([("seat", (job_id, s)) for s in indices], block)
+        return {s: Seat(**v) for s, v in zip(indices, views)}
 
     def assignment(self, job_id: int, account: str) -> Assignment:
-        """Whether ``account`` holds a seat of the job's current round."""
+        """Whether ``account`` holds (took) a seat of the job's current round, and its first seat."""
         return Assignment(*self.call("assignment", job_id, account))
 
     def model(self, model_id: bytes) -> ModelInfo:
@@ -566,13 +595,28 @@ class Marketplace(_Contract):
             slash_client_bps=client_bps, slash_honest_bps=honest_bps, slash_treasury_bps=treasury_bps,
             challenge_window=self.call("challenge_window"), unbond_delay=self.call("unbond_delay"),
             paused=self.call("paused"), treasury=self.call("treasury"), owner=self.call("owner"),
-            min_windows=self.min_windows(),
+            min_windows=self.min_windows(), min_draw_stake=self.min_draw_stake(),
         )
 
     def min_windows(self) -> Deadlines:
         """The shortest claim / commit / reveal windows a post may ask for (owner-set per
         network); a challenge's re-execution round runs on them."""
         return Deadlines(*self.call("min_windows"))
+
+    def min_draw_stake(self) -> int:
+        """The least bonded stake (free + locked, stake-token units) that gives a provider a
+        draw weight (owner-set; applies from each provider's next stake change or ``reweigh``)."""
+        return self.call("min_draw_stake")
+
+    def draw_weight(self, account: str, block: int | str = "latest") -> int:
+        """``account``'s weight in the seat draws of the models it serves
+        (``client.protocol.draw_weight`` of its bonded stake at its last stake change)."""
+        return self.call("draw_weight", account, block=block)
+
+    def draw_weights(self, accounts: Iterable[str], block: int | str = "latest") -> dict[str, int]:
+        """Many accounts' draw weights, read at one block in batched round trips."""
+        accounts = [to_checksum_address(a) for a in accounts]
+        return dict(zip(accounts, self.call_many([("draw_weight", (a,)) for a in accounts], block)))
 
     def job_price(self, r: int, reward: int, count: int = 1) -> int:
         """Escrow needed to post ``count`` jobs at the current fee."""
@@ -593,10 +637,6 @@ class Marketplace(_Contract):
     def stake_credits_of(self, account: str) -> int:
         """Withdrawable stake-token credits of ``account``."""
         return self.call("stake_credits", account)
-
-    def seal_of(self, job_id: int, provider: str, result: bytes, salt: bytes) -> bytes:
-        """The contract's own seal computation (``client.protocol.seal_result`` equals it)."""
-        return self.call("seal_of", job_id, provider, bytes(result), to_bytes32(salt, "salt"))
 
     def pay_token(self) -> str:
         return self.call("PAY_TOKEN")
@@ -638,7 +678,7 @@ class Marketplace(_Contract):
                     step.gas += receipt["gasUsed"]
                     kind = ITEM_EVENTS.get(function)
                     if kind is not None and contract is self:
-                        step.items += sum(isinstance(e, kind) for e in self.decode_receipt(receipt))
+                        step.items += len({e.job_id for e in self.decode_receipt(receipt) if isinstance(e, kind)})
         return steps
 
 

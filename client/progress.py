@@ -14,16 +14,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from client.protocol import JobStatus
 from client.records import JobInfo
 
-STAGES = ("posted", "claiming", "committing", "revealing", "delivered", "challenged",
+STAGES = ("posted", "claiming", "delivering", "committing", "revealing", "delivered", "challenged",
           "finalized", "unresolved", "cancelled")
 
 
 def stage(info: JobInfo) -> str:
-    """Where a job is in its life, one word (one of ``STAGES``)."""
+    """Where a job is in its life, one word (one of ``STAGES``): r >= 2 seats are
+    "claiming" until all are taken; an r = 1 job claimed is "delivering"."""
     if info.status != JobStatus.OPEN:
         return info.status.name.lower()
     if info.nclaimed == 0:
         return "posted"
+    if info.r == 1:
+        return "delivering"
     if info.nclaimed < info.r:
         return "claiming"
     if info.ncommitted < info.r:

@@ -1,7 +1,8 @@
 """The marketplace protocol as the contracts define it: limits, states, job ids, seals.
 
 Everything here mirrors contracts/modules/*.vy exactly; tests compare the constants
-with the Vyper source and the seal with the contract's own ``seal_of``.
+with the Vyper source, the seal with an independent ABI encoding and with the seals the
+contract accepts at reveal, and the draw weight with the contract's ``draw_weight``.
 
 >>> salt = bytes(32)
 >>> seal(job_id=256, provider="0x" + "11" * 20, digest=result_digest(b"r"), salt=salt).hex()[:8]
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 from enum import IntEnum
+from math import comb
 
 from eth_utils import keccak, to_canonical_address
 
@@ -27,17 +29,25 @@ MAX_REWARD = 2**96 - 1
 BPS = 10_000
 # staking.vy
 MAX_STAKE = 2**128 - 1  # what one provider may hold: free + locked + unbonding
+# sortition.vy: a provider's draw weight is its bonded stake (free + locked) >> WEIGHT_SHIFT,
+# at most MAX_WEIGHT, and 0 below the owner's min_draw_stake (params.vy).
+WEIGHT_SHIFT = 16
+MAX_WEIGHT = 2**96 - 1
+DEFAULT_MIN_DRAW_STAKE = 10**18  # one token of an 18-decimal stake token
+MAX_MIN_DRAW_STAKE = 2**128 - 1
 
 
 class JobStatus(IntEnum):
     """A job's state (``jobs.vy`` STATUS_*).
 
-    OPEN: seats being claimed / committed / revealed (r >= 2) or awaiting delivery (r = 1).
+    OPEN: seats being drawn / taken / committed / revealed (r >= 2), or (r = 1) waiting
+          for a claim, then for the claimant's delivery.
     DELIVERED: r = 1 result delivered, challenge window running (reads FINALIZED
                after it, with no transaction: pay is released lazily).
     CHALLENGED: r = 1 result disputed, re-execution round running.
     FINALIZED: a result stands and everyone is paid.
-    UNRESOLVED: no strict majority; the client was refunded the unpaid seats.
+    UNRESOLVED: no strict majority, or an r = 1 job claimed and not delivered by its
+                claim deadline (claimant slashed); the client was refunded the unpaid seats.
     CANCELLED: nobody claimed it; the client was refunded in full.
     """
 
@@ -66,6 +76,43 @@ class Fault(IntEnum):
     NO_REVEAL = 2
     LOSING_DIGEST = 3
     LOST_CHALLENGE = 4
+
+
+def draw_weight(bonded: int, min_draw_stake: int = DEFAULT_MIN_DRAW_STAKE) -> int:
+    """The weight a provider with ``bonded`` stake (free + locked) has in every seat draw
+    of the models it serves (``sortition.vy``); the contract's ``draw_weight(account)``
+    holds it as of the provider's last stake change.
+
+    >>> draw_weight(10**20), draw_weight(10**18 - 1)
+    (1525878906250000, 0)
+    """
+    if bonded < 0 or min_draw_stake < 0:
+        raise ValueError("stake amounts are non-negative")
+    return min(bonded >> WEIGHT_SHIFT, MAX_WEIGHT) if bonded >= min_draw_stake else 0
+
+
+def redraw_delay(min_claim_window: int) -> int:
+    """Seconds after a draw when the seats nobody took are drawn again by the next claim
+    transaction: half the marketplace's minimum claim window (``min_windows().claim``).
+
+    >>> redraw_delay(120)
+    60
+    """
+    return min_claim_window // 2
+
+
+def majority_chance(share: float, seats: int = 3) -> float:
+    """The chance that a provider holding ``share`` of a model's draw weight is drawn for
+    a strict majority of ``seats`` independent draws (with replacement): the binomial
+    tail ``P[Binomial(seats, share) > seats / 2]``; for 3 seats, ``3 s^2 - 2 s^3``. How
+    the weight is split over addresses does not change it.
+
+    >>> round(majority_chance(1 / 3), 4), round(majority_chance(0.1, 7), 6)
+    (0.2593, 0.002728)
+    """
+    if not 0 <= share <= 1 or seats < 1:
+        raise ValueError("share must be in [0, 1] and seats positive")
+    return sum(comb(seats, k) * share**k * (1 - share) ** (seats - k) for k in range(seats // 2 + 1, seats + 1))
 
 
 def job_id_of(batch_id: int, index: int) -> int:

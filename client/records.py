@@ -70,7 +70,7 @@ class JobInfo:
     reveal_deadline: int
     challenge_end: int
     challenger: str
-    nclaimed: int
+    nclaimed: int  # seats taken in the current round (drawn seats count once their provider claims)
     ncommitted: int
     nrevealed: int
     input_hash: bytes
@@ -95,9 +95,12 @@ class PendingPayouts:
 
 @dataclass(frozen=True)
 class Seat:
-    """One seat of a job (``Marketplace.seat``): the seal while committed, the digest once revealed."""
+    """One seat of a job (``Marketplace.seat``): its drawn provider (r = 1: the claimant;
+    the empty address before the draw), whether that provider took it (``claimed``), and
+    the seal while committed, the digest once revealed."""
 
     provider: str
+    claimed: bool
     committed: bool
     revealed: bool
     word: bytes
@@ -105,7 +108,8 @@ class Seat:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Whether an account holds a seat of a job's current round (``Marketplace.assignment``)."""
+    """Whether an account holds (took) a seat of a job's current round, and the first of
+    its seats there (``Marketplace.assignment``); its commit and reveal cover all of them."""
 
     assigned: bool
     seat: int
@@ -128,6 +132,7 @@ class Params:
     treasury: str
     owner: str
     min_windows: Deadlines  # the shortest windows a post may ask for (also a re-execution round's)
+    min_draw_stake: int  # least bonded stake with a draw weight (stake-token units)
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,18 @@ class Estimate:
     count: int
     fee_per_seat: int
     collateral_per_seat: int
-    # Registered providers of the model that would take a seat: asking price <= reward and
-    # free stake >= the seat's collateral.
+    # Registered providers of the model that would take a seat: asking price <= reward,
+    # free stake >= the seat's collateral and (r >= 2, drawn seats) a draw weight.
     providers: int = 0
+    # r >= 2: the share of the model's draw weight those providers hold, i.e. the chance
+    # that a drawn seat goes to one that takes it; a seat drawn to another provider waits
+    # half the minimum claim window before it is drawn again. r = 1 (first come): 1.0
+    # when anyone takes it.
+    taker_share: float = 1.0
 
     @property
     def enough_providers(self) -> bool:
-        """Whether r providers would take these jobs (else they wait unclaimed, then refund)."""
+        """Whether r providers would take these jobs (else seats wait unclaimed, then refund)."""
         return self.providers >= self.r
 
     @property

@@ -67,7 +67,6 @@ STATUS_CANCELLED: constant(uint256) = 5
 _MASK8: constant(uint256) = 2**8 - 1
 _MASK16: constant(uint256) = 2**16 - 1
 _MASK24: constant(uint256) = 2**24 - 1
-_MASK32: constant(uint256) = 2**32 - 1
 _MASK40: constant(uint256) = 2**40 - 1
 _MASK18: constant(uint256) = 2**18 - 1
 _MASK160: constant(uint256) = 2**160 - 1
@@ -85,6 +84,8 @@ struct Terms:
     claim_window: uint256
     commit_window: uint256
     reveal_window: uint256
+    # Low 24 bits of the post's block number.
+    post_block: uint256
     fee_bps: uint256
     collateral_bps: uint256
     # How a slash of this job is split and the treasury epoch (params.vy) its fees
@@ -107,7 +108,7 @@ struct Job:
     nrevealed: uint256
     committed: uint256
     revealed: uint256
-    # r == 1: the claim's time, then the end of the challenge window once
+    # r == 1: the claim's block number, then the end of the challenge window once
     # delivered; r >= 2 and re-execution rounds: when the seats were last drawn (0: not yet).
     until: uint256
     # r == 1: low 8 bits of the provider's payout bucket generation (payouts.vy).
@@ -148,7 +149,8 @@ struct SeatView:
 next_batch_id: public(uint256)
 # client | reward << 160
 _terms_a: HashMap[uint256, uint256]
-# model | r << 8 | size << 16 | posted_at << 24 | windows << 64/96/128 | fee_bps << 160 | collateral_bps << 176
+# model | r << 8 | size << 16 | posted_at << 24 | windows << 64/88/112 (24 bits each: at most MAX_WINDOW)
+# | post block mod 2**24 << 136 | fee_bps << 160 | collateral_bps << 176
 # | slash_client_bps << 200 | slash_honest_bps << 216 | treasury epoch << 232 (24 bits)
 _terms_b: HashMap[uint256, uint256]
 _input_hash: HashMap[uint256, bytes32]
@@ -163,6 +165,8 @@ _words: HashMap[uint256, bytes32]
 # challenger | round start << 160 (40 bits) | the round's claim, commit, reveal
 # windows << 200, 218, 236 (18 bits each: the protocol minimums when challenged)
 _challenges: HashMap[uint256, uint256]
+# Low 24 bits of the challenge's block number (the round is drawn from a later block).
+_challenge_block: HashMap[uint256, uint256]
 
 
 event JobPosted:
@@ -560,8 +564,9 @@ def _open_batch(
         | (n << 16)
         | (block.timestamp << 24)
         | (claim_window << 64)
-        | (commit_window << 96)
-        | (reveal_window << 128)
+        | (commit_window << 88)
+        | (reveal_window << 112)
+        | ((block.number & _MASK24) << 136)
         | (fee_bps << 160)
         | (params._collateral(p) << 176)
         | (params._slash_client(p) << 200)
@@ -618,13 +623,13 @@ def _try_claim(job_id: uint256, strict: bool) -> bool:
     if not self._exists(t, job_id):
         return self._skip(job_id, "jobs: unknown job", strict)
     j: Job = self._load(job_id)
-    start: uint256 = t.posted_at
+    start: uint256 = t.post_block
     if j.status == STATUS_OPEN:
         if params._paused(params._load()):
             return self._skip(job_id, "params: paused", strict)
     elif j.status == STATUS_CHALLENGED:
         # Re-execution claims are settlement of existing work: never paused.
-        start = (self._challenges[job_id] >> 160) & _MASK40
+        start = self._challenge_block[job_id]
     else:
         return self._skip(job_id, "jobs: not claimable", strict)
     claim_dl: uint256 = 0
@@ -639,12 +644,13 @@ def _try_claim(job_id: uint256, strict: bool) -> bool:
             return self._skip(job_id, "jobs: already claimed", strict)
         j.provider = msg.sender
         j.claimed = 1
-        j.until = block.timestamp
+        j.until = block.number
         return self._take(job_id, t, j, 1, collateral, strict)
 
-    # A later block than the post's (timestamps strictly increase): the seed, the
-    # parent block's hash, did not exist when the client or challenger acted.
-    if block.timestamp <= start:
+    # A later block than the post's (or challenge's): the seed, the parent block's
+    # hash, did not exist when the client or challenger acted. (24 bits: a claim
+    # exactly 2**24 blocks later waits one block.)
+    if block.number & _MASK24 == start:
         return self._skip(job_id, "jobs: draw not ready", strict)
     base: uint256 = 0
     size: uint256 = 0
@@ -717,7 +723,7 @@ def _try_deliver(job_id: uint256, result: Bytes[MAX_RESULT], strict: bool) -> bo
     if j.claimed == 0 or j.provider != msg.sender:
         return self._skip(job_id, "jobs: not your seat", strict)
     # A delivery sent with its claim could be copied whole from the mempool.
-    if block.timestamp <= j.until:
+    if block.number <= j.until:
         return self._skip(job_id, "jobs: claimed in this block", strict)
     if block.timestamp > t.posted_at + t.claim_window:
         return self._skip(job_id, "jobs: claim deadline passed", strict)
@@ -850,9 +856,10 @@ def _terms(job_id: uint256) -> Terms:
         r=(b >> 8) & _MASK8,
         size=(b >> 16) & _MASK8,
         posted_at=(b >> 24) & _MASK40,
-        claim_window=(b >> 64) & _MASK32,
-        commit_window=(b >> 96) & _MASK32,
-        reveal_window=(b >> 128) & _MASK32,
+        claim_window=(b >> 64) & _MASK24,
+        commit_window=(b >> 88) & _MASK24,
+        reveal_window=(b >> 112) & _MASK24,
+        post_block=(b >> 136) & _MASK24,
         fee_bps=(b >> 160) & _MASK16,
         collateral_bps=(b >> 176) & _MASK24,
         settle=b >> 200,

@@ -183,6 +183,7 @@ def challenge(job_id: uint256):
     jobs._challenges[job_id] = (
         convert(msg.sender, uint256) | (block.timestamp << 160) | (params._min_windows(params._load()) << 200)
     )
+    jobs._challenge_block[job_id] = block.number & jobs._MASK24
     bond: uint256 = self._bond(t)
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0

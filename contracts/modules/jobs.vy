@@ -764,6 +764,10 @@ def _active_seats(job_id: uint256) -> (Terms, Job, uint256):
     j: Job = self._load(job_id)
     if j.status != STATUS_OPEN and j.status != STATUS_CHALLENGED:
         params._fail("jobs: not active")
+    # An r == 1 seat delivers, never commits: a commit-reveal-finalize would pay it
+    # without the challenge window.
+    if t.r == 1 and j.status == STATUS_OPEN:
+        params._fail("jobs: use deliver")
     mine: uint256 = self._seats_of(job_id, t, j, msg.sender, j.claimed)
     if mine == 0:
         params._fail("jobs: not assigned")

@@ -553,6 +553,13 @@ class Marketplace(_Contract):
         views = self.call_many([("seat", (job_id, s)) for s in indices], block)
         return {s: Seat(**v) for s, v in zip(indices, views)}
 
+    def seats(self, job_id: int, indices: Iterable[int], block: int | str = "latest") -> dict[int, Seat]:
+        """Seats ``indices`` of a job by index (any round's: an r = 1 job's delivered seat 0
+        and its re-execution seats 1..R_CHALLENGE), read at one block in batched round trips."""
+        indices = list(indices)
+        views = self.call_many([("seat", (job_id, s)) for s in indices], block)
+        return {s: Seat(**v) for s, v in zip(indices, views)}
+
     def assignment(self, job_id: int, account: str) -> Assignment:
         """Whether ``account`` holds (took) a seat of the job's current round, and its first seat."""
         return Assignment(*self.call("assignment", job_id, account))

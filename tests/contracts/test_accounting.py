@@ -3,7 +3,7 @@
 import ape
 from eth_utils import keccak
 
-from market_helpers import COLLATERAL, CLIENT_BPS, REWARD, SEAT, post, run_round
+from market_helpers import COLLATERAL, CLIENT_BPS, REWARD, SEAT, commit_all, post, reveal_all, take_seats
 
 
 def test_deposit_and_withdraw(funded, client, token):
@@ -21,7 +21,7 @@ def test_deposit_and_withdraw(funded, client, token):
         funded.deposit(0, sender=client)
 
 
-def test_two_token_ledgers(project, owner, treasury, clients, providers, outsider):
+def test_two_token_ledgers(project, owner, treasury, clients, providers, outsider, chain):
     """Pay and stake in different tokens: slash shares are paid in the stake token."""
     pay = owner.deploy(project.TestToken, "Pay", "PAY")
     stake = owner.deploy(project.TestToken, "Stake", "STK")
@@ -37,14 +37,16 @@ def test_two_token_ledgers(project, owner, treasury, clients, providers, outside
         m.register([model], 0, sender=p)
         m.stake(10**22, sender=p)
     (job_id,) = post(m, client, r=3, model_id=model)
-    run_round(m, job_id, providers[:3], [b"R", b"R", b"bad"])
+    a, b, c = take_seats(m, chain, job_id, outsider, providers[:3])
+    commit_all(m, job_id, [a, b, c], [b"R", b"R", b"bad"])
+    reveal_all(m, job_id, [a, b, c], [b"R", b"R", b"bad"])
     m.finalize(job_id, sender=outsider)
     assert m.balances(client) == SEAT and m.stake_credits(client) == COLLATERAL * CLIENT_BPS // 10_000
     m.withdraw(sender=client)
     assert pay.balanceOf(client) == 10**24 - 3 * SEAT + SEAT
     assert stake.balanceOf(client) == COLLATERAL * CLIENT_BPS // 10_000
-    m.withdraw(sender=providers[0])
-    assert pay.balanceOf(providers[0]) == REWARD and stake.balanceOf(providers[0]) > 10**24 - 10**22
+    m.withdraw(sender=a)  # a winner: its reward in the pay token, its honest share in the stake token
+    assert pay.balanceOf(a) == REWARD and stake.balanceOf(a) > 10**24 - 10**22
 
 
 def test_tokens_returning_false_revert(project, owner, treasury, clients):

@@ -51,6 +51,7 @@ def test_defaults(market, treasury, owner):
         250, 50_000, 3_600, 3 * 86_400)
     assert market.slash_split() == (3_000, 6_000, 1_000)
     assert market.treasury() == treasury and market.owner() == owner and not market.paused()
+    assert market.min_draw_stake() == 10**18
 
 
 SETTERS = [
@@ -62,6 +63,7 @@ SETTERS = [
     ("set_challenge_window", 7 * 86_400, 7 * 86_400 + 1, "params: window out of bounds", "challenge_window"),
     ("set_unbond_delay", 60, 59, "params: delay out of bounds", "unbond_delay"),
     ("set_unbond_delay", 30 * 86_400, 30 * 86_400 + 1, "params: delay out of bounds", "unbond_delay"),
+    ("set_min_draw_stake", 2**128 - 1, 2**128, "params: stake out of bounds", "min_draw_stake"),
 ]
 
 
@@ -114,8 +116,8 @@ def test_treasury_pause_and_ownership(market, owner, outsider, treasury):
         market.set_paused(True, sender=owner)
 
 
-def test_new_parameters_apply_to_new_jobs_only(staked, owner, client, providers):
-    from market_helpers import COLLATERAL, REWARD, SEAT, post
+def test_new_parameters_apply_to_new_jobs_only(staked, owner, client, providers, outsider, chain):
+    from market_helpers import COLLATERAL, REWARD, SEAT, draw_seats, post
 
     (old,) = post(staked, client, r=2)
     staked.set_fee_bps(1_000, sender=owner)
@@ -123,5 +125,6 @@ def test_new_parameters_apply_to_new_jobs_only(staked, owner, client, providers)
     (new,) = post(staked, client, r=2)
     assert staked.job(old).fee_per_seat == SEAT - REWARD and staked.job(old).collateral_per_seat == COLLATERAL
     assert staked.job(new).fee_per_seat == REWARD // 10 and staked.job(new).collateral_per_seat == 2 * REWARD
-    staked.claim(old, sender=providers[0])
-    assert staked.provider_info(providers[0]).locked == COLLATERAL
+    p = draw_seats(staked, chain, old, outsider, providers)[0]  # one seat of the old job
+    staked.claim(old, sender=p)
+    assert staked.provider_info(p).locked == COLLATERAL

@@ -6,7 +6,7 @@ from eth_utils import keccak
 from market_helpers import (
     CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FAULT_LOSING_DIGEST, FAULT_LOST_CHALLENGE, FAULT_NO_COMMIT,
     FEE, HONEST_BPS, MIN_WINDOW, REWARD, SEAT, STATUS_CHALLENGED, STATUS_FINALIZED, advance, assert_solvent,
-    claim_all, commit_all, post, reveal_all, run_round,
+    claim_all, claim_and_deliver, commit_all, draw_seats, draw_seats_until, post, reveal_all,
 )
 
 BOND = 4 * REWARD  # (R_CHALLENGE + 1) * reward
@@ -14,15 +14,24 @@ BOND = 4 * REWARD  # (R_CHALLENGE + 1) * reward
 
 def delivered_job(market, client, provider, result=b"bad"):
     (job_id,) = post(market, client, r=1)
-    market.deliver(job_id, result, sender=provider)
+    claim_and_deliver(market, provider, [job_id], [result])
     return job_id
+
+
+def take_round(market, chain, job_id, keeper, providers, original):
+    """Draw the re-execution round until its three seats go to three providers other than
+    the original one (so that each seat has its own role); they take them. By seat."""
+    drawn = draw_seats_until(
+        market, chain, job_id, keeper, providers, lambda d: original not in d and len({p.address for p in d}) == 3)
+    claim_all(market, job_id, drawn)
+    return drawn
 
 
 def slashes(market, tx):
     return [(log.event_arguments["provider"], log.seat, log.reason) for log in tx.events.filter(market.ProviderSlashed)]
 
 
-def test_challenge_opens_reexecution_round(staked, client, providers, outsider, token):
+def test_challenge_opens_reexecution_round(staked, client, providers, outsider, token, clients):
     p0 = providers[0]
     job_id = delivered_job(staked, client, p0)
     assert staked.challenge_bond(job_id) == BOND
@@ -39,19 +48,22 @@ def test_challenge_opens_reexecution_round(staked, client, providers, outsider, 
     assert staked.escrow_of(job_id) == SEAT + BOND
     assert staked.pending_payouts(p0).pay == 0  # taken back out of the bucket
     assert staked.provider_info(p0).locked == COLLATERAL  # still at stake
-    with ape.reverts("jobs: original provider"):
-        staked.claim(job_id, sender=p0)
+    assert [staked.seat(job_id, s).provider for s in (1, 2, 3)] == ["0x" + "00" * 20] * 3  # not drawn yet
+    tx = staked.claim_many([job_id], sender=clients[1])  # a later block draws the round
+    assert [log.seat for log in tx.events.filter(staked.SeatDrawn)] == [1, 2, 3]
     with ape.reverts("jobs: not challengeable"):
         staked.challenge(job_id, sender=outsider)
     with ape.reverts("jobs: not assigned"):
         staked.commit(job_id, keccak(b"x"), sender=p0)
 
 
-def test_successful_challenge_slashes_provider(staked, client, providers, outsider, treasury, token, everyone):
-    p0, p1, p2, p3 = providers[:4]
+def test_successful_challenge_slashes_provider(staked, client, providers, outsider, treasury, chain, token, everyone):
+    p0 = providers[0]
     job_id = delivered_job(staked, client, p0)
     staked.challenge(job_id, sender=outsider)
-    run_round(staked, job_id, [p1, p2, p3], [b"good", b"good", b"other"])
+    p1, p2, p3 = take_round(staked, chain, job_id, outsider, providers, p0)
+    commit_all(staked, job_id, [p1, p2, p3], [b"good", b"good", b"other"])
+    reveal_all(staked, job_id, [p1, p2, p3], [b"good", b"good", b"other"])
     assert staked.assignment(job_id, p1) == (True, 1, True, True)
     tx = staked.finalize(job_id, sender=outsider)
     assert slashes(staked, tx) == [(p3, 3, FAULT_LOSING_DIGEST), (p0, 0, FAULT_LOST_CHALLENGE)]
@@ -68,11 +80,13 @@ def test_successful_challenge_slashes_provider(staked, client, providers, outsid
     assert_solvent(staked, token, everyone, [job_id])
 
 
-def test_failed_challenge_pays_provider_from_bond(staked, client, providers, outsider, treasury, token, everyone):
-    p0, p1, p2, p3 = providers[:4]
+def test_failed_challenge_pays_provider_from_bond(staked, client, providers, outsider, treasury, chain, token, everyone):
+    p0 = providers[0]
     job_id = delivered_job(staked, client, p0, b"right")
     staked.challenge(job_id, sender=outsider)
-    run_round(staked, job_id, [p1, p2, p3], [b"right"] * 3)
+    p1, p2, p3 = take_round(staked, chain, job_id, outsider, providers, p0)
+    commit_all(staked, job_id, [p1, p2, p3], [b"right"] * 3)
+    reveal_all(staked, job_id, [p1, p2, p3], [b"right"] * 3)
     tx = staked.finalize(job_id, sender=outsider)
     (log,) = tx.events.filter(staked.JobFinalized)
     assert (log.result_digest, log.provider_pay, log.client_refund, log.slashed) == (keccak(b"right"), 5 * REWARD, 0, 0)
@@ -84,10 +98,10 @@ def test_failed_challenge_pays_provider_from_bond(staked, client, providers, out
 
 
 def test_challenge_without_majority_lets_delivery_stand(staked, client, providers, outsider, chain, token, everyone):
-    p0, p1, p2, p3 = providers[:4]
+    p0 = providers[0]
     job_id = delivered_job(staked, client, p0, b"right")
     staked.challenge(job_id, sender=outsider)
-    claim_all(staked, job_id, [p1, p2, p3])
+    p1, p2, p3 = take_round(staked, chain, job_id, outsider, providers, p0)
     commit_all(staked, job_id, [p1, p2], [b"right", b"X"])  # p3 never commits
     advance(chain, 2 * MIN_WINDOW + 1)
     reveal_all(staked, job_id, [p1, p2], [b"right", b"X"])
@@ -114,12 +128,35 @@ def test_unclaimed_challenge_round_settles(staked, client, providers, outsider, 
     assert_solvent(staked, token, everyone, [job_id])
 
 
-def test_reexecution_claims_ignore_pause(staked, client, providers, outsider, owner):
+def test_reexecution_claims_ignore_pause(staked, client, providers, outsider, owner, chain):
     job_id = delivered_job(staked, client, providers[0])
     staked.set_paused(True, sender=owner)
     staked.challenge(job_id, sender=outsider)
-    staked.claim(job_id, sender=providers[1])
-    assert staked.assignment(job_id, providers[1])[:2] == (True, 1)
+    p, _, _ = draw_seats(staked, chain, job_id, outsider, providers)  # the draw ignores the pause too
+    staked.claim(job_id, sender=p)
+    assert staked.assignment(job_id, p)[:2] == (True, 1)
+
+
+def test_original_provider_may_be_drawn_for_the_reexecution_round(staked, client, providers, outsider, chain, token,
+                                                                   everyone):
+    """Splitting stake must buy nothing, so the original provider weighs like anyone: drawn,
+    it takes a round seat with its own collateral and is settled on both seats."""
+    p0 = providers[0]
+    job_id = delivered_job(staked, client, p0, b"bad")
+    staked.challenge(job_id, sender=outsider)
+    drawn = draw_seats_until(
+        staked, chain, job_id, outsider, providers, lambda d: p0 in d and len({p.address for p in d}) == 3)
+    claim_all(staked, job_id, drawn)
+    assert staked.assignment(job_id, p0) == (True, 1 + drawn.index(p0), False, False)
+    assert staked.provider_info(p0).locked == 2 * COLLATERAL
+    commit_all(staked, job_id, drawn, [b"good"] * 3)
+    reveal_all(staked, job_id, drawn, [b"good"] * 3)
+    tx = staked.finalize(job_id, sender=outsider)
+    assert slashes(staked, tx) == [(p0, 0, FAULT_LOST_CHALLENGE)]
+    assert [staked.balances(p) for p in drawn] == [REWARD] * 3  # p0 too, for its round seat
+    assert staked.provider_info(p0).locked == 0 and staked.provider_info(p0).free == 10**24 - COLLATERAL
+    assert staked.balances(outsider) == BOND - 3 * REWARD
+    assert_solvent(staked, token, everyone, [job_id])
 
 
 def test_challenge_bond_from_balance(staked, client, providers, token):
@@ -136,6 +173,9 @@ def test_challenge_rejections(staked, client, providers, outsider, chain):
     with ape.reverts("jobs: unknown job"):
         staked.challenge(open_job + 1, sender=outsider)
     with ape.reverts("jobs: not challengeable"):
+        staked.challenge(open_job, sender=outsider)
+    staked.claim(open_job, sender=providers[1])
+    with ape.reverts("jobs: not challengeable"):  # claimed, nothing delivered yet
         staked.challenge(open_job, sender=outsider)
     with ape.reverts("jobs: not challengeable"):
         staked.challenge(multi, sender=outsider)

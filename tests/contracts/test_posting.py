@@ -5,7 +5,8 @@ import pytest
 from eth_utils import keccak
 
 from market_helpers import (
-    MIN_WINDOW, REWARD, SEAT, STATUS_CANCELLED, STATUS_OPEN, WINDOW, advance, assert_solvent, post,
+    MIN_WINDOW, REWARD, SEAT, STATUS_CANCELLED, STATUS_OPEN, WINDOW, advance, assert_solvent, claim_and_deliver,
+    draw_seats, post,
 )
 
 
@@ -109,17 +110,18 @@ def test_client_cancels_unclaimed_job(staked, client, token, providers, everyone
         staked.claim(job_id, sender=providers[0])
 
 
-def test_cancel_rejections(staked, client, clients, providers):
+def test_cancel_rejections(staked, client, clients, providers, outsider, chain):
     (job_id,) = post(staked, client, r=3)
     with ape.reverts("jobs: unknown job"):
         staked.cancel(job_id + 1, sender=client)
     with ape.reverts("jobs: not client"):
         staked.cancel(job_id, sender=clients[1])
-    staked.claim(job_id, sender=providers[0])
+    p, _, _ = draw_seats(staked, chain, job_id, outsider, providers)
+    staked.claim(job_id, sender=p)
     with ape.reverts("jobs: already claimed"):
         staked.cancel(job_id, sender=client)
     (single,) = post(staked, client, r=1)
-    staked.deliver(single, b"result", sender=providers[0])
+    claim_and_deliver(staked, providers[0], [single], [b"result"])
     with ape.reverts("jobs: already claimed"):
         staked.cancel(single, sender=client)
 

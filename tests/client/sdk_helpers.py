@@ -1,7 +1,9 @@
 """Helpers of the SDK tests: constants, a provider acting through the SDK's agent-facing
-layer (``Marketplace.build_*`` + ``Signer``), chain time travel, valid results."""
+layer (``Marketplace.build_*`` + ``Signer``), seat draws pinned on the embedded chain,
+chain time travel, valid results."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +46,7 @@ class ProviderBot:
         return self.signer.send(call.tx)
 
     def run(self, job_id: int, result: bytes) -> bytes:
-        """Claim and commit `result`; the salt for the reveal."""
+        """Take the seats drawn to us (all of them), commit `result`; the salt for the reveal."""
         salt = new_salt()
         self.send(self.market.build_claim(job_id))
         self.send(self.market.build_commit(job_id, seal_result(job_id, self.address, result, salt)))
@@ -52,6 +54,39 @@ class ProviderBot:
 
     def reveal(self, job_id: int, result: bytes, salt: bytes):
         return self.send(self.market.build_reveal(job_id, result, salt))
+
+    def deliver(self, job_ids: Sequence[int], results: Sequence[bytes]):
+        """r = 1: claim the jobs, then deliver from the next block (eth-tester mines one per
+        transaction); the delivery's receipt."""
+        self.send(self.market.build_claim_many(list(job_ids)))
+        return self.send(self.market.build_deliver_many(list(job_ids), list(results)))
+
+
+def distinct(providers: Sequence[str]) -> bool:
+    """Every seat drawn to a provider of its own."""
+    return len(set(providers)) == len(providers)
+
+
+def draw(chain, market: Marketplace, job_id: int, keeper: Signer,
+         accept: Callable[[list[str]], bool] = distinct, tries: int = 300) -> list[str]:
+    """Draw the seats of the job's current round (a ``claim_many`` by ``keeper``, who is no
+    provider) and keep the first draw whose providers by seat ``accept`` takes; any other
+    is undone (chain snapshot) and drawn again in a later block. The providers by seat."""
+    for _ in range(tries):
+        snapshot = chain.snapshot()
+        keeper.send(market.build_claim_many([job_id]).tx)
+        drawn = [seat.provider for seat in market.round_seats(job_id).values()]
+        if accept(drawn):
+            return drawn
+        chain.restore(snapshot)
+        advance(chain, 1)
+    raise AssertionError(f"no acceptable draw for job {job_id} in {tries} blocks")
+
+
+def seated(bots: Sequence[ProviderBot], drawn: Sequence[str]) -> list[ProviderBot]:
+    """The bots holding the drawn seats, by seat."""
+    by_address = {bot.address: bot for bot in bots}
+    return [by_address[address] for address in drawn]
 
 
 def advance(chain, seconds: int) -> None:

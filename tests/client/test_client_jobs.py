@@ -7,13 +7,15 @@ import re
 
 import numpy as np
 import pytest
-from sdk_helpers import MODEL, PRICE, REWARD, WINDOWS, advance, embedding_bytes
+from sdk_helpers import MODEL, PRICE, REWARD, WINDOWS, advance, distinct, draw, embedding_bytes, seated
 from rich.console import Console
 
 from client.encoding import decode_embedding
-from client.errors import InsufficientFunds, InvalidInput, ResultMismatch, ResultUnavailable, WaitTimeout
+from client.errors import (InsufficientFunds, InvalidInput, InvalidJobState, ResultMismatch, ResultUnavailable,
+                           WaitTimeout)
 from client.events import (JobClaimed, JobFinalized, JobPosted, ProviderSlashed, ResultRevealed,
-                           SealCommitted)
+                           SealCommitted, SeatDrawn)
+from client.progress import stage
 from client.protocol import MAX_BATCH, MAX_ID_BATCH, MAX_RESULT_BATCH, Fault, JobStatus, result_digest
 from client.records import Deadlines
 
@@ -28,9 +30,12 @@ def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
     assert info.input_hash == result_digest(b"a sentence to embed")
     assert client.balances().wallet == before.wallet - info.price
 
+    # Seats are drawn by stake: pin a draw with one provider per seat (client.signer draws).
+    holders = seated(bots, draw(chain, client.marketplace, job, client.signer))
+    assert client.job(job).nclaimed == 0  # drawn, not taken yet
     results = [honest, honest, wrong]
-    salts = [bot.run(job, res) for bot, res in zip(bots, results)]
-    for bot, res, salt in zip(bots, results, salts):
+    salts = [bot.run(job, res) for bot, res in zip(holders, results)]
+    for bot, res, salt in zip(holders, results, salts):
         bot.reveal(job, res, salt)
 
     stream = io.StringIO()
@@ -40,15 +45,17 @@ def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
 
     verified = client.result(job)
     assert verified.result == honest and verified.final
-    assert verified.providers == (bots[0].address, bots[1].address)
+    assert verified.providers == (holders[0].address, holders[1].address)
     np.testing.assert_array_equal(client.verify_and_decode(job), decode_embedding(honest))
 
     history = client.history(job)
     kinds = [type(e) for e in history]
-    assert kinds[:1] == [JobPosted] and kinds[-1] == JobFinalized
+    assert kinds[:4] == [JobPosted, SeatDrawn, SeatDrawn, SeatDrawn] and kinds[-1] == JobFinalized
+    assert [(e.seat, e.provider) for e in history if isinstance(e, SeatDrawn)] == [
+        (s, b.address) for s, b in enumerate(holders)]
     assert kinds.count(JobClaimed) == kinds.count(SealCommitted) == kinds.count(ResultRevealed) == 3
     [slash] = [e for e in history if isinstance(e, ProviderSlashed)]
-    assert (slash.provider, slash.reason) == (bots[2].address, Fault.LOSING_DIGEST)
+    assert (slash.provider, slash.reason) == (holders[2].address, Fault.LOSING_DIGEST)
     assert [e.meta.position for e in history] == sorted(e.meta.position for e in history)
     assert history[0].input == b"a sentence to embed"
     finalized = history[-1]
@@ -58,7 +65,7 @@ def test_r3_job_end_to_end_with_a_dishonest_minority(client, bots, chain):
 def test_tampered_result_fails_verification(client, bots):
     job = client.post(b"tamper", reward=REWARD, r=1, deadlines=WINDOWS)
     result = embedding_bytes(3)
-    bots[0].send(bots[0].market.build_deliver(job, result))
+    bots[0].deliver([job], [result])
     assert client.verify(job, result).digest == result_digest(result)
     tampered = bytearray(result)
     tampered[5] ^= 1
@@ -79,6 +86,7 @@ def test_batch_post_spans_transactions_and_delivers(client, bots, chain):
     assert [client.history(i)[0].input for i in (ids[0], ids[-1])] == [texts[0].encode(), texts[-1].encode()]
 
     results = [embedding_bytes(100 + i) for i in range(len(ids))]
+    bots[0].send(bots[0].market.build_claim_many(ids))  # r = 1: claim, then deliver from a later block
     for start in range(0, len(ids), MAX_BATCH):
         bots[0].send(bots[0].market.build_deliver_many(ids[start:start + MAX_BATCH], results[start:start + MAX_BATCH]))
     infos = client.wait(ids, timeout=30)
@@ -200,10 +208,10 @@ def test_client_side_input_errors(client):
         market.build_post_jobs(b"m" * 32, [b"x"] * (MAX_BATCH + 1), 1, REWARD, 60, 60, 60)
 
 
-def test_successful_challenge_replaces_a_wrong_delivery(client, bots, sdk_market):
+def test_successful_challenge_replaces_a_wrong_delivery(client, bots, sdk_market, chain):
     job = client.post(b"challenged sentence", reward=REWARD, r=1, deadlines=WINDOWS)
     wrong, right = embedding_bytes(20), embedding_bytes(21)
-    bots[0].send(sdk_market.build_deliver(job, wrong))
+    bots[0].deliver([job], [wrong])
     assert client.result(job).result == wrong  # provisional, still challengeable
 
     challenged = client.challenge(job)
@@ -211,16 +219,48 @@ def test_successful_challenge_replaces_a_wrong_delivery(client, bots, sdk_market
     assert client.job(job).status == JobStatus.CHALLENGED
     with pytest.raises(ResultUnavailable):
         client.result(job)
-    salts = [bot.run(job, right) for bot in bots[1:4]]
-    for bot, salt in zip(bots[1:4], salts):
+    # The round's seats 1..3 are drawn among all four providers (the deliverer included):
+    # pin a draw of the three others, one seat each.
+    drawn = draw(chain, sdk_market, job, client.signer, lambda d: distinct(d) and bots[0].address not in d)
+    assert list(sdk_market.round_seats(job)) == [1, 2, 3]
+    holders = seated(bots, drawn)
+    salts = [bot.run(job, right) for bot in holders]
+    for bot, salt in zip(holders, salts):
         bot.reveal(job, right, salt)
 
     infos = client.wait([job], timeout=30, until="settled", settle=True)
     assert infos[job].status == JobStatus.FINALIZED and infos[job].result_digest == result_digest(right)
     verified = client.result(job)
-    assert verified.result == right and verified.providers == tuple(b.address for b in bots[1:4])
+    assert verified.result == right and verified.providers == tuple(b.address for b in holders)
     with pytest.raises(ResultMismatch):
         client.verify(job, wrong)
     [slash] = [e for e in client.history(job) if isinstance(e, ProviderSlashed)]
     assert (slash.provider, slash.reason) == (bots[0].address, Fault.LOST_CHALLENGE)
     assert client.balances().stake_credits > 0  # the challenger's honest share of the slash
+
+
+def test_r1_claimed_and_not_delivered_is_refunded_at_the_claim_deadline(client, bots, chain):
+    """r = 1 is claim, then deliver: a claimant that never delivers is slashed (no commit)
+    and the client refunded once the claim deadline passed; until then the job is its."""
+    first, second = client.post_many([b"claimed, never delivered", b"this one too"], reward=REWARD, r=1,
+                                     deadlines=WINDOWS)
+    price = client.job(first).price
+    bots[0].send(bots[0].market.build_claim_many([first, second]))
+    info = client.job(first)
+    assert (info.status, info.nclaimed, stage(info)) == (JobStatus.OPEN, 1, "delivering")
+    with pytest.raises(InvalidJobState, match="jobs: already claimed"):
+        client.cancel(first)
+    assert client.finalize([first]) == []  # not due before the claim deadline
+
+    advance(chain, WINDOWS.claim + 1)
+    [settled] = client.finalize([first])
+    assert (settled.status, settled.provider_pay, settled.client_refund, settled.slashed) == (
+        JobStatus.UNRESOLVED, 0, price, info.collateral_per_seat)
+    [slash] = [e for e in client.history(first) if isinstance(e, ProviderSlashed)]
+    assert (slash.provider, slash.seat, slash.reason) == (bots[0].address, 0, Fault.NO_COMMIT)
+    infos = client.wait([second], timeout=30, until="settled", settle=True)  # found due by itself
+    assert infos[second].status == JobStatus.UNRESOLVED
+    with pytest.raises(ResultUnavailable):
+        client.result(first)
+    balances = client.balances()
+    assert balances.deposited == 2 * price and balances.stake_credits > 0  # refunds + the client's slash share

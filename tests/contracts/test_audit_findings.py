@@ -9,10 +9,25 @@ import pytest
 from eth_utils import keccak
 
 from market_helpers import (
-    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, REWARD, SEAT, advance, assert_solvent, post, run_round,
+    CHALLENGE_WINDOW, CLIENT_BPS, COLLATERAL, FEE, HONEST_BPS, REWARD, SEAT, advance, assert_solvent, claim_all,
+    claim_and_deliver, commit_all, draw_seats_until, post, reveal_all, take_seats,
 )
 
 BOND = 4 * REWARD
+
+
+def commit_and_reveal(market, job_id, providers, results):
+    commit_all(market, job_id, providers, results)
+    reveal_all(market, job_id, providers, results)
+
+
+def take_seats_without(market, chain, job_id, keeper, providers, excluded):
+    """take_seats, with the round drawn until no seat goes to `excluded` (e.g. the original
+    provider of a challenged job, whose stake the test follows)."""
+    drawn = draw_seats_until(
+        market, chain, job_id, keeper, providers, lambda d: excluded not in d and len({p.address for p in d}) == len(d))
+    claim_all(market, job_id, drawn)
+    return drawn
 
 
 @pytest.fixture
@@ -55,9 +70,9 @@ def test_reexecution_round_is_timed_by_the_protocol(staked, owner, client, provi
     """The round after a challenge reused the client's windows (1 s: a trap for the
     re-executors; 30 days: months of frozen collateral). It runs on the protocol's
     minimum windows as of the challenge."""
-    p0, p1, p2, p3 = providers[:4]
+    p0 = providers[0]
     (job_id,) = post(staked, client, r=1, windows=(MONTH, MONTH, MONTH))
-    staked.deliver(job_id, b"bad", sender=p0)
+    claim_and_deliver(staked, p0, [job_id], [b"bad"])
     tx = staked.challenge(job_id, sender=outsider)
     now = chain.blocks.head.timestamp
     (log,) = tx.events.filter(staked.JobChallenged)
@@ -66,12 +81,12 @@ def test_reexecution_round_is_timed_by_the_protocol(staked, owner, client, provi
     staked.set_min_windows(600, 600, 600, sender=owner)  # no effect on a running round
     j = staked.job(job_id)
     assert (j.claim_deadline, j.commit_deadline, j.reveal_deadline) == deadlines
-    run_round(staked, job_id, [p1, p2, p3], [b"good"] * 3)
+    commit_and_reveal(staked, job_id, take_seats(staked, chain, job_id, outsider, providers), [b"good"] * 3)
     staked.finalize(job_id, sender=outsider)
     assert staked.job(job_id).result_digest == keccak(b"good")
     # The next challenge's round takes the new minimums.
     (other,) = post(staked, client, r=1, windows=(600, 600, 600))
-    staked.deliver(other, b"res", sender=p0)
+    claim_and_deliver(staked, p0, [other], [b"res"])
     tx = staked.challenge(other, sender=outsider)
     now = chain.blocks.head.timestamp
     (log,) = tx.events.filter(staked.JobChallenged)
@@ -82,13 +97,13 @@ def test_reexecution_round_is_timed_by_the_protocol(staked, owner, client, provi
 # ---------------------------------------------------------------- 5: settlement terms snapshotted at post
 
 
-def test_owner_cannot_route_a_pending_slash_to_itself(staked, owner, client, providers, treasury, outsider, token,
-                                                      everyone):
+def test_owner_cannot_route_a_pending_slash_to_itself(staked, owner, client, providers, treasury, outsider, chain,
+                                                      token, everyone):
     """The split and the treasury a job settles with are those of its post: an owner who
     sets the split to 100% treasury and itself as treasury before finalize gains nothing."""
-    a, b, c = providers[:3]
     (job_id,) = post(staked, client, r=3)
-    run_round(staked, job_id, [a, b, c], [b"R", b"R", b"wrong"])
+    a, b, c = take_seats(staked, chain, job_id, outsider, providers)
+    commit_and_reveal(staked, job_id, [a, b, c], [b"R", b"R", b"wrong"])
     staked.set_slash_split(0, 0, sender=owner)
     staked.set_treasury(owner, sender=owner)
     staked.finalize(job_id, sender=outsider)
@@ -101,26 +116,27 @@ def test_owner_cannot_route_a_pending_slash_to_itself(staked, owner, client, pro
     assert staked.stake_credits(owner) == staked.balances(owner) == 0
     # Jobs posted now settle on the new terms.
     (later,) = post(staked, client, r=3)
-    run_round(staked, later, [a, b, c], [b"R", b"R", b"wrong"])
+    commit_and_reveal(staked, later, take_seats(staked, chain, later, outsider, providers), [b"R", b"R", b"wrong"])
     staked.finalize(later, sender=outsider)
     assert staked.stake_credits(owner) == COLLATERAL and staked.balances(owner) == 2 * FEE
     assert_solvent(staked, token, everyone, [job_id, later])
 
 
-def test_challenge_settles_on_the_terms_of_the_post(staked, owner, client, providers, treasury, outsider, token,
-                                                    everyone):
+def test_challenge_settles_on_the_terms_of_the_post(staked, owner, client, providers, treasury, outsider, chain,
+                                                    token, everyone):
     """A challenged r = 1 job: slash split, treasury share and fee follow the post's terms."""
-    p0, p1, p2, p3 = providers[:4]
+    p0 = providers[0]
     (convicted,) = post(staked, client, r=1)
-    staked.deliver(convicted, b"bad", sender=p0)
+    claim_and_deliver(staked, p0, [convicted], [b"bad"])
     (upheld,) = post(staked, client, r=1)
-    staked.deliver(upheld, b"good", sender=p0)
+    claim_and_deliver(staked, p0, [upheld], [b"good"])
     staked.challenge(convicted, sender=outsider)
     staked.challenge(upheld, sender=outsider)
     staked.set_slash_split(0, 0, sender=owner)
     staked.set_treasury(owner, sender=owner)
-    run_round(staked, convicted, [p1, p2, p3], [b"good"] * 3)
-    run_round(staked, upheld, [p1, p2, p3], [b"good"] * 3)
+    for job_id in (convicted, upheld):
+        commit_and_reveal(staked, job_id, take_seats_without(staked, chain, job_id, outsider, providers, p0),
+                          [b"good"] * 3)
     staked.finalize(convicted, sender=outsider)
     staked.finalize(upheld, sender=outsider)
     to_client = COLLATERAL * CLIENT_BPS // 10_000
@@ -138,13 +154,13 @@ def test_single_provider_fees_go_to_the_treasury_of_their_post(staked, owner, cl
     """r = 1 fees wait in payout buckets; a treasury change does not redirect them."""
     p = providers[0]
     ids = post(staked, client, r=1, n=2)
-    staked.deliver_many(ids, [b"res", b"res"], sender=p)
+    claim_and_deliver(staked, p, ids, [b"res", b"res"])
     staked.set_treasury(owner, sender=owner)
     advance(chain, CHALLENGE_WINDOW + 1)
     staked.release_payouts(p, sender=client)
     assert staked.balances(treasury) == 2 * FEE and staked.balances(owner) == 0
     (later,) = post(staked, client, r=1)
-    staked.deliver(later, b"res", sender=p)
+    claim_and_deliver(staked, p, [later], [b"res"])
     advance(chain, CHALLENGE_WINDOW + 1)
     staked.release_payouts(p, sender=client)
     assert staked.balances(owner) == FEE and staked.balances(treasury) == 2 * FEE
@@ -191,8 +207,8 @@ def test_a_provider_at_the_stake_cap_cannot_block_finalize(fresh, owner, clients
     token.approve(fresh, 2**256 - 1, sender=client)
     (job_id,) = post(fresh, client, r=2)
     (single,) = post(fresh, client, r=1)
-    fresh.deliver(single, b"R", sender=a)
-    run_round(fresh, job_id, [a, b], [b"R", b"R"])
+    claim_and_deliver(fresh, a, [single], [b"R"])
+    commit_and_reveal(fresh, job_id, take_seats(fresh, chain, job_id, client, [a, b]), [b"R", b"R"])  # a: one seat
     info = fresh.provider_info(a)
     token.mint(a, MAX_STAKE, sender=a)
     with ape.reverts("staking: amount too large"):
@@ -214,12 +230,14 @@ def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, provider
     """A 1-unit r = 1 job with 30-day windows, delivered and challenged, kept its
     provider's collateral locked for months, and withdraw_stake refused all unbonding
     stake while anything was locked. Only the job's collateral stays locked now."""
-    p0, p1, p2, p3 = providers[:4]
+    p0 = providers[0]
     (job_id,) = post(staked, client, r=1, reward=1, windows=(MONTH, MONTH, MONTH))
-    staked.deliver(job_id, b"res", sender=p0)
+    claim_and_deliver(staked, p0, [job_id], [b"res"])
     staked.challenge(job_id, sender=outsider)
-    run_round(staked, job_id, [p1, p2, p3], [b"other"] * 3)  # nobody finalizes yet
+    reexecutors = take_seats_without(staked, chain, job_id, outsider, providers, p0)
+    commit_and_reveal(staked, job_id, reexecutors, [b"other"] * 3)  # nobody finalizes yet
     (multi,) = post(staked, client, r=2, reward=1, windows=(MONTH, MONTH, MONTH))
+    draw_seats_until(staked, chain, multi, outsider, providers, lambda d: d.count(p0) == 1)
     staked.claim(multi, sender=p0)  # and a seat that stays open for months
     free = staked.provider_info(p0).free
     staked.request_unbond(free, sender=p0)
@@ -240,7 +258,7 @@ def test_a_dust_challenge_cannot_freeze_unbonding_stake(staked, client, provider
 def test_withdraw_stake_releases_matured_payouts(staked, client, providers, treasury, chain):
     p = providers[0]
     (job_id,) = post(staked, client, r=1)
-    staked.deliver(job_id, b"res", sender=p)
+    claim_and_deliver(staked, p, [job_id], [b"res"])
     staked.request_unbond(10**18, sender=p)
     advance(chain, 3 * 86_400 + 1)
     tx = staked.withdraw_stake(sender=p)
@@ -250,21 +268,22 @@ def test_withdraw_stake_releases_matured_payouts(staked, client, providers, trea
     assert staked.provider_info(p).locked == 0
 
 
-def test_slash_shares_and_returned_bonds_are_logged_per_recipient(staked, client, providers, treasury, outsider):
-    a, b, c = providers[:3]
+def test_slash_shares_and_returned_bonds_are_logged_per_recipient(staked, client, providers, treasury, outsider,
+                                                                  chain):
     (job_id,) = post(staked, client, r=3)
-    run_round(staked, job_id, [a, b, c], [b"R", b"R", b"wrong"])
+    a, b, c = take_seats(staked, chain, job_id, outsider, providers)
+    commit_and_reveal(staked, job_id, [a, b, c], [b"R", b"R", b"wrong"])
     tx = staked.finalize(job_id, sender=outsider)
     to_client = COLLATERAL * CLIENT_BPS // 10_000
     each = COLLATERAL * HONEST_BPS // 10_000 // 2
     shares = [(e.job_id, e.account, e.amount) for e in tx.events.filter(staked.SlashShareCredited)]
     assert shares == [(job_id, a, each), (job_id, b, each), (job_id, client, to_client),
                       (job_id, treasury, COLLATERAL - to_client - 2 * each)]
-    p0, p1, p2, p3 = providers[:4]
+    p0 = providers[0]
     (single,) = post(staked, client, r=1)
-    staked.deliver(single, b"bad", sender=p0)
+    claim_and_deliver(staked, p0, [single], [b"bad"])
     staked.challenge(single, sender=outsider)
-    run_round(staked, single, [p1, p2, p3], [b"good"] * 3)
+    commit_and_reveal(staked, single, take_seats_without(staked, chain, single, outsider, providers, p0), [b"good"] * 3)
     tx = staked.finalize(single, sender=outsider)
     (log,) = tx.events.filter(staked.BondReturned)
     assert (log.job_id, log.challenger, log.amount) == (single, outsider, BOND - 3 * REWARD)

@@ -14,7 +14,9 @@ import ape
 import pytest
 from eth_utils import keccak
 
-from market_helpers import REWARD, STATUS_CHALLENGED, STATUS_OPEN, WINDOW, advance, run_round
+from market_helpers import (
+    REWARD, STATUS_CHALLENGED, STATUS_OPEN, WINDOW, advance, claim_all, commit_all, draw_seats_until, reveal_all,
+)
 
 MODEL_ID = keccak(text="verinfer-reentrancy-model")
 STAKE = 100 * REWARD
@@ -88,7 +90,8 @@ def delivered_job(hmarket, clients, providers):
     """An r = 1 job delivered by providers[0], inside its challenge window."""
     tx = hmarket.post_job(MODEL_ID, b"input", 1, REWARD, WINDOW, WINDOW, WINDOW, sender=clients[0])
     (job_id,) = [log.job_id for log in tx.decode_logs(hmarket.JobPosted)]
-    hmarket.deliver(job_id, b"result", sender=providers[0])
+    hmarket.claim(job_id, sender=providers[0])
+    hmarket.deliver(job_id, b"result", sender=providers[0])  # a later block than the claim
     return job_id
 
 
@@ -233,7 +236,7 @@ def test_unlocked_reentry_sees_consistent_state(hmarket, hook_token, attacker, o
     assert hook_token.balanceOf(hmarket) == market_before + amount
 
 
-def test_split_token_withdraw_zeroes_both_ledgers_first(project, owner, treasury, outsider, clients, providers):
+def test_split_token_withdraw_zeroes_both_ledgers_first(project, owner, treasury, outsider, clients, providers, chain):
     """With different payment and stake tokens withdraw makes two transfers. The first one (payment
     token) calls the attacker back: both ledgers are already zero and withdrawing again is refused."""
     pay = owner.deploy(project.HookToken, "Pay", "PAY")
@@ -248,10 +251,15 @@ def test_split_token_withdraw_zeroes_both_ledgers_first(project, owner, treasury
     attacker = make_attacker(project, outsider, m, [pay, stk])
 
     # The attacker is the client of an r = 3 job with one losing seat: a refund in the payment
-    # token and the client's slash share in the stake token.
+    # token and the client's slash share in the stake token. (The attacker is staked too: the
+    # draw is kept once the three seats go to the three providers.)
     tx = act(attacker, outsider, m.post_job, MODEL_ID, b"in", 3, REWARD, WINDOW, WINDOW, WINDOW)
     (job_id,) = [log.job_id for log in tx.decode_logs(m.JobPosted)]
-    run_round(m, job_id, providers[:3], [b"A", b"A", b"B"])
+    seats = draw_seats_until(m, chain, job_id, outsider, [*providers[:3], attacker],
+                             lambda d: {p.address for p in d} == {p.address for p in providers[:3]})
+    claim_all(m, job_id, seats)
+    commit_all(m, job_id, seats, [b"A", b"A", b"B"])
+    reveal_all(m, job_id, seats, [b"A", b"A", b"B"])
     m.finalize(job_id, sender=outsider)
     pay_owed, stake_owed = m.balances(attacker), m.stake_credits(attacker)
     assert pay_owed > 0 and stake_owed > 0

@@ -262,8 +262,9 @@ def _try_finalize(job_id: uint256, strict: bool) -> bool:
         j.nrevealed == size
         or block.timestamp > reveal_dl
         or (block.timestamp > commit_dl and j.nrevealed == j.ncommitted)
-        # r == 1: the claim deadline is the delivery deadline.
-        or (t.r == 1 and block.timestamp > claim_dl)
+        # An open r == 1 job: the claim deadline is the delivery deadline (not its
+        # re-execution round's, which runs its commit and reveal windows).
+        or (t.r == 1 and j.status == jobs.STATUS_OPEN and block.timestamp > claim_dl)
     )
     if not due:
         return jobs._skip(job_id, "jobs: not finalizable yet", strict)

@@ -64,7 +64,8 @@ def _reweigh(account: address, served_before: uint256, served: uint256, bonded: 
     """
     before: uint256 = self.draw_weight[account]
     weight: uint256 = 0
-    if bonded >= params.min_draw_stake:
+    # Serving no model, no tree holds a weight for it.
+    if served != 0 and bonded >= params.min_draw_stake:
         weight = min(bonded >> WEIGHT_SHIFT, MAX_WEIGHT)
     touched: uint256 = served_before | served
     for m: uint256 in range(256):

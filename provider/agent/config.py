@@ -47,8 +47,8 @@ class PolicyConfig(_Section):
     stake: Amount = 0  # bonded stake to top up to on start (stake token units)
     max_stake_at_risk: Amount = Field(default=10**21, gt=0)  # collateral locked at once
     capacity: int = Field(default=64, ge=1)  # jobs in progress (claimed, not yet revealed)
-    # Seconds an r = 1 job, or a due finalize, is left to the provider it hashes to
-    # (provider/agent/partition.py) before the next in line acts; 0: every agent races.
+    # Seconds an r = 1 job's claim, or a due finalize, is left to the provider it hashes
+    # to (provider/agent/partition.py) before the next in line acts; 0: every agent races.
     takeover_grace: float = Field(default=0.0, ge=0, le=3600)
 
 

@@ -4,24 +4,30 @@ Two parts share the store, which is the only source of truth (so a restart simpl
 carries on from it):
 
 - `JobBook` (a watcher handler) records what the chain announces: jobs posted for the
-  models we serve, and each held job's final outcome.
+  models we serve, challenges, and each held job's final outcome.
 - `JobWorker` (a service) moves held jobs forward each tick, always through the tx
   manager and the batch entry points:
 
-  r >= 2:  SEEN -claim_many-> CLAIMING -> CLAIMED -engine, salt stored, commit_many->
+  r >= 2 and re-execution rounds (seats drawn by stake, contracts/modules/sortition.vy):
+           SEEN -claim_many-> CLAIMING -> CLAIMED -engine, salt stored, commit_many->
            COMMITTED -reveal_many-> REVEALED -finalize_many-> PAID | SLASHED | RELEASED
-  r == 1:  SEEN -engine, deliver_many-> CLAIMING -> REVEALED -(after the challenge
-           window) finalize_many-> PAID | SLASHED
+           CLAIMING -> UNDRAWN (no seat drawn to us) -(the draw's take window over:
+           its untaken seats may be drawn again)-> SEEN -claim_many-> ...
+  r == 1:  SEEN -claim_many-> CLAIMING (the engine computes meanwhile) -> CLAIMED
+           -deliver_many, once the claim's receipt is in-> REVEALED -(after the
+           challenge window)-> PAID | SLASHED
 
-A result and its salt are fsync'ed in the store before the seal that binds them is
-sent, and never recomputed: a crash between commit and reveal reveals the stored bytes.
+A claim takes every seat of the round drawn to us: the job's `seats` lists them (and
+an r = 1 job's seat 0), and one commit and one reveal cover them all. A result and its
+salt are fsync'ed in the store before the seal that binds them is sent, and never
+recomputed: a crash between commit and reveal reveals the stored bytes.
 Per-job data (JSON in the store): the posted terms, `pending` (the one transaction in
-flight for the job: kind and intent id), `last_tx` (the last step applied), `failures`,
-`reason` for refusals.
+flight for the job: kind and intent id), `last_tx` (the last step applied), `seats`,
+`failures`, `reason` for refusals and give-ups, `redraw_at` while UNDRAWN.
 
 Reorgs: when the tx manager re-opens a step it had confirmed (a reorg took its block),
 the job's pending becomes a `resync` on its last transaction in flight; once that is
-mined again, the job's state is re-derived from the contract (which seat is ours now),
+mined again, the job's state is re-derived from the contract (which seats are ours now),
 so a re-mined claim carries on and a lost one is not mistaken for ours.
 """
 
@@ -32,16 +38,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from client.chain import headers, mined_receipt
+from client.chain import block_number, headers, mined_receipt
 from client.errors import ContractError
-from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
+from client.events import (ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted, ProviderSlashed,
+                           ResultRevealed)
 from client.marketplace import Marketplace, Token
-from client.protocol import (MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus, new_salt, result_digest,
-                             seal)
+from client.protocol import (MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus, new_salt, redraw_delay,
+                             result_digest, seal)
 from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import TxWouldRevert
@@ -59,8 +65,16 @@ log = logging.getLogger("verinfer.agent.jobs")
 WATCHED_EVENTS = ("JobPosted", "JobChallenged", "ProviderSlashed", "JobFinalized")
 MAX_FAILURES = 3  # a job whose transaction keeps failing is given up (FAILED)
 CLAIM_MARGIN = 2  # seconds of chain time left before a deadline to still try
-STEPS = ("claim", "deliver", "commit", "reveal")  # transactions that change our seat
+STEPS = ("claim", "deliver", "commit", "reveal")  # transactions that change our seats
 RESYNC = "resync"  # pending kind: re-derive the job from the contract once that tx is mined
+# A claim in the post's (or challenge's) block, or a delivery in its claim's: sent again
+# this many seconds later, in a later block.
+RETRY_SOON = 1.0
+TOO_EARLY = ("jobs: draw not ready", "jobs: claimed in this block")
+NOT_DRAWN = "jobs: not drawn"
+STAKE_SHORT = "staking: insufficient free stake"
+# A delivery skipped for these will never go through: the claimant is slashed at finalize.
+TOO_LATE = ("jobs: claim deadline passed", "jobs: not open")
 # Outcomes the chain's own events decided: no reorg of our steps can change them.
 SETTLED = (JobState.PAID, JobState.SLASHED, JobState.RELEASED, JobState.CANCELLED,
            JobState.REFUSED)
@@ -105,7 +119,10 @@ class JobBook:
             if job is None or job.state.final:
                 continue
             if isinstance(event, ProviderSlashed) and event.provider == self.provider:
-                self.store.update_job(job.job_id, slashed=event.amount, fault=int(event.reason))
+                # One event per seat: a provider holding two seats may be slashed twice.
+                seat = str(event.seat)
+                self.store.update_job(job.job_id, slashed={**job.data.get("slashed", {}), seat: event.amount},
+                                      faults={**job.data.get("faults", {}), seat: int(event.reason)})
             elif isinstance(event, JobFinalized):
                 self._finalized(job, event)
 
@@ -124,19 +141,18 @@ class JobBook:
                                         "reward": event.reward})
 
     def _challenged(self, job: JobRecord, event: JobChallenged) -> None:
-        """A disputed r = 1 delivery re-opens as a round of R_CHALLENGE fresh seats:
-        a job we did not deliver becomes claimable again (the deliverer may not).
+        """A disputed r = 1 delivery re-opens as a round of R_CHALLENGE seats drawn by
+        stake, its deliverer as eligible as anyone: every job we did not refuse becomes
+        claimable again (our own delivery keeps its seat 0 in `seats`).
 
-        A challenger may act right after the delivery, while our own delivery is still
-        in flight (CLAIMING) or computing: it goes on, and if it lost, its receipt
-        re-opens the job for the round (JobWorker._apply)."""
-        if job.state in (JobState.REVEALED, JobState.REFUSED):
+        A challenger may act right after the delivery, while our own claim or delivery
+        is still in flight: it goes on, and its receipt re-opens the job for the round
+        (JobWorker._apply). A round already learned from the contract (a claim of ours
+        that met it before this event) stays as it is."""
+        if job.state is JobState.REFUSED or job.data.get("challenge"):
             return
-        round_terms = {
-            "challenge": True, "claim_deadline": event.claim_deadline,
-            "commit_deadline": event.commit_deadline, "reveal_deadline": event.reveal_deadline,
-        }
-        if job.state is JobState.CLAIMING:
+        round_terms = _round_terms(event)
+        if _pending_kind(job) in ("claim", "deliver", RESYNC):
             self.store.update_job(job.job_id, **round_terms)
         else:
             self.store.update_job(job.job_id, state=JobState.SEEN, pending=None, failures=0,
@@ -145,8 +161,8 @@ class JobBook:
 
     def _finalized(self, job: JobRecord, event: JobFinalized) -> None:
         settled = {"status": int(event.status), "digest": event.result_digest.hex()}
-        if job.state is JobState.CLAIMING:
-            # Our claim / delivery receipt decides whether we held a seat; the worker
+        if job.state is JobState.CLAIMING or _pending_kind(job) == "deliver":
+            # Our claim / delivery receipt decides which seats we held; the worker
             # settles the job when it applies that receipt.
             self.store.update_job(job.job_id, settled=settled)
             return
@@ -165,12 +181,13 @@ class JobBook:
 
 def outcome(store: Store, job: JobRecord, settled: dict | None = None) -> JobState:
     """Our final state for a settled job. Slash events come before JobFinalized in the
-    same transaction, so a seat holder that was not slashed revealed (or delivered):
-    it is paid exactly when the standing digest is its own."""
+    same transaction, so a seat holder that was not slashed revealed (or delivered) on
+    every seat it held (one reveal covers them all): it is paid exactly when the
+    standing digest is its own."""
     settled = settled or job.data["settled"]
     if job.data.get("slashed"):
         return JobState.SLASHED
-    if job.state in (JobState.CLAIMED, JobState.COMMITTED, JobState.REVEALED):
+    if job.data.get("seats"):
         ours = store.result(job.job_id)
         paid = (settled["status"] == JobStatus.FINALIZED and ours is not None
                 and ours.digest.hex() == settled["digest"])
@@ -179,7 +196,7 @@ def outcome(store: Store, job: JobRecord, settled: dict | None = None) -> JobSta
 
 
 class JobWorker(Service):
-    """Moves held jobs forward: claim, compute, commit, reveal, finalize."""
+    """Moves held jobs forward: claim, compute, commit or deliver, reveal, finalize."""
 
     name = "jobs"
 
@@ -208,11 +225,14 @@ class JobWorker(Service):
         self.me = txm.address
         self._claims: Batcher[None, int] = Batcher(claim_batch.max_size, claim_batch.max_wait)
         self._compute: Batcher[bytes, int] = Batcher(engine_batch.max_size, engine_batch.max_wait)
-        self._queued: set[int] = set()  # ids inside one of the batchers
+        self._claiming: set[int] = set()  # ids inside the claim batcher
+        self._computing: set[int] = set()  # ids inside the engine batcher
         self._next_check: dict[int, float] = {}  # job id -> monotonic time of its next view
         self._delivered_until: dict[int, int] = {}  # our delivery -> end of its challenge window
         self.providers = ProviderDirectory(market, start_block=start_block)
-        self._turn_at: dict[int, float] = {}  # SEEN job id -> monotonic time we may take it
+        self._turn_at: dict[int, float] = {}  # SEEN job id -> monotonic time we may claim it
+        self._deliver_at: dict[int, float] = {}  # CLAIMED r = 1 job -> time we may deliver it
+        self._redraw_at: dict[int, int] = {}  # UNDRAWN job id -> chain time its seats may be redrawn
         self._finalize_at: dict[int, float] = {}  # REVEALED job id -> time we may finalize it
         self._vetted: set[int] = set()  # SEEN job ids whose input the engine accepted
         self.stake_free: int | None = None  # last read from the contract (for the dashboard)
@@ -249,16 +269,23 @@ class JobWorker(Service):
                 log.exception("job step failed")
             self.stop_event.wait(delay)
 
-    def _send(self, call, kind: str, job_ids: list[int],
-              state: JobState | None = None) -> int:
+    def _send(self, call, kind: str, job_ids: list[int], state: JobState | None = None,
+              units: int | None = None) -> int:
         """Send a step for `job_ids`; each job records the pending transaction (and its
-        new `state`) atomically with the intent, so a crash can't leave either alone."""
+        new `state`) atomically with the intent, so a crash can't leave either alone.
+        `units`: what the step's gas grows with (GasLimits), if not one per job: the
+        seats a commit or reveal covers."""
 
         def mark(tx_id: int) -> None:
             self.store.update_jobs(job_ids, state=state, pending={"kind": kind, "tx": tx_id})
 
-        gas = self._gas.limit(kind, len(job_ids))
-        meta = {"jobs": job_ids} if gas is None else {"jobs": job_ids, "learned_gas": True}
+        units = len(job_ids) if units is None else units
+        gas = self._gas.limit(kind, units)
+        meta: dict[str, Any] = {"jobs": job_ids}
+        if units != len(job_ids):
+            meta["units"] = units
+        if gas is not None:
+            meta["learned_gas"] = True
         tx_id = self.txm.send(call.to, call.data, kind=kind, meta=meta, gas=gas, on_record=mark)
         self._steps.inc(len(job_ids), kind=kind)
         return tx_id
@@ -297,9 +324,10 @@ class JobWorker(Service):
     def tick(self) -> None:
         now = headers(self.txm.w3, ["latest"])[0].timestamp
         self._track_transactions(now)
+        self._retry_undrawn(now)
         self._consider_new(now)
         self._send_claims()
-        self._queue_computes()
+        self._queue_work()
         self._compute_ready()
         self._reveal(now)
         self._finalize(now)
@@ -315,13 +343,13 @@ class JobWorker(Service):
         last_tx = job.data.get("last_tx")
         if (job.state in (JobState.CLAIMED, JobState.COMMITTED) and last_tx is not None
                 and not self.market.assignment(job.job_id, self.me).assigned):
-            if (job.data.get("pending") or {}).get("kind") != RESYNC:
+            if _pending_kind(job) != RESYNC:
                 self.store.update_job(job.job_id, pending={"kind": RESYNC, "tx": last_tx})
             log.warning("job seat not on chain (reorg); re-checking",
                         extra={"job_id": job.job_id, "reason": reason})
             return
         failures = job.data.get("failures", 0) + count
-        # A failed claim / delivery leaves the job open to us: back to SEEN.
+        # A failed claim leaves the job open to us: back to SEEN.
         retry_as = JobState.SEEN if job.state is JobState.CLAIMING else job.state
         if failures >= MAX_FAILURES:
             self.store.update_job(job.job_id, state=JobState.FAILED, reason=reason,
@@ -364,55 +392,130 @@ class JobWorker(Service):
         return None if tx_hash is None else mined_receipt(self.txm.w3, tx_hash)
 
     def _apply(self, kind: str, ids: list[int], record: TxRecord, now: int) -> None:
+        """Apply a mined step to its jobs. Claims and deliveries skip items instead of
+        reverting: their receipts say, job by job, which seats we took (one JobClaimed
+        per seat; none for an r = 1 claim, seat 0) or delivered, or why an item was
+        skipped (ItemSkipped)."""
         receipt = None
         if kind in ("claim", "deliver"):
             receipt = self._receipt(record.mined_hash)
             if receipt is None:
                 return  # orphaned: the tx manager re-opens and re-sends it; wait for it
-        won = set() if receipt is None else {
-            e.job_id for e in self.market.decode_receipt(receipt)
-            if getattr(e, "provider", None) == self.me}
+        won: dict[int, list[int]] = {}  # job id -> seats we took, or delivered
+        skipped: dict[int, str] = {}  # job id -> why our item was skipped
+        for event in [] if receipt is None else self.market.decode_receipt(receipt):
+            if isinstance(event, (JobClaimed, ResultRevealed)) and event.provider == self.me:
+                won.setdefault(event.job_id, []).append(event.seat)
+            elif isinstance(event, ItemSkipped) and event.caller == self.me:
+                skipped[event.job_id] = event.reason
         sent = record.meta.get("jobs", [])  # all or nothing but for claims and deliveries
+        if kind == "claim":  # an r = 1 claim took seat 0 without an event, if not skipped
+            won |= {job_id: [0] for job_id in sent if job_id not in skipped and job_id not in won}
         if record.gas_used is not None:
-            self._gas.learn(kind, record.gas_used, len(sent),
-                            len(sent) if receipt is None else len(won & set(sent)))
+            units = record.meta.get("units", len(sent))
+            self._gas.learn(kind, record.gas_used, units,
+                            units if receipt is None else len(won.keys() & set(sent)))
+        redraw_at = None
+        if kind == "claim" and NOT_DRAWN in skipped.values():
+            # The seats nobody took within the take window of their draw (made in this
+            # block or before) are drawn again by the next claim: ours, from then on.
+            drawn = headers(self.txm.w3, [record.block_number])[0]
+            redraw_at = (now if drawn is None else drawn.timestamp) + redraw_delay(
+                self.market.min_windows().claim) + 1
+        failed: list[tuple[int, str]] = []
         delivered: list[int] = []
         # One commit for the batch; each job is re-read inside it, as the watcher's
         # thread may have moved it meanwhile.
         with self.store.atomic():
             for job in self.store.jobs(ids=ids):
-                job_id = job.job_id
                 if (job.data.get("pending") or {}).get("tx") != record.id:
                     continue
-                # finalize (state None): the JobFinalized event settles it; a skipped one
-                # is retried
-                state = {"commit": JobState.COMMITTED, "reveal": JobState.REVEALED}.get(kind)
-                extra: dict[str, Any] = {}
+                extra: dict[str, Any] = {"last_tx": record.id} if kind in STEPS else {}
                 if kind == "claim":
-                    state = JobState.CLAIMED if job_id in won else JobState.LOST
+                    self._apply_claim(job, won.get(job.job_id, []), skipped.get(job.job_id),
+                                      redraw_at, extra)
                 elif kind == "deliver":
-                    state = JobState.REVEALED if job_id in won else JobState.LOST
-                    if state is JobState.LOST and job.data.get("challenge"):
-                        # Beaten to the delivery, but a challenge re-opened the job:
-                        # claim a seat in the re-execution round instead.
-                        state, extra = JobState.SEEN, {"failures": 0}
-                if state is JobState.LOST:
-                    log.info("job lost", extra={"job_id": job_id, "step": kind})
-                if kind in STEPS:
-                    extra["last_tx"] = record.id
-                self.store.update_job(job_id, state=state, pending=None, **extra)
-                if kind == "deliver" and state is JobState.REVEALED:
-                    delivered.append(job_id)
-                if "settled" in job.data and kind in ("claim", "deliver") and (
-                        state is not JobState.SEEN):
+                    reason = skipped.get(job.job_id, "no event")
+                    if job.job_id in won:
+                        delivered.append(job.job_id)
+                    if not self._apply_delivery(job, job.job_id in won, reason, extra):
+                        failed.append((job.job_id, reason))
+                else:
+                    # finalize (state None): the JobFinalized event settles it; a skipped
+                    # one is retried
+                    state = {"commit": JobState.COMMITTED, "reveal": JobState.REVEALED}.get(kind)
+                    self.store.update_job(job.job_id, state=state, pending=None, **extra)
+                settled = self.store.job(job.job_id)
+                if kind in ("claim", "deliver") and settled is not None and "settled" in settled.data:
                     # it settled while our receipt was in flight
-                    settled = outcome(self.store, replace(job, state=state))
-                    self.store.update_job(job_id, state=settled)
+                    self.store.update_job(job.job_id, state=outcome(self.store, settled))
+        for job in self.store.jobs(ids=[job_id for job_id, _ in failed]):
+            self._fail(job, f"delivery skipped: {dict(failed)[job.job_id]}")
         if delivered:
             # Our deliveries' challenge windows end by now + window (they were mined by
             # now): no view of them until then (_viewed), a view each saved.
             until = now + self.market.call("challenge_window")
             self._delivered_until.update(dict.fromkeys(delivered, until))
+
+    def _apply_claim(self, job: JobRecord, seats: list[int], reason: str | None,
+                     redraw_at: int | None, extra: dict[str, Any]) -> None:
+        job_id = job.job_id
+        state: JobState
+        if seats:
+            held = sorted({*job.data.get("seats", []), *seats})
+            if job.data["r"] == 1 and not job.data.get("challenge") and max(seats) > 0:
+                # A claim that met a challenge before its event reached us: the round's seats.
+                extra |= _round_terms(self.market.job(job_id))
+            state = JobState.CLAIMED
+            extra |= {"seats": held, "failures": 0}
+            self.store.update_job(job_id, state=state, pending=None,
+                                  collateral=job.data.get("seat_collateral", 0) * len(held), **extra)
+            log.info("seats taken", extra={"job_id": job_id, "seats": seats})
+            return
+        reason = reason or "no event"
+        if reason == NOT_DRAWN:
+            # Left alone until the take window is over; then claimed again (the draw of
+            # a seat whose provider never took it is redone by the next claim).
+            state, extra = JobState.UNDRAWN, extra | {"reason": "not drawn", "redraw_at": redraw_at}
+            self._redraw_at[job_id] = redraw_at
+        elif reason in TOO_EARLY:  # the claim shared the post's or challenge's block
+            state = JobState.SEEN
+            self._turn_at[job_id] = time.monotonic() + RETRY_SOON
+        elif reason == STAKE_SHORT:
+            failures = job.data.get("failures", 0) + 1
+            state = JobState.FAILED if failures >= MAX_FAILURES else JobState.SEEN
+            extra |= {"failures": failures, "reason": reason}
+        elif job.data.get("challenge") and not job.data.get("seats"):
+            # Beaten to the r = 1 seat, but a challenge re-opened the job: its round's
+            # seats are drawn, ours to take if drawn.
+            state, extra = JobState.SEEN, extra | {"failures": 0}
+        else:
+            state, extra = _given_up(job), extra | {"reason": reason}
+        self.store.update_job(job_id, state=state, pending=None,
+                              collateral=job.data.get("seat_collateral", 0) * len(job.data.get("seats", [])),
+                              **extra)
+        log.info("claim skipped", extra={"job_id": job_id, "reason": reason, "state": state.value})
+
+    def _apply_delivery(self, job: JobRecord, delivered: bool, reason: str,
+                        extra: dict[str, Any]) -> bool:
+        """Apply our delivery of an r = 1 job; False: a failure to count (`_fail`)."""
+        if delivered:
+            # A challenge that came before its receipt re-opened the job: a round we
+            # may be drawn for like anyone.
+            state = JobState.SEEN if job.data.get("challenge") else JobState.REVEALED
+            self.store.update_job(job.job_id, state=state, pending=None, failures=0, **extra)
+            return True
+        if reason in TOO_EARLY:  # mined in its claim's block: again from a later one
+            self._deliver_at[job.job_id] = time.monotonic() + RETRY_SOON
+            self.store.update_job(job.job_id, pending=None, **extra)
+            return True
+        if reason in TOO_LATE:
+            self.store.update_job(job.job_id, state=JobState.FAILED, pending=None,
+                                  reason=f"delivery skipped: {reason}", **extra)
+            log.error("delivery too late", extra={"job_id": job.job_id, "reason": reason})
+            return True
+        self.store.update_job(job.job_id, **extra)
+        return False
 
     # ---- reorgs of our own steps -----------------------------------------------------
 
@@ -420,7 +523,7 @@ class JobWorker(Service):
         """Steps the tx manager re-opened because a reorg took their block: it sends each
         again at its nonce. Its job waits for its last transaction in flight (the nonces
         mine in order), then `_resync` re-derives its state: a re-mined claim may now
-        lose its seat, or win one it had lost."""
+        lose its seats, or win some it had lost."""
         for tx in self.txm.store.reorged_txs():
             if tx.kind not in STEPS:
                 continue
@@ -434,45 +537,47 @@ class JobWorker(Service):
                         continue  # never applied, or already waiting for it
                     if pending.get("kind") == RESYNC and pending["tx"] > tx.id:
                         continue
-                    # A lost or given-up job may hold the seat once its claim is re-mined.
+                    # A lost, undrawn or given-up job may hold seats once its claim is re-mined.
                     state = JobState.CLAIMING if job.state in (
-                        JobState.SEEN, JobState.LOST, JobState.FAILED) else None
+                        JobState.SEEN, JobState.LOST, JobState.FAILED, JobState.UNDRAWN) else None
                     self.store.update_job(job_id, state=state, pending={
                         "kind": RESYNC, "tx": max(tx.id, pending.get("tx", 0))})
                 log.warning("job step orphaned by a reorg; re-checking once mined again",
                             extra={"job_id": job_id, "step": tx.kind, "tx_id": tx.id})
 
     def _resync(self, job: JobRecord, record: TxRecord) -> None:
-        """Re-derive a job's state from the contract: which seat of it is ours now."""
+        """Re-derive a job's state from the contract: which seats of it are ours now."""
         if record.mined_hash is not None and self._receipt(record.mined_hash) is None:
             return  # confirmed, then orphaned: the tx manager has yet to notice
-        info = self.market.job(job.job_id)
-        # Seat 0 is an r = 1 job's deliverer; seats 1..R_CHALLENGE its re-execution round.
-        seats = [self.market.seat(job.job_id, i)
-                 for i in range(info.r + (R_CHALLENGE if info.r == 1 else 0))]
-        mine = next((s for s in seats if s.provider == self.me), None)
-        extra: dict[str, Any] = {}
-        if mine is not None:
-            state = (JobState.REVEALED if mine.revealed
-                     else JobState.COMMITTED if mine.committed else JobState.CLAIMED)
+        head = block_number(self.txm.w3)
+        info = self.market.job(job.job_id, block=head)
+        challenged = int(info.challenger, 16) != 0
+        # Seat 0 is an r = 1 job's claimant; seats 1..R_CHALLENGE its re-execution round.
+        seats = self.market.seats(job.job_id, range(R_CHALLENGE + 1 if challenged else info.r), block=head)
+        current = range(1, R_CHALLENGE + 1) if challenged else range(info.r)
+        held = [s for s, seat in seats.items() if seat.provider == self.me and seat.claimed]
+        mine = [seats[s] for s in held if s in current]
+        extra: dict[str, Any] = {"seats": held, **(_round_terms(info) if challenged else {})}
+        if mine:
+            state = (JobState.REVEALED if mine[0].revealed
+                     else JobState.COMMITTED if mine[0].committed else JobState.CLAIMED)
         elif info.status in (JobStatus.OPEN, JobStatus.CHALLENGED) and (
                 info.nclaimed < _seats(info)):
-            state = JobState.SEEN  # the seat went back to the pool: take it again
-            extra = {"challenge": info.status is JobStatus.CHALLENGED,
-                     "claim_deadline": info.claim_deadline,
-                     "commit_deadline": info.commit_deadline,
-                     "reveal_deadline": info.reveal_deadline}
+            state = JobState.SEEN  # seats untaken: drawn to us, or to be drawn again
+        elif held:
+            state = JobState.REVEALED  # our delivery, waiting for its round's settlement
         else:
             state = JobState.LOST
         with self.store.atomic():
+            self.store.update_job(job.job_id, state=state, collateral=info.collateral_per_seat * len(held),
+                                  pending=None, failures=0, last_tx=record.id,
+                                  seat_collateral=info.collateral_per_seat, **extra)
             job = self.store.job(job.job_id) or job  # as the watcher's thread may have left it
-            self.store.update_job(job.job_id, state=state, pending=None, failures=0,
-                                  last_tx=record.id, **extra)
-            if "settled" in job.data and state is not JobState.SEEN:
-                state = outcome(self.store, replace(job, state=state))
+            if "settled" in job.data:
+                state = outcome(self.store, job)
                 self.store.update_job(job.job_id, state=state)
         log.info("job re-derived from the contract", extra={"job_id": job.job_id,
-                                                             "state": state.value})
+                                                             "state": state.value, "seats": held})
 
     # ---- taking jobs -----------------------------------------------------------------
 
@@ -480,31 +585,54 @@ class JobWorker(Service):
         self.store.update_job(job.job_id, state=JobState.REFUSED, reason=reason)
         log.info("job refused", extra={"job_id": job.job_id, "reason": reason})
 
+    def _give_up(self, job: JobRecord, reason: str) -> None:
+        self.store.update_job(job.job_id, state=_given_up(job), reason=reason)
+
+    def _retry_undrawn(self, now: int) -> None:
+        """UNDRAWN jobs whose take window is over go back to SEEN: claimed again, a claim
+        draws their untaken seats anew (or finds them all taken: LOST)."""
+        ids = self.store.job_ids(JobState.UNDRAWN)
+        self._redraw_at = {i: self._redraw_at[i] for i in ids if i in self._redraw_at}
+        for job in self.store.jobs(JobState.UNDRAWN, ids=[i for i in ids if i not in self._redraw_at]):
+            self._redraw_at[job.job_id] = job.data.get("redraw_at") or 0
+        due = [i for i, at in self._redraw_at.items() if at <= now]
+        if not due:
+            return
+        with self.store.atomic():  # as the watcher's thread may have settled some meanwhile
+            due = [j.job_id for j in self.store.jobs(JobState.UNDRAWN, ids=due)]
+            self.store.update_jobs(due, state=JobState.SEEN)
+        for job_id in due:
+            del self._redraw_at[job_id]
+        log.info("undrawn jobs claimed again", extra={"jobs": len(due)})
+
     def _consider_new(self, now: int) -> None:
-        """Take the open jobs that policy, input, our turn (`_my_turn`), capacity and
-        stake allow: r = 1 jobs go to the engine (their delivery claims them), others
-        to a claim batch. Their contract state is read in one batched view."""
+        """Claim the open jobs that policy, input, our turn (`_my_turn`), capacity and
+        stake allow, in claim batches; an r = 1 job also goes to the engine at once, its
+        result computed while the claim is in flight. Their contract state is read in
+        one batched view."""
         seen_ids = self.store.job_ids(JobState.SEEN)
         seen = set(seen_ids)
         for gone in [j for j in self._turn_at if j not in seen]:
             del self._turn_at[gone]
+        for challenged in [j for j in self._delivered_until if j in seen]:  # our delivery, disputed
+            del self._delivered_until[challenged]
         self._vetted &= seen
         # Capacity bounds work in progress; revealed jobs only wait for settlement.
         counts = self.store.job_counts()
         held = sum(counts.get(s, 0) for s in (JobState.CLAIMING, JobState.CLAIMED,
                                               JobState.COMMITTED))
-        held += len(self._queued & seen)
+        held += len(self._claiming & seen)
         # Jobs waiting for our turn are not even read: at r = 1 most jobs an agent sees
         # are other providers' to take first.
         mono = time.monotonic()
-        ready = [i for i in seen_ids if i not in self._queued and self._turn_at.get(i, 0.0) <= mono]
+        ready = [i for i in seen_ids if i not in self._claiming and self._turn_at.get(i, 0.0) <= mono]
         due: list[JobRecord] = []
         with self.store.atomic():  # one commit for every refusal of this pass
             for job in self.store.jobs(JobState.SEEN, ids=ready):
                 if job.data.get("pending"):
                     continue
                 if now + CLAIM_MARGIN > job.data["claim_deadline"]:
-                    self.store.update_job(job.job_id, state=JobState.LOST, reason="claim deadline")
+                    self._give_up(job, "claim deadline")
                 elif job.reward < self.policy.price:
                     self._refuse(job, "reward below the provider's price")
                 elif self._my_turn(job) and self._valid_input(job):
@@ -521,27 +649,31 @@ class JobWorker(Service):
                 if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
                     info.nclaimed >= _seats(info)
                 ):
-                    self.store.update_job(job.job_id, state=JobState.LOST, reason="taken")
+                    self._give_up(job, "not drawn; every seat taken" if job.data.get("redraw_at")
+                                  else "taken")
                     continue
+                # One seat's collateral: a draw may give us more, which the claim
+                # only takes if our free stake covers them.
                 collateral = info.collateral_per_seat
                 if at_risk + collateral > self.policy.max_stake_at_risk or collateral > free:
                     continue  # wait: stake frees up when held jobs settle
                 at_risk += collateral
                 free -= collateral
-                self.store.update_job(job.job_id, collateral=collateral)
-                self._queued.add(job.job_id)
-                if _delivers(job):  # deliver = claim + result in one call: compute first
+                self.store.update_job(job.job_id, seat_collateral=collateral,
+                                      collateral=collateral * (len(job.data.get("seats", [])) + 1))
+                self._claiming.add(job.job_id)
+                self._claims.put(None, job.job_id)
+                if _single(job) and job.job_id not in self._computing:
+                    self._computing.add(job.job_id)
                     self._compute.put(job.model_id, job.job_id)
-                else:
-                    self._claims.put(None, job.job_id)
 
     def _my_turn(self, job: JobRecord) -> bool:
-        """Whether our turn for this job has come. An r = 1 delivery is computed before
-        it is claimed, so racing for it wastes the engine and gas of every loser: it
-        goes to the provider it hashes to, the others only take it after a grace
-        (provider/agent/partition.py). Claims of other jobs race: a lost one costs a
-        skipped batch item, no computation."""
-        if not self.policy.takeover_grace or not _delivers(job):
+        """Whether our turn to claim this job has come. An r = 1 job's seat goes to the
+        first claim, and its result is computed while the claim is in flight, so
+        racing for it wastes every loser's claim and engine run: it goes to the
+        provider it hashes to, the others only take it after a grace
+        (provider/agent/partition.py). Other jobs' seats are drawn: no race."""
+        if not self.policy.takeover_grace or not _single(job):
             return True
         return self._turn_come(self._turn_at, job)
 
@@ -552,7 +684,7 @@ class JobWorker(Service):
         if job.job_id not in turn_at:
             serving = self.providers.serving(job.model_id)
             turn_at[job.job_id] = time.monotonic() + claim_delay(
-                job.job_id, self.me, serving, 1, self.policy.takeover_grace)
+                job.job_id, self.me, serving, self.policy.takeover_grace)
         return time.monotonic() >= turn_at[job.job_id]
 
     def _valid_input(self, job: JobRecord) -> bool:
@@ -570,27 +702,39 @@ class JobWorker(Service):
     def _send_claims(self) -> None:
         while (batch := self._claims.ready()) is not None:
             ids = batch[1]
-            self._queued.difference_update(ids)
+            self._claiming.difference_update(ids)
             seen = set(self.store.job_ids(JobState.SEEN))  # still: not taken meanwhile
             ids = [i for i in ids if i in seen]
             for chunk in _chunks(ids, MAX_ID_BATCH):
                 self._send(self.market.build_claim_many(chunk), "claim", chunk, JobState.CLAIMING)
 
-    # ---- computing and sealing -------------------------------------------------------
+    # ---- computing, delivering and sealing -------------------------------------------
 
-    def _queue_computes(self) -> None:
+    def _queue_work(self) -> None:
+        """Claimed jobs: the engine computes those without a stored result; the others'
+        delivery (r = 1) or commit goes out now."""
+        mono = time.monotonic()
+        self._deliver_at = {j: at for j, at in self._deliver_at.items() if at > mono}
+        stored = []
         for job in self.store.jobs(JobState.CLAIMED):
-            if job.job_id not in self._queued and not job.data.get("pending"):
-                self._queued.add(job.job_id)
+            if job.job_id in self._computing or job.data.get("pending"):
+                continue
+            if self.store.result(job.job_id) is not None:
+                stored.append(job)
+            else:
+                self._computing.add(job.job_id)
                 self._compute.put(job.model_id, job.job_id)
+        if stored:
+            self._send_results(stored)
 
     def _compute_ready(self) -> None:
         while (batch := self._compute.ready()) is not None:
             model_id, ids = batch
-            self._queued.difference_update(ids)
-            jobs = self.store.jobs(JobState.SEEN, JobState.CLAIMED, ids=ids)
+            self._computing.difference_update(ids)
+            # SEEN or CLAIMING: an r = 1 job whose claim is not mined yet
+            jobs = self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED, ids=ids)
             if jobs:
-                self._compute_and_seal(model_id, jobs)
+                self._compute_and_send(model_id, jobs)
 
     def _results(self, model_id: bytes, jobs: list[JobRecord]) -> dict[int, bytes]:
         """Stored results where they exist (never a second salt), else computed now."""
@@ -616,43 +760,52 @@ class JobWorker(Service):
                     out[job.job_id] = result
         return out
 
-    def _compute_and_seal(self, model_id: bytes, jobs: list[JobRecord]) -> None:
+    def _compute_and_send(self, model_id: bytes, jobs: list[JobRecord]) -> None:
         try:
-            results = self._results(model_id, jobs)
+            self._results(model_id, jobs)
         except ValueError as err:  # one bad input fails the batch: redo one by one
             if len(jobs) == 1:
                 self._refuse(jobs[0], f"engine refused input: {err}")
                 return
             for job in jobs:
-                self._compute_and_seal(model_id, [job])
+                self._compute_and_send(model_id, [job])
             return
-        deliver = [j.job_id for j in jobs if j.state is JobState.SEEN]
-        commit = [j.job_id for j in jobs if j.state is JobState.CLAIMED]
+        # Those claimed by now (read again: the engine took a while)
+        claimed = [j for j in self.store.jobs(JobState.CLAIMED, ids=[j.job_id for j in jobs])
+                   if not j.data.get("pending")]
+        if claimed:
+            self._send_results(claimed)
+
+    def _send_results(self, jobs: list[JobRecord]) -> None:
+        """Deliver (r = 1) or commit claimed jobs whose results are stored. A delivery
+        goes out only after its claim's receipt was applied, so never in the claim's
+        block, as the contract requires (a claim and delivery sent together could both
+        be copied from the mempool)."""
+        mono = time.monotonic()
+        deliver = [j.job_id for j in jobs if _single(j) and self._deliver_at.get(j.job_id, 0.0) <= mono]
+        commit = [j for j in jobs if not _single(j)]
+        stored = {i: self.store.result(i) for i in deliver + [j.job_id for j in commit]}
         for chunk in _chunks(deliver, MAX_RESULT_BATCH):
-            call = self.market.build_deliver_many(chunk, [results[i] for i in chunk])
-            self._send(call, "deliver", chunk, JobState.CLAIMING)
-        seals = {}
-        for job_id in commit:
-            stored = self.store.result(job_id)
-            assert stored is not None
-            seals[job_id] = seal(job_id, self.me, stored.digest, stored.salt)
+            call = self.market.build_deliver_many(chunk, [stored[i].result for i in chunk])
+            self._send(call, "deliver", chunk)
+        seals = {j.job_id: seal(j.job_id, self.me, stored[j.job_id].digest, stored[j.job_id].salt)
+                 for j in commit}
         for chunk in _chunks(commit, MAX_ID_BATCH):
             self._send_all_or_each("commit", chunk, lambda ids: self.market.build_commit_many(
                 ids, [seals[i] for i in ids]))
 
-    def _send_all_or_each(self, kind: str, ids: list[int], build) -> None:
+    def _send_all_or_each(self, kind: str, jobs: list[JobRecord], build) -> None:
         """All-or-nothing batches: if the batch would revert, send each job alone so
         one bad job does not hold back the others."""
+        ids = [j.job_id for j in jobs]
         try:
-            self._send(build(ids), kind, ids)
+            self._send(build(ids), kind, ids, units=sum(_round_seats(j) for j in jobs))
         except TxWouldRevert:
-            for job_id in ids:
+            for job in jobs:
                 try:
-                    self._send(build([job_id]), kind, [job_id])
+                    self._send(build([job.job_id]), kind, [job.job_id], units=_round_seats(job))
                 except TxWouldRevert as err:
-                    job = self.store.job(job_id)
-                    assert job is not None
-                    self._fail(job, f"{kind} would revert: {err}")
+                    self._fail(self.store.job(job.job_id) or job, f"{kind} would revert: {err}")
 
     # ---- revealing and settling ------------------------------------------------------
 
@@ -687,8 +840,8 @@ class JobWorker(Service):
                 log.error("reveal deadline missed", extra={"job_id": job.job_id})
                 continue
             if info.ncommitted == _seats(info) or now > info.commit_deadline:
-                ready.append(job.job_id)
-        stored = {i: self.store.result(i) for i in ready}
+                ready.append(job)
+        stored = {j.job_id: self.store.result(j.job_id) for j in ready}
         for chunk in _chunks(ready, MAX_RESULT_BATCH):
             self._send_all_or_each("reveal", chunk, lambda ids: self.market.build_reveal_many(
                 ids, [stored[i].result for i in ids], [stored[i].salt for i in ids]))
@@ -720,7 +873,7 @@ class JobWorker(Service):
     def _finalize_turn(self, job: JobRecord, info) -> bool:
         """Whether to send a due finalize now. Every seat holder finds a job due at once
         and one finalize settles it, so with a grace the finalize is partitioned like r = 1
-        deliveries: the provider the job ranks first sends it at once, rank k after
+        claims: the provider the job ranks first sends it at once, rank k after
         k x grace if this poll's fresh view still shows the job unsettled. A first choice
         that is offline or holds no seat only delays settlement, by a bounded time.
         A delivery has one seat holder: nobody to race with."""
@@ -764,9 +917,32 @@ def _engine_cpu() -> float:
     return total / _TICKS
 
 
-def _delivers(job: JobRecord) -> bool:
-    """An r = 1 job outside a challenge round: claimed by delivering its result."""
+def _single(job: JobRecord) -> bool:
+    """An r = 1 job outside a challenge round: claimed, then delivered."""
     return job.data["r"] == 1 and not job.data.get("challenge")
+
+
+def _pending_kind(job: JobRecord) -> str | None:
+    return (job.data.get("pending") or {}).get("kind")
+
+
+def _given_up(job: JobRecord) -> JobState:
+    """Where a job goes when we take no (more) seats of it: LOST, but our own challenged
+    delivery waits for its round's settlement, which judges it (REVEALED)."""
+    return JobState.REVEALED if job.data.get("challenge") and 0 in job.data.get("seats", []) else JobState.LOST
+
+
+def _round_terms(round_: Any) -> dict[str, Any]:
+    """Job data for a re-execution round, from its JobChallenged event or the job's view."""
+    return {"challenge": True, "claim_deadline": round_.claim_deadline,
+            "commit_deadline": round_.commit_deadline, "reveal_deadline": round_.reveal_deadline}
+
+
+def _round_seats(job: JobRecord) -> int:
+    """How many seats of the current round we hold: what one commit or reveal covers
+    (a challenged job's seat 0 is its delivery, outside the round)."""
+    seats = job.data.get("seats", [])
+    return max(1, len([s for s in seats if s > 0]) if job.data.get("challenge") else len(seats))
 
 
 def _seats(info) -> int:
@@ -774,5 +950,5 @@ def _seats(info) -> int:
     return R_CHALLENGE if info.status is JobStatus.CHALLENGED else info.r
 
 
-def _chunks(ids: list[int], size: int) -> list[list[int]]:
+def _chunks(ids: list, size: int) -> list[list]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]

@@ -1,18 +1,19 @@
 """Splitting r = 1 jobs among providers without talking to each other.
 
-An r = 1 job is computed *before* it is claimed (one `deliver` claims it with the
-result), so agents that race for it all pay the engine and the calldata, and all but
-one delivery is skipped. Instead each agent ranks the providers serving the job's
-model by blake2b(job id, provider) (rendezvous hashing): the same ranking everywhere,
-from public data alone. The first `seats` providers of the ranking take the job at
-once; the provider at rank k >= seats waits (k - seats + 1) x grace, so the share of a
-dead or slow provider is still served, by one backup at a time. A provider joining or
-leaving moves only the jobs it ranks first (about 1/n of them), and an agent whose
-view of the providers is stale or wrong only wastes work, never a job.
+An r = 1 job's only seat goes to the first claim, and an agent computes the result
+while its claim is in flight (it may deliver only from a later block), so agents that
+race for a job all pay a claim and an engine run, and all but one claim is skipped.
+Instead each agent ranks the providers serving the job's model by blake2b(job id,
+provider) (rendezvous hashing): the same ranking everywhere, from public data alone.
+The provider ranked first claims the job at once; the provider at rank k waits
+k x grace, so the share of a dead or slow provider is still served, by one backup at a
+time. A provider joining or leaving moves only the jobs it ranks first (about 1/n of
+them), and an agent whose view of the providers is stale or wrong only wastes work,
+never a job. (The seats of r >= 2 jobs are drawn by the contract: nothing to split.)
 
-Finalizing uses the same ranking (seats = 1): every seat holder of a job finds it due
-at once, and one `finalize` settles it, so the provider ranked first sends it at once
-and rank k only if the job is still unsettled k x grace later.
+Finalizing uses the same ranking: every seat holder of a job finds it due at once, and
+one `finalize` settles it, so the provider ranked first sends it at once and rank k
+only if the job is still unsettled k x grace later.
 """
 
 from __future__ import annotations
@@ -41,19 +42,18 @@ def _forms(address: str) -> tuple[str, bytes]:
     return to_checksum_address(address), to_canonical_address(address)
 
 
-def claim_delay(job_id: int, me: str, providers: Iterable[str], seats: int, grace: float) -> float:
-    """Seconds after a job appears (or is due) before `me` may act: 0 for the `seats` providers
-    the job prefers, (k - seats + 1) x grace at rank k beyond them. `me` always counts
-    as a provider (its own registration may not be in `providers` yet).
+def claim_delay(job_id: int, me: str, providers: Iterable[str], grace: float) -> float:
+    """Seconds after a job appears (or is due) before `me` may act: 0 for the provider
+    the job ranks first, k x grace at rank k. `me` always counts as a provider (its own
+    registration may not be in `providers` yet).
 
-    >>> claim_delay(7, "0x" + "11" * 20, [], seats=1, grace=30.0)
+    >>> claim_delay(7, "0x" + "11" * 20, [], grace=30.0)
     0.0
     """
-    if seats < 1 or grace < 0:
-        raise ValueError(f"need seats >= 1 and grace >= 0, got {seats} and {grace}")
+    if grace < 0:
+        raise ValueError(f"need grace >= 0, got {grace}")
     me = _forms(me)[0]
-    rank = ranking(job_id, [*providers, me]).index(me)
-    return max(0, rank - seats + 1) * grace
+    return ranking(job_id, [*providers, me]).index(me) * grace
 
 
 class ProviderDirectory:

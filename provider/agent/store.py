@@ -113,12 +113,13 @@ class JobState(StrEnum):
 
     SEEN = "seen"  # posted for a model we serve; not yet decided
     CLAIMING = "claiming"  # claim transaction intended
-    CLAIMED = "claimed"  # assigned to us; collateral locked
+    UNDRAWN = "undrawn"  # no seat of the round drawn to us: claimed again once it may be redrawn
+    CLAIMED = "claimed"  # seats taken (`seats` in its data); collateral locked
     COMMITTED = "committed"  # seal on-chain; result + salt stored
     REVEALED = "revealed"  # result revealed; waiting for finalize
     PAID = "paid"  # finalized in our favour
     SLASHED = "slashed"  # finalized against us
-    LOST = "lost"  # claimed by others first
+    LOST = "lost"  # claimed by others first, or every seat taken by those drawn
     RELEASED = "released"  # settled without pay or slash (no majority)
     REFUSED = "refused"  # policy or input rejected it; we never claimed
     CANCELLED = "cancelled"  # cancelled / refunded before we finished
@@ -126,8 +127,10 @@ class JobState(StrEnum):
 
     @property
     def holds_stake(self) -> bool:
-        """True while the job (may) lock our collateral."""
-        return self in (JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED, JobState.REVEALED)
+        """True while the job (may) lock our collateral (an UNDRAWN job: our challenged
+        delivery's, if any)."""
+        return self in (JobState.CLAIMING, JobState.UNDRAWN, JobState.CLAIMED, JobState.COMMITTED,
+                        JobState.REVEALED)
 
     @property
     def final(self) -> bool:
@@ -460,7 +463,11 @@ class Store:
         return self._column_sum("collateral", [s for s in JobState if s.holds_stake])
 
     def earnings(self) -> int:
-        return self._column_sum("reward", [JobState.PAID])
+        """Rewards of the jobs paid to us: the reward per seat times the seats we held
+        (a provider drawn for two seats of a job is paid twice)."""
+        rows = self._rows("SELECT reward, json_array_length(data, '$.seats') AS seats FROM jobs"
+                          " WHERE state = ?", [JobState.PAID.value])
+        return sum(int(r["reward"]) * max(1, r["seats"] or 0) for r in rows)
 
     def _column_sum(self, column: str, states: list[JobState]) -> int:
         # Summed in Python: the amounts are stored as decimal text (they exceed int64).

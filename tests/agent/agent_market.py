@@ -64,6 +64,27 @@ class Env:
     def status(self, job_id) -> JobStatus:
         return self.market.job(job_id).status
 
+    def draw(self, job_id, accept=None, tries=200) -> list[str]:
+        """Draw the seats of the job's current round before any agent claims it, by a
+        claim_many of the owner (not a provider: it takes no seat), and keep the draw
+        only if `accept(providers by seat)` holds (default: every seat its own provider);
+        otherwise undo it (anvil snapshot) and draw again from a later block, so that a
+        test can give each seat its role. Returns the drawn providers by seat."""
+        accept = accept or (lambda drawn: len(set(drawn)) == len(drawn))
+        for _ in range(tries):
+            snapshot = self.anvil.rpc("evm_snapshot")
+            transact(self.w3, self.owner, self.market.build_claim_many([job_id]))
+            drawn = [seat.provider for seat in self.market.round_seats(job_id).values()]
+            if accept(drawn):
+                return drawn
+            self.anvil.rpc("evm_revert", snapshot)
+            self.advance(1)  # another parent block: another seed
+        raise AssertionError(f"no acceptable draw of job {job_id} in {tries} blocks")
+
+    def holders(self, job_id) -> set[str]:
+        """Providers that took a seat of the job's current round."""
+        return {seat.provider for seat in self.market.round_seats(job_id).values() if seat.claimed}
+
     def advance(self, seconds: int) -> None:
         self.anvil.rpc("evm_increaseTime", seconds)
         self.anvil.rpc("evm_mine")

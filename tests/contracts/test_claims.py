@@ -23,7 +23,9 @@ def drawn_seats(market, tx):
 
 def same_block(chain, *calls):
     """Mine (method, args, sender) calls as transactions of one new block, in order; return
-    their receipts (a strict call that fails is a failed receipt, not an exception)."""
+    their receipts (a strict call that fails is a failed receipt, not an exception).
+    Every other transaction here is its own block: this sends signed transactions straight
+    into the pending block of ape's local test chain (py-evm) and mines it once."""
     provider = chain.provider
     nonces, hashes = {}, []
     for method, args, sender in calls:
@@ -200,6 +202,7 @@ def test_untaken_seats_are_drawn_again_after_half_the_min_claim_window(staked, c
     staked.claim(job_id, sender=a)
     chain.pending_timestamp = drawn_at + REDRAW_AFTER
     tx = staked.claim_many([job_id], sender=outsider)
+    assert chain.blocks.head.timestamp == drawn_at + REDRAW_AFTER
     assert drawn_seats(staked, tx) == []  # not yet
     assert [staked.seat(job_id, s).provider for s in (0, 1, 2)] == [a, b, c]
     tx = staked.claim_many([job_id], sender=outsider)  # one second later

@@ -173,6 +173,34 @@ def test_provider_holding_two_seats_is_slashed_per_seat(staked, client, provider
     assert_solvent(staked, token, everyone, [job_id])
 
 
+def test_seat_taken_after_committing_does_not_cost_the_committed_seat(staked, client, providers, outsider, chain):
+    """A provider that committed may be drawn again for a seat its drawn provider left untaken
+    (drawn again after half the minimum claim window) and take it, as an agent takes every seat
+    drawn to it. It must still be able to reveal what it committed, and an honest seat it
+    committed and revealed must be paid, not slashed."""
+    (job_id,) = post(staked, client, r=3)
+    a, b, c = draw_seats(staked, chain, job_id, outsider, providers)
+    for p in (a, b):  # c never takes seat 2
+        staked.claim(job_id, sender=p)
+    commit_all(staked, job_id, [a, b], [b"R", b"R"])
+    advance(chain, MIN_WINDOW // 2)
+    draw_seats_until(staked, chain, job_id, outsider, providers, lambda d: d[2] == a)
+    for late in (
+        lambda: staked.claim(job_id, sender=a),  # takes seat 2 (or is refused: also fine)
+        lambda: staked.commit(job_id, seal(job_id, a, b"R"), sender=a),  # seals it (or is refused)
+    ):
+        try:
+            late()
+        except ape.exceptions.ContractLogicError:
+            pass
+    advance(chain, 2 * WINDOW)  # past the commit deadline: reveals open
+    staked.reveal(job_id, b"R", SALT, sender=a)
+    staked.reveal(job_id, b"R", SALT, sender=b)
+    tx = staked.finalize(job_id, sender=outsider)
+    assert (a, 0) not in [(p, seat) for p, seat, _, _ in slashes(staked, tx)]
+    assert staked.balances(a) >= REWARD and staked.balances(b) == REWARD
+
+
 def test_r1_claimed_but_undelivered_is_slashed_at_its_deadline(staked, client, providers, outsider, chain, token, everyone):
     (job_id,) = post(staked, client, r=1)
     p = providers[0]

@@ -9,12 +9,13 @@
         returned words, in order:
         block.timestamp, token.balanceOf(market);
         per account: balances, stake_credits;
-        per provider: free, locked, unbonding, unbond_ready_at, and
-        pending_payouts' pay, fees, collateral, matures_at;
+        per provider: free, locked, unbonding, unbond_ready_at,
+        pending_payouts' pay, fees, collateral, matures_at, and draw_weight;
         per job: status, nclaimed, ncommitted, nrevealed, result_digest,
         challenger, claim_deadline, commit_deadline, reveal_deadline,
         challenge_end, escrow_of, then per seat whose bit is set in
-        seat_masks[i], in index order: provider, committed | revealed << 1, word.
+        seat_masks[i], in index order: provider (the drawn one),
+        committed | revealed << 1 | claimed << 2, word.
         The reads run in the test chain's Python EVM, where every call costs
         real time: callers ask only for what may have changed.
 """
@@ -66,6 +67,7 @@ struct JobView:
 
 struct SeatView:
     provider: address
+    claimed: bool
     committed: bool
     revealed: bool
     word: bytes32
@@ -79,6 +81,7 @@ interface IMarket:
     def job(job_id: uint256) -> JobView: view
     def seat(job_id: uint256, index: uint256) -> SeatView: view
     def escrow_of(job_id: uint256) -> uint256: view
+    def draw_weight(account: address) -> uint256: view
 
 
 @external
@@ -109,6 +112,7 @@ def read(
         out.append(pending.fees)
         out.append(pending.collateral)
         out.append(pending.matures_at)
+        out.append(staticcall market.draw_weight(p))
     for i: uint256 in range(len(job_ids), bound=MAX_JOBS):
         job_id: uint256 = job_ids[i]
         j: JobView = staticcall market.job(job_id)
@@ -128,6 +132,8 @@ def read(
                 continue
             seat: SeatView = staticcall market.seat(job_id, s)
             out.append(convert(seat.provider, uint256))
-            out.append(convert(seat.committed, uint256) | (convert(seat.revealed, uint256) << 1))
+            out.append(
+                convert(seat.committed, uint256) | (convert(seat.revealed, uint256) << 1) | (convert(seat.claimed, uint256) << 2)
+            )
             out.append(convert(seat.word, uint256))
     return out

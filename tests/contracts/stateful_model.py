@@ -10,6 +10,16 @@ timing is the contract's business; the model keeps the aggregate per provider
 and applies the `PayoutsReleased` events it observes, checking that nothing is
 released before its job's challenge window ends and that everything is
 released once every window is over.
+
+Seats of r >= 2 jobs and of re-execution rounds are drawn by stake-weighted
+sortition from a block hash, which the model cannot predict: a claim whose draw
+is due is run with the `SeatDrawn` events the transaction emitted (`draws`),
+and the model checks them (one per untaken seat of the round, in seat order,
+each to a provider with weight for the job's model, or to nobody when no
+provider has any) before applying the claim's rules to them. Without the
+events (before sending), such a claim raises `Undetermined` with the revert
+reasons the draw could lead to; a draw among fewer than two weighted providers
+is predicted outright. r = 1: claim binds the seat, deliver from a later block.
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +33,10 @@ R_CHALLENGE = 3
 MAX_WINDOW = 30 * 86_400
 MAX_REWARD = 2**96 - 1
 MAX_AMOUNT = 2**128 - 1
+# Draw weight = bonded stake >> WEIGHT_SHIFT, capped at MAX_WEIGHT (sortition.vy).
+WEIGHT_SHIFT = 16
+MAX_WEIGHT = 2**96 - 1
+MAX_MIN_DRAW_STAKE = 2**128 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_WORD = b"\x00" * 32
 
@@ -49,6 +63,15 @@ class Revert(Exception):
         self.reason = reason
 
 
+class Undetermined(Exception):
+    """The outcome hangs on a seat draw the model cannot predict: the transaction either
+    succeeds (then rerun the model with its SeatDrawn events) or reverts with one of `reasons`."""
+
+    def __init__(self, reasons=()):
+        super().__init__(sorted(reasons))
+        self.reasons = set(reasons)
+
+
 def require(condition: bool, reason: str):
     if not condition:
         raise Revert(reason)
@@ -56,6 +79,32 @@ def require(condition: bool, reason: str):
 
 def seal_of(job_id: int, provider: str, result: bytes, salt: bytes) -> bytes:
     return keccak(encode(["uint256", "address", "bytes32", "bytes32"], [job_id, provider, keccak(result), salt]))
+
+
+def draw_weight(bonded: int, floor: int, serving: bool) -> int:
+    """A provider's draw weight: its bonded (free + locked) stake >> 16, 0 below the floor
+    (min_draw_stake as of its last stake change or reweigh) or while it serves no model."""
+    if not serving or bonded < floor:
+        return 0
+    return min(bonded >> WEIGHT_SHIFT, MAX_WEIGHT)
+
+
+class DrawLog:
+    """The SeatDrawn events of one transaction, consumed in order by the claims that drew."""
+
+    def __init__(self, events):
+        self.events = list(events)
+        self.next = 0
+
+    def take(self, job_id: int, seat: int) -> str:
+        assert self.next < len(self.events), f"job {job_id} seat {seat}: a draw was due but not made"
+        j, provider, s = self.events[self.next]
+        assert (j, s) == (job_id, seat), f"drew job {j} seat {s}, the model expected job {job_id} seat {seat}"
+        self.next += 1
+        return provider
+
+    def done(self):
+        assert self.next == len(self.events), f"unexpected draws: {self.events[self.next:]}"
 
 
 @dataclass
@@ -70,6 +119,7 @@ class Params:
     unbond_delay: int = 3 * 86_400
     paused: bool = False
     min_windows: tuple = (120, 120, 120)  # claim, commit, reveal
+    min_draw_stake: int = 10**18
     # Every treasury set so far, by epoch; the current one is the last.
     treasuries: list = field(default_factory=list)
 
@@ -91,11 +141,18 @@ class Provider:
     pending_collateral: int = 0
     # Latest challenge deadline of any delivery: past it, every bucket is releasable.
     horizon: int = 0
+    # Draw weight (draw_weight) and the min_draw_stake it was computed with: a new floor
+    # applies at the provider's next stake change, slash, update_provider or reweigh
+    # (None: a slash or unbond kept a lower weight than the current floor's formula gives).
+    weight: int = 0
+    floor: int | None = 10**18
 
 
 @dataclass
 class Seat:
+    # The drawn provider (r = 1: the claimant); `claimed` once it took the seat.
     provider: str
+    claimed: bool = False
     committed: bool = False
     revealed: bool = False
     word: bytes = ZERO_WORD
@@ -119,10 +176,14 @@ class Job:
     treasury_epoch: int = 0
     status: int = OPEN
     seats: dict = field(default_factory=dict)
-    nclaimed: int = 0
     ncommitted: int = 0
     nrevealed: int = 0
+    # r = 1: the end of the challenge window once delivered.
     until: int = 0
+    # r = 1: when the seat was claimed (delivery from a later block only).
+    claimed_at: int = 0
+    # Draw rounds: when the round's seats were last drawn (0: not yet).
+    drawn_at: int = 0
     challenger: str = ZERO_ADDRESS
     challenged_at: int = 0
     # A re-execution round's windows: the protocol minimums when it was challenged.
@@ -143,12 +204,34 @@ class Job:
         commit = claim + windows[1]
         return claim, commit, commit + windows[2]
 
-    def seat_of(self, provider: str):
-        base, _ = self.round()
-        for s in range(base, base + self.nclaimed):
-            if self.seats[s].provider == provider:
-                return s
-        return None
+    def round_seats(self) -> list:
+        base, size = self.round()
+        return list(range(base, base + size))
+
+    def taken(self) -> list:
+        """Seats of the current round that their provider took."""
+        return [s for s in self.round_seats() if self.seats[s].claimed]
+
+    def untaken(self) -> list:
+        return [s for s in self.round_seats() if not self.seats[s].claimed]
+
+    def seats_of(self, provider: str) -> list:
+        """The seats `provider` took in the current round."""
+        return [s for s in self.taken() if self.seats[s].provider == provider]
+
+    def is_draw_round(self) -> bool:
+        return self.r >= 2 or self.status == CHALLENGED
+
+    def round_start(self) -> int:
+        return self.challenged_at if self.status == CHALLENGED else self.posted_at
+
+    def view_nclaimed(self) -> int:
+        """job().nclaimed: taken seats of the round; a settled job counts every seat ever
+        taken (a challenged r = 1 job: the delivery's seat 0 and the round's)."""
+        taken = [s for s, seat in self.seats.items() if seat.claimed]
+        if self.status == CHALLENGED:
+            taken = [s for s in taken if s >= 1]
+        return len(taken)
 
     def view_status(self, now: int) -> int:
         """An unchallenged delivery reads FINALIZED once its window is over."""
@@ -172,8 +255,10 @@ class Job:
             return False
         _, size = self.round()
         claim, commit, reveal = self.deadlines()
-        if self.status == OPEN and self.nclaimed == 0 and now > claim:
+        if self.status == OPEN and not self.taken() and now > claim:
             return True
+        if self.r == 1 and self.status == OPEN and now > claim:
+            return True  # claimed, not delivered by the claim (delivery) deadline
         return self.nrevealed == size or now > reveal or (now > commit and self.nrevealed == self.ncommitted)
 
 
@@ -187,6 +272,9 @@ class Effects:
     job_ids: list = field(default_factory=list)
     shares: list = field(default_factory=list)  # (job_id, account, amount): SlashShareCredited, one per recipient
     bonds: list = field(default_factory=list)  # (job_id, challenger, amount): BondReturned
+    drawn: list = field(default_factory=list)  # (job_id, provider, seat): SeatDrawn
+    claimed: list = field(default_factory=list)  # (job_id, provider, seat): JobClaimed
+    weights: list = field(default_factory=list)  # (provider, weight): WeightChanged
 
 
 class Market:
@@ -255,6 +343,7 @@ class Market:
 
     def _slash(self, fx: Effects, job: Job, seat: int, provider: str, reason: int) -> int:
         self.provider(provider).locked -= job.collateral
+        self._reweigh(fx, provider, grow=False)
         record = (job.id, provider, seat, job.collateral, reason)
         self.slashes.append(record)
         fx.slashed.append(record)
@@ -281,6 +370,30 @@ class Market:
             if share:
                 self.credits[account] += share
                 fx.shares.append((job.id, account, share))
+
+    def _reweigh(self, fx: Effects, account: str, grow: bool = True):
+        """Re-apply the draw rules to `account` after its bonded stake or models changed.
+        A slash or an unbond request never raises the weight (grow=False: they must not need
+        a new tree slot), which only matters after the owner lowered min_draw_stake."""
+        p = self.provider(account)
+        weight = draw_weight(p.free + p.locked, self.params.min_draw_stake, bool(p.models))
+        if not grow and weight > p.weight:
+            weight = p.weight
+            p.floor = None  # the weight is no longer the formula's for any known floor
+        else:
+            p.floor = self.params.min_draw_stake
+        if weight != p.weight:
+            p.weight = weight
+            fx.weights.append((account, weight))
+
+    def drawable(self, model_id: bytes) -> dict:
+        """Providers a draw for `model_id` may pick now (weights as of this block's start:
+        each transaction is its own block), by weight."""
+        return {a: p.weight for a, p in self.providers.items() if p.weight > 0 and model_id in p.models}
+
+    def tree_total(self, model_id: bytes) -> int:
+        """The total weight the contract's tree for `model_id` must hold."""
+        return sum(p.weight for p in self.providers.values() if model_id in p.models)
 
     def _finalized(self, fx: Effects, job: Job, status: int, digest: bytes, pay: int, refund: int, slashed: int):
         self.finalized_events[job.id] = self.finalized_events.get(job.id, 0) + 1
@@ -330,7 +443,7 @@ class Market:
     def cancel(self, sender: str, job_id: int, t: int) -> Effects:
         job = self.job(job_id)
         require(job.client == sender, "jobs: not client")
-        require(job.status == OPEN and job.nclaimed == 0, "jobs: already claimed")
+        require(job.status == OPEN and not job.taken(), "jobs: already claimed")
         fx = Effects()
         self._cancel(fx, job)
         return fx
@@ -343,43 +456,133 @@ class Market:
 
     # ------------------------------------------------------------ claims and delivery
 
-    def claim(self, sender: str, job_id: int, t: int) -> Effects:
-        self._claim(sender, job_id, t)
-        return Effects()
-
-    def claim_many(self, sender: str, job_ids: list, t: int) -> Effects:
+    def claim(self, sender: str, job_id: int, t: int, draws=None) -> Effects:
+        """Strict claim: all or nothing (the caller runs it on a copy). `draws`: the
+        transaction's SeatDrawn events as (job_id, provider, seat), once it succeeded."""
         fx = Effects()
-        for job_id in job_ids:
-            try:
-                self._claim(sender, job_id, t)
-            except Revert as skip:
-                fx.skipped.append((job_id, skip.reason))
+        log = None if draws is None else DrawLog(draws)
+        self._claim(fx, sender, job_id, t, log, strict=True)
+        if log is not None:
+            log.done()
         return fx
 
-    def check_claim(self, sender: str, job_id: int, t: int) -> Job:
-        job = self.job(job_id)
+    def claim_many(self, sender: str, job_ids: list, t: int, draws=None) -> Effects:
+        """Items that fail are skipped; a draw an item made stands even if it is skipped."""
+        fx = Effects()
+        log = None if draws is None else DrawLog(draws)
+        for job_id in job_ids:
+            try:
+                self._claim(fx, sender, job_id, t, log, strict=False)
+            except Revert as skip:
+                fx.skipped.append((job_id, skip.reason))
+        if log is not None:
+            log.done()
+        return fx
+
+    def _claim_gate(self, job: Job, t: int) -> bool:
+        """The checks before seats are looked at; returns whether a draw is due."""
         if job.status == OPEN:
-            require(job.r != 1, "jobs: use deliver")
             require(not self.params.paused, "params: paused")
         else:
+            # Re-execution claims are settlement of existing work: never paused.
             require(job.status == CHALLENGED, "jobs: not claimable")
-        base, size = job.round()
         require(t <= job.deadlines()[0], "jobs: claim deadline passed")
-        require(job.nclaimed < size, "jobs: no free seat")
-        require(job.seat_of(sender) is None, "jobs: already assigned")
-        require(not (base == 1 and job.seats[0].provider == sender), "jobs: original provider")
+        if job.r == 1 and job.status == OPEN:
+            require(not job.seats[0].claimed, "jobs: already claimed")
+            return False
+        # The seed is the parent block's hash: a later block than the post's (or challenge's).
+        # Each transaction here is its own block, one second or more after the last.
+        require(t > job.round_start(), "jobs: draw not ready")
+        # Untaken seats are drawn again once half the minimum claim window has passed.
+        return job.drawn_at == 0 or t > job.drawn_at + self.params.min_windows[0] // 2
+
+    def draw_due(self, job_id: int, t: int) -> bool:
+        """Whether a claim of `job_id` at t draws the round's untaken seats."""
+        job = self.jobs.get(job_id)
+        if job is None or not job.is_draw_round():
+            return False
+        try:
+            return self._claim_gate(job, t)
+        except Revert:
+            return False
+
+    def _take_check(self, sender: str, job: Job, seats: int):
         p = self.peek(sender)
         require(job.model in p.models, "staking: model not served")
-        require(p.free >= job.collateral, "staking: insufficient free stake")
-        return job
+        require(p.free >= seats * job.collateral, "staking: insufficient free stake")
 
-    def _claim(self, sender: str, job_id: int, t: int):
-        job = self.check_claim(sender, job_id, t)
-        base, _ = job.round()
-        job.seats[base + job.nclaimed] = Seat(sender)
-        job.nclaimed += 1
-        job.collateral_locked += job.collateral
-        self._lock(sender, job.collateral)
+    def check_claim(self, sender: str, job_id: int, t: int):
+        """Raises Revert when the claim must fail; passes when it succeeds or, with a draw
+        due, may succeed (the sender has weight for the model and stake for one seat)."""
+        job = self.job(job_id)
+        due = self._claim_gate(job, t)
+        if job.r == 1 and job.status == OPEN:
+            self._take_check(sender, job, 1)
+        elif due and len(self.drawable(job.model)) >= 2:
+            require(sender in self.drawable(job.model), "jobs: not drawn")
+            self._take_check(sender, job, 1)
+        else:
+            mine = [s for s in job.untaken() if self._drawn_to(job, s, due) == sender]
+            require(mine, "jobs: not drawn")
+            self._take_check(sender, job, len(mine))
+
+    def _drawn_to(self, job: Job, s: int, due: bool) -> str:
+        """Seat s's provider after a due draw that has at most one candidate."""
+        if not due:
+            return job.seats[s].provider
+        candidates = list(self.drawable(job.model))
+        return candidates[0] if candidates else ZERO_ADDRESS
+
+    def _claim(self, fx: Effects, sender: str, job_id: int, t: int, log, strict: bool):
+        job = self.job(job_id)
+        due = self._claim_gate(job, t)
+        if job.r == 1 and job.status == OPEN:
+            self._take_check(sender, job, 1)
+            job.seats[0] = Seat(sender, claimed=True)
+            job.claimed_at = t
+            self._take(fx, sender, job, [0], announce=False)  # an r = 1 claim logs no JobClaimed
+            return
+        if due:
+            self._draw(fx, sender, job, t, log, strict)
+        mine = [s for s in job.untaken() if job.seats[s].provider == sender]
+        require(mine, "jobs: not drawn")
+        self._take_check(sender, job, len(mine))
+        for s in mine:
+            job.seats[s].claimed = True
+        self._take(fx, sender, job, mine)
+
+    def _take(self, fx: Effects, sender: str, job: Job, seats: list, announce=True):
+        job.collateral_locked += len(seats) * job.collateral
+        self._lock(sender, len(seats) * job.collateral)
+        if announce:
+            fx.claimed += [(job.id, sender, s) for s in seats]
+
+    def _draw(self, fx: Effects, sender: str, job: Job, t: int, log, strict: bool):
+        """Draw every untaken seat of the round: each goes to a provider with weight for the
+        job's model (with replacement), or to nobody when no provider has any."""
+        candidates = self.drawable(job.model)
+        untaken = job.untaken()
+        if log is None and len(candidates) >= 2:
+            if not strict:
+                raise Undetermined()
+            # A reverted claim undoes its draw: all the sender learns is the reason.
+            require(sender in candidates, "jobs: not drawn")
+            reasons = {"jobs: not drawn"}
+            if self.peek(sender).free < len(untaken) * job.collateral:
+                reasons.add("staking: insufficient free stake")
+            raise Undetermined(reasons)
+        for s in untaken:
+            if log is None:
+                provider = next(iter(candidates), ZERO_ADDRESS)
+            else:
+                provider = log.take(job.id, s)
+                if candidates:
+                    assert provider in candidates, f"job {job.id} seat {s} drawn to {provider}, which has no weight for its model"
+                else:
+                    assert provider == ZERO_ADDRESS, f"job {job.id} seat {s} drawn to {provider} while nobody has weight"
+            job.seats[s] = Seat(provider)
+            fx.drawn.append((job.id, provider, s))
+        job.drawn_at = t
 
     def deliver(self, sender: str, job_id: int, result: bytes, t: int) -> Effects:
         self._deliver(sender, job_id, result, t)
@@ -398,13 +601,14 @@ class Market:
     def check_deliver(self, sender: str, job_id: int, result: bytes, t: int) -> Job:
         job = self.job(job_id)
         require(job.r == 1, "jobs: not single-provider")
-        require(job.status == OPEN, "jobs: not claimable")
+        require(job.status == OPEN, "jobs: not open")
         require(not self.params.paused, "params: paused")
+        require(job.seats[0].claimed and job.seats[0].provider == sender, "jobs: not your seat")
+        # A delivery sent with its claim could be copied whole from the mempool (a later block:
+        # here each transaction is its own block, one second or more after the last).
+        require(t > job.claimed_at, "jobs: claimed in this block")
         require(t <= job.deadlines()[0], "jobs: claim deadline passed")
         require(len(result) > 0, "jobs: empty result")
-        p = self.peek(sender)
-        require(job.model in p.models, "staking: model not served")
-        require(p.free >= job.collateral, "staking: insufficient free stake")
         return job
 
     def _deliver(self, sender: str, job_id: int, result: bytes, t: int):
@@ -412,12 +616,11 @@ class Market:
         p = self.provider(sender)
         digest = keccak(result)
         job.status = DELIVERED
-        job.seats[0] = Seat(sender, committed=True, revealed=True, word=digest)
-        job.nclaimed = job.ncommitted = job.nrevealed = 1
+        job.seats[0] = Seat(sender, claimed=True, committed=True, revealed=True, word=digest)
+        job.ncommitted = job.nrevealed = 1
         job.until = t + self.params.challenge_window
         job.result_digest = digest
-        job.collateral_locked += job.collateral
-        self._lock(sender, job.collateral)
+        # The collateral was locked by the claim; it now waits in the payout bucket.
         p.pending_pay += job.reward
         p.pending_fees += job.fee
         p.pending_collateral += job.collateral
@@ -425,50 +628,59 @@ class Market:
 
     # ------------------------------------------------------------ commit / reveal
 
-    def _active_seat(self, sender: str, job_id: int) -> tuple[Job, int]:
+    def _active_seats(self, sender: str, job_id: int) -> tuple[Job, list]:
+        """The job and the seats the sender took in its current round (commit and reveal act
+        on all of them)."""
         job = self.job(job_id)
         require(job.status in (OPEN, CHALLENGED), "jobs: not active")
-        s = job.seat_of(sender)
-        require(s is not None, "jobs: not assigned")
-        return job, s
+        # r = 1 has no commit-reveal (nobody to copy from): the claimant delivers, and its pay
+        # waits out the challenge window. (The reason string is the model's choice.)
+        require(not (job.r == 1 and job.status == OPEN), "jobs: use deliver")
+        mine = job.seats_of(sender)
+        require(mine, "jobs: not assigned")
+        return job, mine
 
-    def check_commit(self, sender: str, job_id: int, seal: bytes, t: int) -> tuple[Job, int]:
-        job, s = self._active_seat(sender, job_id)
-        require(not job.seats[s].committed, "jobs: already committed")
+    def check_commit(self, sender: str, job_id: int, seal: bytes, t: int) -> tuple[Job, list]:
+        job, mine = self._active_seats(sender, job_id)
+        require(not any(job.seats[s].committed for s in mine), "jobs: already committed")
         require(t <= job.deadlines()[1], "jobs: commit deadline passed")
         require(seal != ZERO_WORD, "jobs: empty seal")
-        return job, s
+        return job, mine
 
     def commit(self, sender: str, job_ids: list, seals: list, t: int) -> Effects:
         """commit / commit_many: all or nothing (the caller runs it on a copy)."""
         require(len(job_ids) == len(seals), "jobs: length mismatch")
         for job_id, seal in zip(job_ids, seals):
-            job, s = self.check_commit(sender, job_id, seal, t)
-            job.seats[s].committed = True
-            job.seats[s].word = seal
-            job.ncommitted += 1
+            job, mine = self.check_commit(sender, job_id, seal, t)
+            for s in mine:
+                job.seats[s].committed = True
+                job.seats[s].word = seal
+            job.ncommitted += len(mine)
         return Effects()
 
-    def check_reveal(self, sender: str, job_id: int, result: bytes, salt: bytes, t: int) -> tuple[Job, int]:
-        job, s = self._active_seat(sender, job_id)
-        seat = job.seats[s]
-        require(seat.committed, "jobs: not committed")
-        require(not seat.revealed, "jobs: already revealed")
+    def check_reveal(self, sender: str, job_id: int, result: bytes, salt: bytes, t: int) -> tuple[Job, list]:
+        job, mine = self._active_seats(sender, job_id)
+        # A holder's seats are committed together, so they reveal together (a seat taken after
+        # the holder committed has no seal: the reveal cannot open it).
+        require(any(job.seats[s].committed for s in mine), "jobs: not committed")
+        require(not any(job.seats[s].revealed for s in mine), "jobs: already revealed")
         _, size = job.round()
         _, commit_dl, reveal_dl = job.deadlines()
         require(job.ncommitted == size or t > commit_dl, "jobs: reveal not open")
         require(t <= reveal_dl, "jobs: reveal deadline passed")
-        require(seal_of(job_id, sender, result, salt) == seat.word, "jobs: seal mismatch")
-        return job, s
+        seal = seal_of(job_id, sender, result, salt)
+        require(all(job.seats[s].word == seal for s in mine), "jobs: seal mismatch")
+        return job, mine
 
     def reveal(self, sender: str, job_ids: list, results: list, salts: list, t: int) -> Effects:
         """reveal / reveal_many: all or nothing (the caller runs it on a copy)."""
         require(len(job_ids) == len(results) == len(salts), "jobs: length mismatch")
         for job_id, result, salt in zip(job_ids, results, salts):
-            job, s = self.check_reveal(sender, job_id, result, salt, t)
-            job.seats[s].revealed = True
-            job.seats[s].word = keccak(result)
-            job.nrevealed += 1
+            job, mine = self.check_reveal(sender, job_id, result, salt, t)
+            for s in mine:
+                job.seats[s].revealed = True
+                job.seats[s].word = keccak(result)
+            job.nrevealed += len(mine)
         return Effects()
 
     # ------------------------------------------------------------ settlement
@@ -490,7 +702,7 @@ class Market:
         require(status not in TERMINAL, "jobs: already settled")
         require(status != DELIVERED, "jobs: challenge window open")
         claim_dl, _, _ = job.deadlines()
-        if job.status == OPEN and job.nclaimed == 0 and t > claim_dl:
+        if job.status == OPEN and not job.taken() and t > claim_dl:
             self._cancel(fx, job)
             return
         require(job.is_due(t), "jobs: not finalizable yet")
@@ -500,7 +712,7 @@ class Market:
             self._settle_challenge(fx, job)
 
     def _majority(self, job: Job, base: int, size: int):
-        digests = [job.seats[s].word for s in range(base, base + job.nclaimed) if job.seats[s].revealed]
+        digests = [job.seats[s].word for s in range(base, base + size) if job.seats[s].revealed]
         for d in digests:
             if 2 * digests.count(d) > size:
                 return d
@@ -527,7 +739,7 @@ class Market:
         majority = self._majority(job, 0, job.r)
         paid = slashed = 0
         winners = []
-        for s in range(job.nclaimed):
+        for s in job.taken():  # per seat: a provider holding two is paid (or slashed) twice
             pay, cut = self._judge(fx, job, s, majority, majority)
             paid += pay
             slashed += cut
@@ -550,8 +762,8 @@ class Market:
         convicted = majority is not None and majority != delivered
         standing = majority if convicted else delivered
         paid = slashed = 0
-        for k in range(job.nclaimed):
-            pay, cut = self._judge(fx, job, 1 + k, majority, standing)
+        for s in job.taken():
+            pay, cut = self._judge(fx, job, s, majority, standing)
             paid += pay
             slashed += cut
         escrow = job.escrow()
@@ -592,7 +804,10 @@ class Market:
         provider.pending_fees -= job.fee
         provider.pending_collateral -= job.collateral
         job.status = CHALLENGED
-        job.nclaimed = job.ncommitted = job.nrevealed = 0
+        # Seat 0 keeps the delivery; the round's seats 1..3 are drawn by a later claim (the
+        # original provider weighs like anyone).
+        job.ncommitted = job.nrevealed = 0
+        job.drawn_at = 0
         job.challenger = sender
         job.challenged_at = t
         job.round_windows = self.params.min_windows
@@ -613,7 +828,9 @@ class Market:
             require(self.models[model_id], "models: inactive")
         p.registered = True
         p.models = frozenset(model_ids)
-        return Effects()
+        fx = Effects()
+        self._reweigh(fx, sender)
+        return fx
 
     def stake(self, sender: str, amount: int) -> Effects:
         p = self.provider(sender)
@@ -623,7 +840,9 @@ class Market:
         require(p.free + p.locked + p.unbonding + amount <= MAX_AMOUNT, "staking: amount too large")
         p.free += amount
         self.token_in += amount
-        return Effects()
+        fx = Effects()
+        self._reweigh(fx, sender)
+        return fx
 
     def request_unbond(self, sender: str, amount: int, t: int) -> Effects:
         p = self.provider(sender)
@@ -632,7 +851,15 @@ class Market:
         p.free -= amount
         p.unbonding += amount
         p.ready_at = t + self.params.unbond_delay
-        return Effects()
+        fx = Effects()
+        self._reweigh(fx, sender, grow=False)
+        return fx
+
+    def reweigh(self, sender: str, account: str) -> Effects:
+        """Anyone re-applies the current min_draw_stake to `account`'s weight."""
+        fx = Effects()
+        self._reweigh(fx, account)
+        return fx
 
     def withdraw_stake(self, sender: str, t: int) -> Effects:
         p = self.provider(sender)
@@ -709,6 +936,8 @@ class Market:
             require(all(10 <= w <= 86_400 for w in value), "params: window out of bounds")
             p.min_windows = tuple(value)
             return Effects()
+        elif name == "min_draw_stake":
+            require(value <= MAX_MIN_DRAW_STAKE, "params: stake out of bounds")
         elif name == "challenge_window":
             require(60 <= value <= 7 * 86_400, "params: window out of bounds")
         elif name == "unbond_delay":

@@ -57,16 +57,20 @@ event WeightChanged:
 
 
 @internal
-def _reweigh(account: address, served_before: uint256, served: uint256, bonded: uint256):
+def _reweigh(account: address, served_before: uint256, served: uint256, bonded: uint256, can_grow: bool):
     """
     @dev Bring `account`'s leaf in every model tree it leaves, joins or stays
-         in to its new weight (bonded stake, or 0 when serving stops).
+         in to its new weight (bonded stake, or 0 when serving stops). A slash
+         passes can_grow=False: settlement must never need a new slot (a full
+         model would make it revert), even after the owner lowered the floor.
     """
     before: uint256 = self.draw_weight[account]
     weight: uint256 = 0
     # Serving no model, no tree holds a weight for it.
     if served != 0 and bonded >= params.min_draw_stake:
         weight = min(bonded >> WEIGHT_SHIFT, MAX_WEIGHT)
+    if not can_grow:
+        weight = min(weight, before)
     touched: uint256 = served_before | served
     for m: uint256 in range(256):
         if touched >> m == 0:

@@ -132,7 +132,7 @@ def stake(amount: uint256):
     if free + locked + (self._unbonding[msg.sender] & MAX_AMOUNT) + amount > MAX_STAKE:
         params._fail("staking: amount too large")
     self._store(msg.sender, free + amount, locked)
-    self._reweigh(msg.sender, free + amount + locked)
+    self._reweigh(msg.sender, free + amount + locked, True)
     accounting._pull(accounting.STAKE_TOKEN, msg.sender, amount)
     log Staked(provider=msg.sender, amount=amount)
 
@@ -152,7 +152,8 @@ def request_unbond(amount: uint256):
     if amount > free:
         params._fail("staking: insufficient free stake")
     self._store(msg.sender, free - amount, locked)
-    self._reweigh(msg.sender, free - amount + locked)
+    # Never a new slot here: a full model must not block an unbond request.
+    self._reweigh(msg.sender, free - amount + locked, False)
     # <= MAX_STAKE (stake's cap): no carry into ready_at.
     pending: uint256 = (self._unbonding[msg.sender] & MAX_AMOUNT) + amount
     ready_at: uint256 = block.timestamp + params._unbond_delay(params._load())
@@ -170,7 +171,7 @@ def reweigh(account: address):
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._load(account)
-    self._reweigh(account, free + locked)
+    self._reweigh(account, free + locked, True)
 
 
 @external
@@ -222,18 +223,18 @@ def _set_provider(model_ids: DynArray[bytes32, models.MAX_MODELS], price: uint25
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._load(msg.sender)
-    sortition._reweigh(msg.sender, self._served[msg.sender], served, free + locked)
+    sortition._reweigh(msg.sender, self._served[msg.sender], served, free + locked, True)
     self._served[msg.sender] = served
     self._info[msg.sender] = 1 | (price << 8)
 
 
 @internal
-def _reweigh(account: address, bonded: uint256):
+def _reweigh(account: address, bonded: uint256, can_grow: bool):
     """
     @dev Bonded (free + locked) stake changed: so does the draw weight in every served model.
     """
     served: uint256 = self._served[account]
-    sortition._reweigh(account, served, served, bonded)
+    sortition._reweigh(account, served, served, bonded, can_grow)
 
 
 @internal
@@ -305,4 +306,4 @@ def _slash(account: address, amount: uint256):
     """
     word: uint256 = self._stake[account] - (amount << 128)
     self._stake[account] = word
-    self._reweigh(account, (word & MAX_AMOUNT) + (word >> 128))
+    self._reweigh(account, (word & MAX_AMOUNT) + (word >> 128), False)

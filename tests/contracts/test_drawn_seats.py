@@ -8,6 +8,7 @@ if splitting stake, a same-block stake change or a racing claim bought seats."""
 import math
 
 import pytest
+from eth_utils import keccak
 
 from tests.conftest import TEST_MODEL_ID, TOKEN_SUPPLY
 from tests.contracts.market_helpers import REWARD, STATUS_CHALLENGED, WINDOW, post, round_seats
@@ -17,8 +18,7 @@ BATCHES = 12  # x 32 jobs x 3 seats
 SIGMAS = 4.5
 
 
-def _post_batches(market, client, batches=BATCHES, r=3):
-    model_id = market.model_at(0).model_id
+def _post_batches(market, client, batches=BATCHES, r=3, model_id=TEST_MODEL_ID):
     ids = []
     for b in range(batches):
         tx = market.post_jobs(model_id, [b"job %d %d" % (b, i) for i in range(32)], r, REWARD, WINDOW, WINDOW, WINDOW,
@@ -45,9 +45,18 @@ def _within(count, n, p):
     return abs(count - n * p) <= SIGMAS * sd, f"{count} of {n}, expected {n * p:.1f} +- {SIGMAS * sd:.1f}"
 
 
-def _join(market, provider, stake):
-    market.register([TEST_MODEL_ID], 0, sender=provider)
+def _join(market, provider, stake, model_id=TEST_MODEL_ID):
+    market.register([model_id], 0, sender=provider)
     market.stake(stake, sender=provider)
+
+
+@pytest.fixture
+def own_model(funded, owner):
+    """A model nobody serves yet: the session's `staked` providers serve TEST_MODEL_ID
+    only, so its draws see exactly the stakes a test gives."""
+    model_id = keccak(text="drawn-seats-test-model")
+    funded.register_model(model_id, "drawn-seats", keccak(text="weights"), 1, sender=owner)
+    return model_id
 
 
 @pytest.fixture
@@ -67,17 +76,17 @@ def fresh(accounts, owner, token, funded):
 
 
 @pytest.mark.parametrize("split", [1, 3])
-def test_a_stake_share_wins_the_same_seats_however_it_is_split(funded, fresh, clients, outsider, split):
+def test_a_stake_share_wins_the_same_seats_however_it_is_split(funded, fresh, own_model, clients, outsider, split):
     """30% of the stake, at one address or over three: each seat goes to the attacker with
     probability 0.3 and a majority of 3 seats with 3s^2 - 2s^3 = 0.216."""
     providers = fresh(3 + split)
     honest, attacker = providers[:3], providers[3:]
     for p in honest:
-        _join(funded, p, 700 * TOKEN)
+        _join(funded, p, 700 * TOKEN, own_model)
     for p in attacker:
-        _join(funded, p, 900 * TOKEN // split)
+        _join(funded, p, 900 * TOKEN // split, own_model)
     ours = {p.address for p in attacker}
-    drawn = _draw_all(funded, _post_batches(funded, clients[0]), outsider)
+    drawn = _draw_all(funded, _post_batches(funded, clients[0], model_id=own_model), outsider)
     seats = sum(a in ours for job in drawn for a in job)
     majorities = sum(sum(a in ours for a in job) >= 2 for job in drawn)
     s = 0.3
@@ -89,25 +98,26 @@ def test_a_stake_share_wins_the_same_seats_however_it_is_split(funded, fresh, cl
     assert all(a in ours or a in {p.address for p in honest} for job in drawn for a in job)
 
 
-def test_draws_follow_the_stake_shares(funded, fresh, clients, outsider):
+def test_draws_follow_the_stake_shares(funded, fresh, own_model, clients, outsider):
     """Unequal stakes 1:2:3:4: each provider's seat count matches its share (chi-square
     with 3 degrees of freedom below 21.1, p = 1e-4)."""
     providers = fresh(4)
     stakes = {p.address: k * 100 * TOKEN for k, p in enumerate(providers, start=1)}
     for p in providers:
-        _join(funded, p, stakes[p.address])
-    drawn = [a for job in _draw_all(funded, _post_batches(funded, clients[0]), outsider) for a in job]
+        _join(funded, p, stakes[p.address], own_model)
+    drawn = [a for job in _draw_all(funded, _post_batches(funded, clients[0], model_id=own_model), outsider)
+             for a in job]
     total = sum(stakes.values())
     chi2 = sum((drawn.count(a) - len(drawn) * w / total) ** 2 / (len(drawn) * w / total) for a, w in stakes.items())
     assert chi2 < 21.1, {a: drawn.count(a) for a in stakes}
 
 
-def test_seats_are_drawn_with_replacement(funded, fresh, clients, outsider):
+def test_seats_are_drawn_with_replacement(funded, fresh, own_model, clients, outsider):
     """Two providers of equal stake, r = 3: a job's three seats all go to one of them a
     quarter of the time (2 x 0.5^3), as independent draws must."""
     for p in fresh(2):
-        _join(funded, p, 100 * TOKEN)
-    drawn = _draw_all(funded, _post_batches(funded, clients[0]), outsider)
+        _join(funded, p, 100 * TOKEN, own_model)
+    drawn = _draw_all(funded, _post_batches(funded, clients[0], model_id=own_model), outsider)
     ok, why = _within(sum(len(set(job)) == 1 for job in drawn), len(drawn), 0.25)
     assert ok, why
 
@@ -143,15 +153,15 @@ def test_a_stake_raised_in_the_drawing_block_does_not_count(staked, project, tok
     assert next_block.count(bundler.address) >= 90
 
 
-def test_a_stake_dropped_in_the_drawing_block_still_counts(funded, fresh, project, token, owner, clients):
+def test_a_stake_dropped_in_the_drawing_block_still_counts(funded, fresh, own_model, project, token, owner, clients):
     """The mirror image: unbonding right before the draw cannot dodge it (or shift the
     ranges onto another address): the draw sees the weight the block started with."""
     for p in fresh(2):
-        _join(funded, p, TOKEN)
+        _join(funded, p, TOKEN, own_model)
     bundler = owner.deploy(project.Bundler, funded, token)
     token.mint(bundler, TOKEN_SUPPLY, sender=owner)
-    bundler.join(TEST_MODEL_ID, 10**9 * TOKEN, sender=owner)
-    (ids,) = _post_batches(funded, clients[0], batches=1)
+    bundler.join(own_model, 10**9 * TOKEN, sender=owner)
+    (ids,) = _post_batches(funded, clients[0], batches=1, model_id=own_model)
     tx = bundler.unbond_and_claim(10**9 * TOKEN - TOKEN, ids, sender=owner)
     assert [log.event_arguments["provider"] for log in tx.events.filter(funded.SeatDrawn)].count(bundler.address) >= 90
 

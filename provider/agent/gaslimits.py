@@ -3,10 +3,12 @@ receipts instead of estimated.
 
 eth_estimateGas runs a transaction on the node once more before it is sent: for the
 agent's batches (64 results, or 256 seals) that doubled the node's work per job. Every
-item of a delivery, commit or reveal batch writes the same slots, so after one batch of
-a kind in which every item went through, the limit is items x the most gas an item has
-cost x HEADROOM + FIXED (the transaction's own cost, a new payout bucket) and the
-estimate is skipped. Claims stay estimated: a seat's cost depends on which seat it is.
+item of a delivery batch, and every seat of a commit or reveal batch (one commit or
+reveal covers each seat the provider holds in the job), writes the same slots, so
+after one batch of a kind in which every item went through, the limit is items (seats)
+x the most gas an item has cost x HEADROOM + FIXED (the transaction's own cost, a new
+payout bucket) and the estimate is skipped. Claims stay estimated: a claim may draw the
+job's seats, and takes as many as were drawn to us.
 
 What the estimate also did is catch a revert before sending: deliver_many skips the
 items that fail, but a commit or reveal batch is all or nothing. A batch sent with a
@@ -31,7 +33,8 @@ class GasLimits:
         self._per_item: dict[str, int] = {}
 
     def limit(self, kind: str, items: int) -> int | None:
-        """The gas limit for a batch of `items`, or None: estimate it."""
+        """The gas limit for a batch of `items` (seats, for commits and reveals), or
+        None: estimate it."""
         per_item = self._per_item.get(kind)
         return None if per_item is None else math.ceil(per_item * items * HEADROOM) + FIXED
 

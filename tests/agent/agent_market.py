@@ -56,9 +56,9 @@ class Env:
         agent.txm.config = agent.txm.config.model_copy(update={"confirmations": tx_confirmations})
         return agent
 
-    def post(self, inputs, r, reward=REWARD) -> list[int]:
+    def post(self, inputs, r, reward=REWARD, claim_window=WINDOW) -> list[int]:
         receipt = transact(self.w3, self.client, self.market.build_post_jobs(
-            self.engine.model_id, inputs, r, reward, WINDOW, WINDOW, WINDOW))
+            self.engine.model_id, inputs, r, reward, claim_window, WINDOW, WINDOW))
         return [e.job_id for e in self.market.decode_receipt(receipt) if isinstance(e, JobPosted)]
 
     def status(self, job_id) -> JobStatus:
@@ -78,7 +78,9 @@ class Env:
             if accept(drawn):
                 return drawn
             self.anvil.rpc("evm_revert", snapshot)
-            self.advance(1)  # another parent block: another seed
+            # Another parent block, another seed; chain time stays (the seats' take
+            # windows run from their draws).
+            self.anvil.rpc("evm_mine")
         raise AssertionError(f"no acceptable draw of job {job_id} in {tries} blocks")
 
     def holders(self, job_id) -> set[str]:

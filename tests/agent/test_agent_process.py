@@ -11,7 +11,7 @@ import urllib.request
 from contextlib import closing
 
 import pytest
-from agent_market import SENTENCES, Env, assert_clean_transactions, drive
+from agent_market import SENTENCES, STAKE, Env, assert_clean_transactions, drive
 
 from provider.agent.store import JobState, Store
 from tests.support.anvil import REPO, free_port, funded_account, subprocess_env
@@ -29,7 +29,7 @@ db_path = "{db}"
 models = ["0x{env.engine.model_id.hex()}"]
 dashboard = false
 [policy]
-stake = "{10**21}"
+stake = "{STAKE}"
 [claim_batch]
 max_wait = 0.05
 [engine_batch]
@@ -85,10 +85,14 @@ def test_kill_9_between_commit_and_reveal_then_restart(anvil, engine, tmp_path):
     db, config, port = tmp_path / "agent1.db", tmp_path / "agent1.toml", free_port()
     log = tmp_path / "agent1.log"
     write_config(env, config, db, port)
-    [job_id] = env.post(SENTENCES[:1], r=3)
 
     agent = start_agent(config, log)
     try:
+        wait_for(lambda: env.market.provider(funded_account(1).address).free >= STAKE, agent, log)
+        agent.send_signal(signal.SIGSTOP)  # registered and staked: the draw counts it
+        [job_id] = env.post(SENTENCES[:1], r=3)
+        env.draw(job_id)  # a seat each, before the agent's claim could draw them
+        agent.send_signal(signal.SIGCONT)
         # Reveals open only once all three seats committed: while the others hold
         # back, the agent process sits between its commit and its reveal.
         wait_for(lambda: (job := job_in(db, job_id)) is not None

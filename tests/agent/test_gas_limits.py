@@ -1,6 +1,6 @@
 """Delivery batches after the first go out with a gas limit learned from the agent's own
-receipts (no eth_estimateGas); a batch that fails anyway sends the next one back to the
-estimate."""
+receipts (no eth_estimateGas), as do commits and reveals (per seat); a batch that fails
+anyway sends the next one back to the estimate. Claims are always estimated."""
 
 import math
 
@@ -36,7 +36,7 @@ def test_limits_are_learned_from_batches_that_skipped_nothing():
     # One delivery into a new payout bucket with the transaction's own cost fits the
     # limit learned from a large batch.
     assert gas.limit("deliver", 1) > 108_901
-    gas.learn("claim", INTRINSIC + 40_000, items=1, won=1)  # seats differ in cost: always estimated
+    gas.learn("claim", INTRINSIC + 40_000, items=1, won=1)  # may draw, may take seats: estimated
     assert gas.limit("claim", 1) is None
     gas.forget("deliver")
     assert gas.limit("deliver", 1) is None
@@ -60,13 +60,13 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
 
     first = env.post(SINGLE, r=1)
     drive([agent], delivered(first))
-    assert len(delivers()) == 1 and estimated == ["deliver_many"]
+    assert len(delivers()) == 1 and estimated == ["claim_many", "deliver_many"]
     (tx,) = delivers()
     assert worker._gas.limit("deliver", 1) == math.ceil(-(-(tx.gas_used - INTRINSIC) // 2) * HEADROOM) + FIXED
 
     second = env.post(SENTENCES, r=1)
     drive([agent], delivered(second))
-    assert len(estimated) == 1  # learned: sent as is
+    assert estimated.count("deliver_many") == 1  # learned: sent as is
     assert delivers()[-1].gas == worker._gas.limit("deliver", 3) and delivers()[-1].succeeded
 
     # A limit that is too low (as an unforeseen item cost would make it): the batch runs
@@ -77,7 +77,7 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
     drive([agent], delivered(third))
     failed, retried = delivers()[-2:]
     assert not failed.succeeded and failed.gas == 1_000 * 2 * HEADROOM + FIXED
-    assert retried.succeeded and len(estimated) == 2
+    assert retried.succeeded and estimated.count("deliver_many") == 2
     assert [agent.store.job(j).data["failures"] for j in third] == [0, 0]
 
 
@@ -91,9 +91,15 @@ def test_commits_and_reveals_learn_their_limits_and_a_failed_batch_blames_no_job
         return lambda: all(env.status(j) is JobStatus.FINALIZED for j in jobs) and all(
             a.store.job(j).state.final for a in agents for j in jobs)
 
-    first = env.post(SENTENCES, r=2)
+    def post(texts):  # a seat each
+        jobs = env.post(texts, r=2)
+        for job_id in jobs:
+            env.draw(job_id)
+        return jobs
+
+    first = post(SENTENCES)
     drive(agents, finalized(first))
-    second = env.post(SINGLE, r=2)
+    second = post(SINGLE)
     drive(agents, finalized(second))
     # A job reveals only once its commit was applied, which taught the commit's limit (a
     # reveal's is learned when its receipt is applied before the job settles).
@@ -104,7 +110,7 @@ def test_commits_and_reveals_learn_their_limits_and_a_failed_batch_blames_no_job
 
     low = agents[0]
     low.worker._gas._per_item["commit"] = 1  # FIXED alone: three commits need more
-    third = env.post([b"A commit out of gas.", b"Then one estimated.", b"And all are paid."], r=2)
+    third = post([b"A commit out of gas.", b"Then one estimated.", b"And all are paid."])
     drive(agents, finalized(third))
     commits = [t for t in low.store.txs() if t.kind == "commit"]
     assert [t.succeeded for t in commits[-2:]] == [False, True]

@@ -28,6 +28,7 @@ def test_claims_orphaned_after_confirming_are_mined_again_and_the_job_completes(
     agents = [env.agent(i, tmp_path, watcher={"confirmations": 2, "poll_interval": 0.05},
                         engine_batch={"max_wait": ENGINE_WAIT}) for i in (1, 2, 3)]
     [job_id] = env.post(SENTENCES[:1], r=3)
+    env.draw(job_id)  # a seat each, drawn below the coming reorg: the draw stands
     anvil.rpc("anvil_mine", 2)  # the post is 2 blocks deep: the watchers deliver it
     anvil.rpc("evm_setAutomine", False)
     drive(agents, lambda: all(a.store.job(job_id).state is JobState.CLAIMING for a in agents))

@@ -186,6 +186,7 @@ REVERTS: dict[str, type[ContractError]] = {
     "jobs: empty seal": InvalidArgument,
     "jobs: bad seat": InvalidArgument,
     "jobs: length mismatch": InvalidArgument,
+    "jobs: use deliver": InvalidJobState,
     "jobs: not single-provider": InvalidJobState,
     "jobs: not claimable": InvalidJobState,
     "jobs: not open": InvalidJobState,

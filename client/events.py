@@ -68,8 +68,9 @@ class SeatDrawn(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class JobClaimed(Event):
-    """A seat taken (its collateral locked): one event per seat, so a provider drawn for
-    several seats of a job emits several. r = 1: the claim that binds the job's only seat."""
+    """A drawn seat taken (its collateral locked): one event per seat, so a provider drawn
+    for several seats of a job emits several. An r = 1 claim logs none (to save gas):
+    ``Marketplace.seat(job_id, 0)`` shows its claimant, and its delivery names it."""
 
     job_id: int
     provider: str

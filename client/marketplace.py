@@ -28,8 +28,8 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from client.abi import load_abi
 from client.chain import block_number, get_logs
 from client.errors import InvalidInput
-from client.events import (EVENT_TYPES, Event, JobChallenged, JobClaimed, JobFinalized, JobPosted, LogMeta,
-                           ResultRevealed, SealCommitted)
+from client.events import (EVENT_TYPES, Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
+                           LogMeta, ResultRevealed, SealCommitted)
 from client.protocol import (MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT, MAX_RESULT_BATCH, R_CHALLENGE,
                              JobStatus)
 from client.records import Assignment, Deadlines, JobInfo, ModelInfo, Params, PendingPayouts, ProviderInfo, Seat
@@ -41,8 +41,10 @@ TOPICS_PER_QUERY = 100  # job ids OR-ed in one log filter
 _checksum = lru_cache(maxsize=4096)(to_checksum_address)
 BATCH_CALLS = 200  # eth_calls per JSON-RPC batch request: public nodes cap batch sizes
 
-# The event that marks one job moved by each (batched) entry point: jobs per transaction
-# (distinct job ids: a claim, commit or reveal emits one per seat its sender holds).
+# The event that marks one job moved by each (batched) entry point. ``gas_by_step`` counts
+# the jobs a successful transaction moved: for entry points taking job ids, the distinct
+# ids of its calldata less those skipped (ItemSkipped; an r = 1 claim logs nothing, and a
+# claim, commit or reveal logs one event per seat its sender holds); for posts, the events.
 ITEM_EVENTS: dict[str, type[Event]] = {
     "post_job": JobPosted, "post_jobs": JobPosted, "claim": JobClaimed, "claim_many": JobClaimed,
     "commit": SealCommitted, "commit_many": SealCommitted, "reveal": ResultRevealed,
@@ -683,10 +685,19 @@ class Marketplace(_Contract):
                     step = steps.setdefault(function, StepGas(function))
                     step.txs += 1
                     step.gas += receipt["gasUsed"]
-                    kind = ITEM_EVENTS.get(function)
-                    if kind is not None and contract is self:
-                        step.items += len({e.job_id for e in self.decode_receipt(receipt) if isinstance(e, kind)})
+                    if function in ITEM_EVENTS and contract is self and receipt["status"] == 1:
+                        step.items += self._items_moved(function, calldata, receipt)
         return steps
+
+    def _items_moved(self, function: str, calldata: bytes, receipt: Any) -> int:
+        """Jobs a successful transaction of an ITEM_EVENTS entry point moved (see there)."""
+        events = self.decode_receipt(receipt)
+        fn = self._functions[function]
+        if not fn.inputs or fn.inputs[0] not in ("uint256", "uint256[]"):  # posts: no ids in
+            return sum(isinstance(e, ITEM_EVENTS[function]) for e in events)
+        first = abi_decode(fn.inputs, bytes(calldata[4:]))[0]
+        ids = set(first) if isinstance(first, (list, tuple)) else {first}
+        return len(ids - {e.job_id for e in events if isinstance(e, ItemSkipped)})
 
 
 def _job_info(job_id: int, view: dict) -> JobInfo:

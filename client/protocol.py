@@ -79,9 +79,11 @@ class Fault(IntEnum):
 
 
 def draw_weight(bonded: int, min_draw_stake: int = DEFAULT_MIN_DRAW_STAKE) -> int:
-    """The weight a provider with ``bonded`` stake (free + locked) has in every seat draw
-    of the models it serves (``sortition.vy``); the contract's ``draw_weight(account)``
-    holds it as of the provider's last stake change.
+    """The weight a provider serving at least one model, with ``bonded`` stake (free +
+    locked), has in every seat draw of the models it serves (``sortition.vy``; 0 while it
+    serves none). The contract's ``draw_weight(account)`` holds it as of the provider's
+    last stake change, except that an unbond request or a slash never raises it (after
+    the owner lowered the floor, a stake or ``reweigh`` does).
 
     >>> draw_weight(10**20), draw_weight(10**18 - 1)
     (1525878906250000, 0)

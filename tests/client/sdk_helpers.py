@@ -45,10 +45,12 @@ class ProviderBot:
     def send(self, call: Call):
         return self.signer.send(call.tx)
 
-    def run(self, job_id: int, result: bytes) -> bytes:
-        """Take the seats drawn to us (all of them), commit `result`; the salt for the reveal."""
+    def run(self, job_id: int, result: bytes, *, claim: bool = True) -> bytes:
+        """Take the seats drawn to us (all of them; unless taken already), commit `result`;
+        the salt for the reveal."""
         salt = new_salt()
-        self.send(self.market.build_claim(job_id))
+        if claim:
+            self.send(self.market.build_claim(job_id))
         self.send(self.market.build_commit(job_id, seal_result(job_id, self.address, result, salt)))
         return salt
 
@@ -68,15 +70,18 @@ def distinct(providers: Sequence[str]) -> bool:
 
 
 def draw(chain, market: Marketplace, job_id: int, keeper: Signer,
-         accept: Callable[[list[str]], bool] = distinct, tries: int = 300) -> list[str]:
+         accept: Callable[[list[str]], bool] = distinct, tries: int = 300, receipts: list | None = None) -> list[str]:
     """Draw the seats of the job's current round (a ``claim_many`` by ``keeper``, who is no
     provider) and keep the first draw whose providers by seat ``accept`` takes; any other
-    is undone (chain snapshot) and drawn again in a later block. The providers by seat."""
+    is undone (chain snapshot) and drawn again in a later block. The providers by seat
+    (the kept draw's receipt is appended to ``receipts``)."""
     for _ in range(tries):
         snapshot = chain.snapshot()
-        keeper.send(market.build_claim_many([job_id]).tx)
+        receipt = keeper.send(market.build_claim_many([job_id]).tx)
         drawn = [seat.provider for seat in market.round_seats(job_id).values()]
         if accept(drawn):
+            if receipts is not None:
+                receipts.append(receipt)
             return drawn
         chain.restore(snapshot)
         advance(chain, 1)

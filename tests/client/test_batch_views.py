@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
-from sdk_helpers import MODEL, REWARD, WINDOWS
+from sdk_helpers import MODEL, REWARD, WINDOWS, draw, seated
 
 import client.marketplace as marketplace_module
 from client.errors import JobNotFound
@@ -14,14 +14,19 @@ from tests.support.anvil import funded_account
 from tests.support.market import deploy, transact
 
 
-def test_jobs_and_providers_equal_single_views_on_the_embedded_chain(client, bots, sdk_market):
+def test_jobs_and_providers_equal_single_views_on_the_embedded_chain(client, bots, sdk_market, chain):
     ids = client.post_many([b"one", b"two", b"three"], reward=REWARD, r=2, model_id=MODEL.model_id,
                            deadlines=WINDOWS)
-    bots[0].send(sdk_market.build_claim(ids[1]))
+    [holder, _] = seated(bots, draw(chain, sdk_market, ids[1], client.signer))
+    holder.send(sdk_market.build_claim(ids[1]))
     assert sdk_market.jobs(ids) == [sdk_market.job(j) for j in ids]
     assert [i.nclaimed for i in sdk_market.jobs(ids)] == [0, 1, 0]
+    seats = sdk_market.round_seats(ids[1])
+    assert [(s, seat.claimed) for s, seat in seats.items()] == [(0, True), (1, False)]
+    assert seats[0] == sdk_market.seat(ids[1], 0) and seats[0].provider == holder.address
     accounts = [b.address for b in bots]
     assert sdk_market.providers(accounts) == [sdk_market.provider(a) for a in accounts]
+    assert sdk_market.draw_weights(accounts) == {a: sdk_market.draw_weight(a) for a in accounts}
     assert set(accounts) <= sdk_market.provider_accounts()
     assert sdk_market.jobs([]) == [] and sdk_market.call_many([]) == []
     with pytest.raises(JobNotFound):
@@ -69,6 +74,7 @@ def test_jobs_over_http_come_in_json_rpc_batches_at_one_block(http_market, monke
     assert (counter.round_trips, counter.calls) == (2, 6)  # 3 + 3, and the last one alone
 
     result = bytes(range(1, 65))
+    transact(market.w3, funded_account(1), market.build_claim(ids[2]))  # r = 1: claim, deliver a block later
     transact(market.w3, funded_account(1), market.build_deliver(ids[2], result))
     assert market.jobs(ids[:3])[2].status is JobStatus.DELIVERED
     assert market.jobs(ids[:3], block=before) == single[:3]  # a pinned block reads the past

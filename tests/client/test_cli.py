@@ -56,7 +56,7 @@ def test_post_file_wait_result_history(verinfer, bots, tmp_path, sdk_market):
     ids = [int(x) for x in out.split()]
     assert len(ids) == 3
     results = [embedding_bytes(i) for i in range(3)]
-    bots[1].send(sdk_market.build_deliver_many(ids, results))
+    bots[1].deliver(ids, results)
 
     assert "delivered" in verinfer("wait", *map(str, ids), "--timeout", "30").output
     records = json.loads(verinfer("result", "--json", *map(str, ids)).output)
@@ -90,7 +90,7 @@ def test_cancel_refund_withdraw_and_errors(verinfer, chain, other_client):
 
 def test_challenge_command(verinfer, bots, sdk_market):
     job = int(verinfer("post", "--reward", "0.001", "disputed").output)
-    bots[0].send(sdk_market.build_deliver(job, embedding_bytes(7)))
+    bots[0].deliver([job], [embedding_bytes(7)])
     assert "bond 0.004 VIT" in verinfer("challenge", str(job)).output
     assert "challenged" in verinfer("status", str(job)).output
     assert "InvalidJobState: jobs: not challengeable" in verinfer("challenge", str(job), ok=False).output

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import snekmate
 from eth_abi import encode
-from sdk_helpers import MODEL, REWARD, WINDOWS, advance, embedding_bytes
+from sdk_helpers import MODEL, REWARD, WINDOWS, advance, draw, embedding_bytes, seated
 from web3.exceptions import ContractLogicError
 
 from client import Client
@@ -109,20 +109,29 @@ def test_real_reverts_raise_named_errors(client, bots, chain, owner, sdk_market,
         client.send(m.build("set_paused", True))
 
     r1 = client.post(b"single", reward=REWARD, r=1, deadlines=WINDOWS)
-    with pytest.raises(InvalidJobState, match="jobs: use deliver"):
-        bots[0].send(m.build_claim(r1))
+    bots[0].send(m.build_claim(r1))
+    with pytest.raises(InvalidJobState, match="jobs: already claimed"):
+        bots[1].send(m.build_claim(r1))
+    with pytest.raises(Unauthorized, match="jobs: not your seat"):
+        bots[1].send(m.build_deliver(r1, embedding_bytes(2)))
+    with pytest.raises(InvalidJobState, match="jobs: use deliver"):  # r = 1 never commits
+        bots[0].send(m.build_commit(r1, b"\x01" * 32))
     job = client.post(b"triple", reward=REWARD, r=3, deadlines=WINDOWS)
-    salts = [bot.run(job, embedding_bytes(1)) for bot in bots[:3]]
+    holders = seated(bots, draw(chain, m, job, client.signer))
+    [idle] = [b for b in bots if b not in holders]
+    with pytest.raises(Unauthorized, match="jobs: not drawn"):  # a strict claim reverts
+        idle.send(m.build_claim(job))
+    salts = [bot.run(job, embedding_bytes(1)) for bot in holders]
     with pytest.raises(SealMismatch, match="jobs: seal mismatch"):
-        bots[0].reveal(job, embedding_bytes(1), new_salt())
+        holders[0].reveal(job, embedding_bytes(1), new_salt())
     with pytest.raises(TooEarly, match="jobs: not finalizable yet"):
         client.send(m.build_finalize(job))
-    bots[0].reveal(job, embedding_bytes(1), salts[0])
+    holders[0].reveal(job, embedding_bytes(1), salts[0])
 
     advance(chain, WINDOWS.claim + 1)
     late = sdk_market.build_deliver(r1, embedding_bytes(2))
     with pytest.raises(DeadlinePassed, match="jobs: claim deadline passed"):
-        bots[3].send(late)
+        bots[0].send(late)
 
     signer_for(owner).send(m.build("set_paused", True).tx)
     with pytest.raises(MarketplacePaused, match="params: paused"):

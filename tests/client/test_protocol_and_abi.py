@@ -11,6 +11,7 @@ import pytest
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,15 +19,17 @@ from client.abi import load_abi
 from client.abi.__main__ import stale_abis
 from client.events import EVENT_TYPES
 from client.marketplace import Marketplace, _decode_words, _encode_words, _pythonic, _tables
-from client.protocol import (BPS, MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_RESULT, MAX_RESULT_BATCH,
-                             MAX_REWARD, MAX_STAKE, MAX_WINDOW, R_CHALLENGE, Fault, JobStatus, result_digest, seal, seal_result)
+from client.protocol import (BPS, DEFAULT_MIN_DRAW_STAKE, MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_MIN_DRAW_STAKE,
+                             MAX_REDUNDANCY, MAX_RESULT, MAX_RESULT_BATCH, MAX_REWARD, MAX_STAKE, MAX_WEIGHT, MAX_WINDOW,
+                             R_CHALLENGE, WEIGHT_SHIFT, Fault, JobStatus, majority_chance, result_digest, seal,
+                             seal_result)
 from client.records import Assignment, JobInfo, ModelInfo, PendingPayouts, ProviderInfo, Seat
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 # Owner administration: deliberately no SDK builders (the deploy script / ape handle it).
 OWNER_FUNCTIONS = {"register_model", "set_model_active", "set_fee_bps", "set_collateral_bps", "set_slash_split",
                    "set_challenge_window", "set_unbond_delay", "set_treasury", "set_paused", "transfer_ownership",
-                   "accept_ownership", "set_min_windows"}
+                   "accept_ownership", "set_min_windows", "set_min_draw_stake"}
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
 
 
@@ -61,6 +64,11 @@ def test_constants_states_and_faults_mirror_the_contracts():
         MAX_REDUNDANCY, R_CHALLENGE, MAX_BATCH, MAX_RESULT_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_RESULT,
         MAX_WINDOW, MAX_REWARD, BPS)
     assert vyper_constants("modules/staking.vy")["MAX_STAKE"] == MAX_STAKE
+    sortition = vyper_constants("modules/sortition.vy")
+    assert (sortition["WEIGHT_SHIFT"], sortition["MAX_WEIGHT"]) == (WEIGHT_SHIFT, MAX_WEIGHT)
+    params = vyper_constants("modules/params.vy")
+    assert (params["DEFAULT_MIN_DRAW_STAKE"], params["MAX_MIN_DRAW_STAKE"]) == (DEFAULT_MIN_DRAW_STAKE,
+                                                                                MAX_MIN_DRAW_STAKE)
     assert {k.removeprefix("STATUS_"): v for k, v in c.items() if k.startswith("STATUS_")} == \
         {s.name: s.value for s in JobStatus}
     assert {k.removeprefix("FAULT_"): v for k, v in c.items() if k.startswith("FAULT_")} == \
@@ -163,13 +171,26 @@ def test_view_records_match_the_view_structs():
     assert len(dataclasses.fields(Assignment)) == len(outputs["assignment"])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(job_id=st.one_of(st.integers(0, 2**64), st.just(2**256 - 1)), provider=st.binary(min_size=20, max_size=20),
        result=st.binary(min_size=1, max_size=MAX_RESULT), salt=st.binary(min_size=32, max_size=32))
-def test_seal_equals_the_contracts(sdk_market, job_id, provider, result, salt):
+def test_seal_equals_the_contracts_formula(job_id, provider, result, salt):
+    """keccak256(abi_encode(job_id, provider, keccak256(result), salt)), as jobs.vy computes it
+    (the contract accepting the SDK's seals at reveal is tested end to end)."""
     address = "0x" + provider.hex()
-    assert seal_result(job_id, address, result, salt) == sdk_market.seal_of(job_id, address, result, salt)
-    assert seal(job_id, address, result_digest(result), salt) == sdk_market.seal_of(job_id, address, result, salt)
+    expected = keccak(abi_encode(["uint256", "address", "bytes32", "bytes32"],
+                                 [job_id, address, keccak(result), salt]))
+    assert seal_result(job_id, address, result, salt) == seal(job_id, address, result_digest(result), salt) == expected
+
+
+def test_majority_chance_is_the_binomial_tail():
+    for share in (0.0, 0.05, 1 / 3, 0.5, 0.9, 1.0):
+        assert majority_chance(share) == pytest.approx(3 * share**2 - 2 * share**3)
+    # contracts/README.md's table: P_5(0.2) and P_7(0.1)
+    assert (round(majority_chance(0.2, 5), 4), round(majority_chance(0.1, 7), 4)) == (0.0579, 0.0027)
+    assert majority_chance(0.5, 7) == pytest.approx(0.5) and majority_chance(0.3, 1) == 0.3
+    with pytest.raises(ValueError):
+        majority_chance(1.5)
 
 
 def test_seal_refuses_what_abi_encoding_would():

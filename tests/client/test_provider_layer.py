@@ -17,14 +17,16 @@ def test_registration_and_stake_lifecycle(bots, sdk_market, chain):
     assert info.model_ids == (MODEL.model_id,)
 
     assert m.draw_weight(bot.address) == draw_weight(STAKE, m.min_draw_stake())
-    [updated] = m.decode_receipt(bot.send(m.build_update_provider([], 7)))
-    assert isinstance(updated, ProviderUpdated) and updated.model_ids == () and updated.price == 7
     # Unbonding stake leaves the draw weight: it follows bonded (free + locked) stake.
     weight, unbond = m.decode_receipt(bot.send(m.build_request_unbond(STAKE // 2)))
     assert isinstance(unbond, UnbondRequested) and unbond.amount == STAKE // 2
     assert isinstance(weight, WeightChanged) and weight.provider == bot.address
     assert weight.weight == draw_weight(STAKE // 2) == m.draw_weight(bot.address)
     assert m.provider(bot.address).unbonding == STAKE // 2
+    # Serving no model, it has no weight anywhere.
+    weight, updated = m.decode_receipt(bot.send(m.build_update_provider([], 7)))
+    assert isinstance(updated, ProviderUpdated) and updated.model_ids == () and updated.price == 7
+    assert isinstance(weight, WeightChanged) and weight.weight == 0 == m.draw_weight(bot.address)
     advance(chain, m.params().unbond_delay + 1)
     [withdrawn] = m.decode_receipt(bot.send(m.build_withdraw_stake()))
     assert isinstance(withdrawn, StakeWithdrawn) and withdrawn.amount == STAKE // 2

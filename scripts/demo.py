@@ -5,16 +5,22 @@
 
 Deploys the marketplace, starts three provider agents in this process (alice and bob
 honest, mallory answering every job with one cached embedding), and a client posts
-real sentences with r = 3 and r = 1. The agents claim, compute with the integer
-engine, commit, reveal and finalize; mallory is slashed on every r = 3 job and the
-client compensated. The client spot-checks r = 1 deliveries by re-running the engine
-(results are bit-exact, so anyone can) and challenges mallory's; alice and bob
-re-execute it and mallory loses that stake too. Every result is verified through the
-SDK, then rich tables show nearest neighbours, each job's path, gas per step and
-balances before and after.
+real sentences with r = 3 and r = 1. Seats of r = 3 jobs are drawn by stake; the
+drawn agents claim, compute with the integer engine, commit, reveal and finalize;
+mallory is slashed on every r = 3 job and the client compensated. r = 1 jobs go to
+the first claimant, who delivers from a later block. The client spot-checks r = 1
+deliveries by re-running the engine (results are bit-exact, so anyone can) and
+challenges mallory's; three providers drawn by stake re-execute it and mallory loses
+that stake too. Every result is verified through the SDK, then rich tables show
+nearest neighbours, each job's path, gas per step and balances before and after.
 
-The in-process pieces (`start_agents`, `drive`, `advance_time`, `job_path`) are reused
-by the end-to-end tests.
+Draws are random on a live chain: with a third of the stake, mallory would hold a
+majority of a job's three seats about one time in four (and win it). So that every run
+tells the same story, the demo (a local chain only) picks the block of each draw with
+chain snapshots so that mallory holds exactly one seat of three, and says so.
+
+The in-process pieces (`start_agents`, `drive`, `advance_time`, `pin_draw`,
+`job_path`) are reused by the end-to-end tests.
 """
 
 import logging
@@ -32,10 +38,10 @@ from rich.console import Console
 from rich.table import Table
 
 from client import Client
-from client.events import (Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
-                           ProviderSlashed, ResultRevealed, SealCommitted)
+from client.events import (BondReturned, Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
+                           ProviderSlashed, ResultRevealed, SealCommitted, SeatDrawn, SlashShareCredited)
 from client.marketplace import Marketplace, StepGas
-from client.protocol import Fault, JobStatus
+from client.protocol import Fault, JobStatus, majority_chance
 from client.records import Deadlines
 from client.transport import ape_local_account
 from provider.agent.config import AgentConfig
@@ -142,6 +148,31 @@ def advance_time(seconds: int) -> None:
     chain.mine()
 
 
+def pin_draw(client: Client, job_id: int, accept: Callable[[list[str]], bool], *, tries: int = 200) -> list[str]:
+    """Local chains only: draw the seats of the job's current round (a `claim_many` by
+    `client`, which is no provider: its own item is skipped, the draw stands) and keep
+    the first draw whose providers by seat `accept` takes. Any other draw is undone
+    (chain snapshot) and made again in the next block, whose parent hash (the seed)
+    differs. Call it before the agents step, so that they never see an undone block.
+    On a live chain nobody can choose: the draw is what the parent block's hash makes it."""
+    market = client.marketplace
+    for _ in range(tries):
+        snapshot = chain.snapshot()
+        client.send(market.build_claim_many([job_id]))
+        drawn = [seat.provider for seat in market.round_seats(job_id).values()]
+        if accept(drawn):
+            return drawn
+        chain.restore(snapshot)
+        advance_time(1)
+    raise DemoError(f"no acceptable seat draw for job {job_id} in {tries} blocks")
+
+
+def stake_share(market: Marketplace, provider: str, providers: Sequence[str]) -> float:
+    """`provider`'s share of the draw weight of `providers` (all serving one model)."""
+    weights = market.draw_weights(providers)
+    return weights[provider] / sum(weights.values())
+
+
 # ---------------------------------------------------------------- reading the chain
 
 
@@ -151,16 +182,22 @@ FAULTS = {Fault.NO_COMMIT: "no commit", Fault.NO_REVEAL: "no reveal",
 
 def job_path(events: Sequence[Event], names: dict[str, str]) -> str:
     """A job's events in order, consecutive ones of a kind merged:
-    `posted > claimed a,b,m > sealed a,b,m > revealed a,b,m > slashed m (losing digest) > finalized`."""
+    `posted r=3 > drawn a,m,b > claimed a,m,b > sealed a,m,b > revealed a,m,b > slashed m (losing digest) > finalized`.
+    An r = 1 claim logs no event: its path reads `posted r=1 > delivered a`. Claims
+    skipped as "not drawn" are left out (the draw shows who holds the seats)."""
 
     def who(address: str) -> str:
         return names.get(address, address[:8])
 
     parts: list[tuple[str, list[str]]] = []
-    single = False  # an r = 1 job's first result is a delivery (claim + result in one call)
+    single = False  # an r = 1 job's first result is a delivery
     for e in events:
+        if isinstance(e, ItemSkipped) and e.reason == "jobs: not drawn":
+            continue
         if isinstance(e, JobPosted):
             label, detail, single = "posted", f"r={e.r}", e.r == 1
+        elif isinstance(e, SeatDrawn):
+            label, detail = "drawn", who(e.provider)
         elif isinstance(e, JobClaimed):
             label, detail = "claimed", who(e.provider)
         elif isinstance(e, SealCommitted):
@@ -175,6 +212,10 @@ def job_path(events: Sequence[Event], names: dict[str, str]) -> str:
             label, detail = e.status.name.lower(), ""
         elif isinstance(e, ItemSkipped):
             label, detail = "skipped", who(e.caller)
+        elif isinstance(e, SlashShareCredited):
+            label, detail = "slash shares", who(e.account)
+        elif isinstance(e, BondReturned):
+            label, detail = "bond returned", who(e.challenger)
         else:
             label, detail = type(e).__name__, ""
         if parts and parts[-1][0] == label and label != "slashed":
@@ -264,18 +305,29 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     def status(job_id: int) -> JobStatus:
         return market.job(job_id).status
 
-    # 1. r = 3: three providers each, majority decides.
-    console.rule("r = 3 jobs: claim, commit, reveal, finalize by majority")
+    def one_seat_of_mallory(drawn: list[str]) -> bool:
+        return drawn.count(mallory.address) == 1
+
+    # 1. r = 3: three seats drawn by stake, majority decides.
+    console.rule("r = 3 jobs: seats drawn by stake; claim, commit, reveal, finalize by majority")
     majority = client.post_texts(SENTENCES_R3, reward=REWARD, r=3, deadlines=WINDOWS)
+    share = stake_share(market, mallory.address, [a.address for a in agents])
+    with console.status("drawing the seats"):
+        for job_id in majority:
+            pin_draw(client, job_id, one_seat_of_mallory)
+    console.print(f"[yellow]Seats are drawn at random on a live chain: with its stake share s = {share:.2f}, mallory "
+                  f"would win a majority of a job's 3 seats with probability 3s^2 - 2s^3 = "
+                  f"{majority_chance(share):.1%}. On this local chain the demo picked, for each job, the block whose "
+                  "draw gives mallory exactly one seat (chain snapshots).")
     with console.status(f"agents working on {len(majority)} r = 3 jobs"):
         drive(agents, lambda: all(status(j).settled for j in majority), what="r = 3 jobs")
     slashed = [j for j in majority if mallory.store.job(j).state is JobState.SLASHED]
     console.print(f"{len(majority)} jobs finalized; mallory slashed on {len(slashed)} of them ({elapsed()})")
 
-    # 2. r = 1: one provider delivers; the client spot-checks and challenges.
-    console.rule("r = 1 jobs: deliver, spot-check, challenge")
+    # 2. r = 1: the first claimant delivers; the client spot-checks and challenges.
+    console.rule("r = 1 jobs: claim, deliver, spot-check, challenge")
     singles = client.post_texts(SENTENCES_R1, reward=REWARD, r=1, deadlines=WINDOWS)
-    with console.status("alice and bob race for the r = 1 jobs"):
+    with console.status("alice and bob race for the r = 1 jobs (claim, then deliver from a later block)"):
         drive([alice, bob, mallory], lambda: all(status(j) is JobStatus.DELIVERED for j in singles),
               what="r = 1 deliveries")
     console.print(f"{len(singles)} delivered ({elapsed()})")
@@ -293,11 +345,10 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
                   f"{len(wrong)} differ (by {', '.join(names[delivered[j].providers[0]] for j in wrong)})")
     for job_id in wrong:
         bond = client.challenge(job_id).bond
-        console.print(f"challenged job {job_id}, bond {fmt(bond)}: re-executed by fresh providers")
-    with console.status("alice and bob re-execute the challenged job"):
-        drive(agents, lambda: all(market.job(j).ncommitted == 2 for j in wrong), what="re-execution seals")
-        # Two fresh seats of three: their reveals open once the round's commit deadline passed.
-        advance_time(max(market.job(j).commit_deadline for j in wrong) - chain.blocks.head.timestamp + 1)
+        drawn = pin_draw(client, job_id, one_seat_of_mallory)
+        console.print(f"challenged job {job_id}, bond {fmt(bond)}: re-executed by {', '.join(names[p] for p in drawn)} "
+                      "(3 seats drawn by stake; the deliverer is drawn like anyone; picked as above)")
+    with console.status("the drawn providers re-execute the challenged job"):
         drive(agents, lambda: all(status(j).settled for j in wrong), what="the challenge settling")
 
     # 3. Settlement: r = 1 pay matures after its challenge window; everyone collects.

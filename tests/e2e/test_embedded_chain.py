@@ -1,7 +1,11 @@
 """The marketplace end to end on ape's embedded chain: four in-process agents (one
 dishonest) serve r = 3 and r = 1 jobs with the real engine; one challenge succeeds
 (against the dishonest deliverer) and one fails (against an honest one); the client
-verifies every result through the SDK, bit for bit equal to the engine's bytes."""
+verifies every result through the SDK, bit for bit equal to the engine's bytes.
+
+Seats are drawn by stake; each draw's block is picked (scripts.demo.pin_draw, chain
+snapshots) so that every run gives the dishonest agent the same seats: one of three on
+every r = 3 job and in the upheld challenge's round, none in the convicting round."""
 
 import pytest
 
@@ -11,7 +15,7 @@ from client.protocol import BPS, R_CHALLENGE, Fault, JobStatus
 from client.records import Deadlines
 from client.transport import ape_local_account
 from provider.agent.store import JobState, TxStatus
-from scripts.demo import advance_time, drive, start_agents
+from scripts.demo import advance_time, drive, pin_draw, start_agents
 from scripts.deploy import ModelEntry, deploy
 
 REWARD = 10**16
@@ -79,22 +83,31 @@ def test_many_jobs_with_a_dishonest_provider_and_two_challenges(accounts, chain,
         return all(x.store.job(j).state in (JobState.LOST, JobState.REVEALED)
                    for x in agents for j in job_ids)
 
-    # The first three to claim take the seats: m is quick, so it sits on every r = 3 job.
+    def m_seats(count):
+        return lambda drawn: drawn.count(m.address) == count
+
+    # Seats drawn by stake (a quarter of it is m's): m holds one seat of every r = 3 job.
     majority = client.post_texts(MAJORITY_TEXTS, reward=REWARD, r=3, deadlines=WINDOWS)
+    for job_id in majority:
+        pin_draw(client, job_id, m_seats(1))
     drive([m, a, b, c], lambda: all(status(j).settled for j in majority), what="r = 3 jobs settled")
     singles = client.post_texts(SINGLE_TEXTS, reward=REWARD, r=1, deadlines=WINDOWS)
     drive(agents, lambda: known(singles), what="r = 1 jobs delivered")
 
-    # The dishonest provider delivers one job first; a challenge convicts it.
+    # The dishonest provider claims one job first and delivers; a challenge convicts it
+    # (its round drawn to the honest three).
     [convicted] = client.post_texts([CONVICTED_TEXT], reward=REWARD, r=1, deadlines=WINDOWS)
     drive([m, a, b, c], lambda: known([convicted]), what="m's delivery")
     challenger.challenge(convicted)
+    pin_draw(challenger, convicted, m_seats(0))
     drive(agents, lambda: status(convicted).settled, what="the convicting round")
 
-    # An honest delivery challenged: m sits in the round and lies again; the delivery stands.
+    # An honest delivery challenged: m, drawn for one seat of the round, lies again; the
+    # delivery stands.
     [upheld] = client.post_texts([UPHELD_TEXT], reward=REWARD, r=1, deadlines=WINDOWS)
     drive([a, b, c, m], lambda: known([upheld]), what="a's delivery")
     challenger.challenge(upheld)
+    upheld_round = pin_draw(challenger, upheld, m_seats(1))
     drive(agents, lambda: status(upheld).settled, what="the upholding round")
 
     advance_time(client.params().challenge_window + 1)  # the other deliveries become final
@@ -112,14 +125,20 @@ def test_many_jobs_with_a_dishonest_provider_and_two_challenges(accounts, chain,
     slashes = [e for e in market_sdk.get_events(start, events=["ProviderSlashed"])
                if isinstance(e, ProviderSlashed)]
     assert {names[e.provider] for e in slashes} == {"m"}
-    by_job = {e.job_id: e for e in slashes}
-    for job_id in majority:  # m lost its seat on every r = 3 job, the other two were paid
+    by_job = {}
+    for e in slashes:
+        by_job.setdefault(e.job_id, []).append(e)
+    assert set(by_job) == set(majority) | {convicted, upheld}
+    for job_id in majority:  # m lost its seat on every r = 3 job, the other seats were paid
         seated = [names[market_sdk.seat(job_id, s).provider] for s in range(3)]
-        assert "m" in seated and by_job[job_id].reason is Fault.LOSING_DIGEST
+        assert seated.count("m") == 1 and [e.reason for e in by_job[job_id]] == [Fault.LOSING_DIGEST]
         assert [agents[names_index[n]].store.job(job_id).state for n in seated] == [
             JobState.SLASHED if n == "m" else JobState.PAID for n in seated]
-    assert by_job[convicted].reason is Fault.LOST_CHALLENGE
-    assert by_job[upheld].reason is Fault.LOSING_DIGEST and by_job[upheld].seat > 0
+        for idle in {"a", "b", "c"} - set(seated):  # drawn for no seat: it never held the job
+            assert agents[names_index[idle]].store.job(job_id).state is JobState.LOST
+    assert [(e.reason, e.seat) for e in by_job[convicted]] == [(Fault.LOST_CHALLENGE, 0)]
+    [lie] = by_job[upheld]
+    assert lie.reason is Fault.LOSING_DIGEST and upheld_round[lie.seat - 1] == m.address
     assert m.store.job(convicted).state is JobState.SLASHED
     assert a.store.job(upheld).state is JobState.PAID
 
@@ -132,6 +151,6 @@ def test_many_jobs_with_a_dishonest_provider_and_two_challenges(accounts, chain,
     spent = FUNDS - challenger.pay_token().balance_of(challenger.address)
     assert spent - market_sdk.balance_of(challenger.address) == 2 * R_CHALLENGE * REWARD
     assert market_sdk.stake_credits_of(challenger.address) == (
-        by_job[convicted].amount * params.slash_honest_bps // BPS)
+        by_job[convicted][0].amount * params.slash_honest_bps // BPS)
     assert {status(j) for j in texts} == {JobStatus.FINALIZED}
     assert all(clean_transactions(agent) for agent in agents)

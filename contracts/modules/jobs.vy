@@ -782,7 +782,9 @@ def _commit(job_id: uint256, seal: bytes32):
     j: Job = empty(Job)
     mine: uint256 = 0
     t, j, mine = self._active_seats(job_id)
-    if j.committed & mine != 0:
+    # Seats taken after an earlier commit (a redraw gave the holder another) commit now.
+    mine &= ~j.committed
+    if mine == 0:
         params._fail("jobs: already committed")
     claim_dl: uint256 = 0
     commit_dl: uint256 = 0
@@ -809,10 +811,11 @@ def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
     j: Job = empty(Job)
     mine: uint256 = 0
     t, j, mine = self._active_seats(job_id)
-    # A holder's seats commit together, so they are committed and revealed together.
-    if j.committed & mine == 0:
+    mine &= j.committed
+    if mine == 0:
         params._fail("jobs: not committed")
-    if j.revealed & mine != 0:
+    mine &= ~j.revealed
+    if mine == 0:
         params._fail("jobs: already revealed")
     base: uint256 = 0
     size: uint256 = 0
@@ -827,16 +830,20 @@ def _reveal(job_id: uint256, result: Bytes[MAX_RESULT], salt: bytes32):
         params._fail("jobs: reveal deadline passed")
     digest: bytes32 = keccak256(result)
     seal: bytes32 = self._seal(job_id, msg.sender, digest, salt)
+    # Every committed, unrevealed seat of the caller whose seal this opens (seats
+    # committed at different times may hold different seals).
+    opened: uint256 = 0
     for s: uint256 in range(MAX_REDUNDANCY + 1):
         if mine >> s == 0:
             break
-        if (mine >> s) & 1 != 0:
-            if self._words[(job_id << 4) | s] != seal:
-                params._fail("jobs: seal mismatch")
+        if (mine >> s) & 1 != 0 and self._words[(job_id << 4) | s] == seal:
             self._words[(job_id << 4) | s] = digest
+            opened |= 1 << s
             log ResultRevealed(job_id=job_id, provider=msg.sender, seat=s, digest=digest, result=result)
-    j.revealed |= mine
-    j.nrevealed += self._count(mine)
+    if opened == 0:
+        params._fail("jobs: seal mismatch")
+    j.revealed |= opened
+    j.nrevealed += self._count(opened)
     self._store(job_id, j)
 
 

@@ -213,10 +213,13 @@ class Signer:
             if self._chain_id is None:
                 self._chain_id = self.w3.eth.chain_id
             request = {"from": self.address, "value": 0, **tx}
+            # Estimated (or dry-run) in the pending block, where the transaction will land:
+            # a claim right after a post draws the seats there, but not in the post's own
+            # block (nodes simulate "latest" in its block: "jobs: draw not ready", ~5x less gas).
             if gas is None and self.gas_limit is None:
-                gas = int(self.w3.eth.estimate_gas(request) * self.gas_margin)
+                gas = int(self.w3.eth.estimate_gas(request, "pending") * self.gas_margin)
             elif gas is None:
-                self.w3.eth.call(request)
+                self.w3.eth.call(request, "pending")
                 gas = self.gas_limit
             full = {
                 **request,

@@ -8,6 +8,7 @@ from eth_utils import keccak
 from client import Client
 from client.cli import main
 from client.errors import InvalidArgument, JobNotFound, ResultUnavailable
+from client.events import SeatDrawn
 from client.protocol import JobStatus
 from tests.support.anvil import ANVIL_KEYS, funded_account
 from tests.support.market import deploy_market, transact
@@ -65,3 +66,20 @@ def test_http_connections_read_proxy_settings_once(monkeypatch, node):
     assert isinstance(local.provider._request_session_manager, KeepAlive)  # noqa: SLF001
     monkeypatch.setenv("NO_PROXY", "")  # changed after connecting: the node is still reached directly
     assert local.eth.block_number >= 0
+
+
+def test_a_draw_right_after_the_post_is_estimated_in_the_pending_block(node, market):
+    """anvil simulates eth_estimateGas at "latest" in the latest block: right after a post
+    that is the post's block, where a claim cannot draw ("jobs: draw not ready", ~37k gas)
+    while the mined claim draws every seat (~150k). The Signer estimates in "pending"."""
+    w3, provider = node.w3(), funded_account(2)
+    token = Client.connect(rpc=node.url, marketplace=market).pay_token()
+    sdk = Client.connect(rpc=node.url, marketplace=market).marketplace
+    transact(w3, funded_account(8), token.build_mint(provider.address, 10**21))
+    transact(w3, provider, token.build_approve(market, 10**21))
+    transact(w3, provider, sdk.build_register([MODEL_ID], 1))
+    transact(w3, provider, sdk.build_stake(10**20))
+    with Client.connect(rpc=node.url, private_key=ANVIL_KEYS[1], marketplace=market) as client:
+        [job] = client.post_texts(["drawn at once"], reward=10**15, r=3)
+        drawn = client.send(client.marketplace.build_claim_many([job])).of(SeatDrawn)  # the client draws
+        assert [(e.seat, e.provider) for e in drawn] == [(s, provider.address) for s in range(3)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.keys import KeyStore
+from gateway.keys import KeyPolicy, KeyStore
 from tests.e2e.cluster import CLIENT, REWARD, Cluster, python_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,10 +67,12 @@ def keys_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def api_keys(cluster, keys_file) -> dict[str, str]:
-    """Secrets by name: `app` (no limit) and `tight` (limited to one r = 1 job)."""
+    """Secrets by name: `app` (no limit), `tight` (limited to one r = 1 job) and
+    `majority` (its requests default to r = 3, awaited until settled)."""
     store = KeyStore(keys_file)
     one_job = cluster.market.job_price(1, REWARD, 1)
-    return {"app": store.create("app")[1], "tight": store.create("tight", spend_limit=one_job)[1]}
+    return {"app": store.create("app")[1], "tight": store.create("tight", spend_limit=one_job)[1],
+            "majority": store.create("majority", policy=KeyPolicy(r=3, until="settled"))[1]}
 
 
 @pytest.fixture(scope="module")

@@ -108,6 +108,15 @@ def test_policy_per_request_r3_settled(gateway, api_keys, engine):
     assert answer.model_extra["verinfer"]["r"] == 3
 
 
+def test_policy_per_key_and_the_request_over_it(gateway, api_keys):
+    client = api(gateway, api_keys["majority"])
+    by_key = client.embeddings.create(model=MODEL, input=TEXTS[1]).data[0].model_extra["verinfer"]
+    assert (by_key["r"], by_key["status"]) == (3, "finalized")
+    by_request = client.embeddings.create(model=MODEL, input=TEXTS[1], extra_body={"verinfer": {"r": 1, "until": "result"}})
+    assert (by_request.data[0].model_extra["verinfer"]["r"], by_request.model_extra["verinfer"]["until"]) == (1, "result")
+    assert by_key["digest"] == by_request.data[0].model_extra["verinfer"]["digest"]  # same bytes, r = 1 or 3
+
+
 def test_bad_requests_get_openai_errors(gateway, api_keys):
     client = api(gateway, api_keys["app"])
     with pytest.raises(openai.NotFoundError) as unknown:

@@ -4,6 +4,7 @@
     verinfer --rpc http://127.0.0.1:8545 --private-key 0x... post --reward 0.001 --r 3 "some text"
     verinfer ... post --reward 0.001 --file sentences.txt --wait
     verinfer ... wait 256 257 --settle ; verinfer ... result 256
+    verinfer ... serve --reward 0.01 --port 8000     # the OpenAI API on this account (gateway/)
 
 Amounts are in token units (``0.001``), converted with the payment token's decimals.
 Errors print as one line and exit with status 1.
@@ -25,6 +26,7 @@ from client.events import Event
 from client.progress import stage
 from client.protocol import redraw_delay
 from client.records import Deadlines, JobInfo
+from gateway.cli import run_serve, serve_options  # click only: the server loads when it runs
 
 DEFAULT_WINDOWS = Deadlines()
 
@@ -346,6 +348,15 @@ def withdraw(session: _Session) -> None:
 def _withdraw(session: _Session) -> None:
     event = session.client.withdraw()
     click.echo(f"withdrew {session.fmt(event.pay_amount)} and {event.stake_amount} stake-token units")
+
+
+@main.command()
+@serve_options
+@pass_session
+def serve(session: _Session, **options) -> None:
+    """Serve the OpenAI API (GET /v1/models, POST /v1/embeddings) for this account: requests
+    become jobs, answers are verified results (Ctrl-C stops)."""
+    run_serve(session.options, **options)
 
 
 if __name__ == "__main__":

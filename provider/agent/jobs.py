@@ -72,6 +72,9 @@ RESYNC = "resync"  # pending kind: re-derive the job from the contract once that
 RETRY_SOON = 1.0
 TOO_EARLY = ("jobs: draw not ready", "jobs: claimed in this block")
 NOT_DRAWN = "jobs: not drawn"
+# Gas to draw one seat, cold (a weight tree walk, the seat's provider, SeatDrawn): ~33k warm.
+DRAW_GAS = 50_000
+LOST_RACE = ("jobs: already claimed", "jobs: not claimable")  # an r = 1 claim another beat
 STAKE_SHORT = "staking: insufficient free stake"
 # A delivery skipped for these will never go through: the claimant is slashed at finalize.
 TOO_LATE = ("jobs: claim deadline passed", "jobs: not open")
@@ -270,11 +273,11 @@ class JobWorker(Service):
             self.stop_event.wait(delay)
 
     def _send(self, call, kind: str, job_ids: list[int], state: JobState | None = None,
-              units: int | None = None) -> int:
+              units: int | None = None, extra_gas: int = 0) -> int:
         """Send a step for `job_ids`; each job records the pending transaction (and its
         new `state`) atomically with the intent, so a crash can't leave either alone.
         `units`: what the step's gas grows with (GasLimits), if not one per job: the
-        seats a commit or reveal covers."""
+        seats a commit or reveal covers. `extra_gas`: added to an estimated limit."""
 
         def mark(tx_id: int) -> None:
             self.store.update_jobs(job_ids, state=state, pending={"kind": kind, "tx": tx_id})
@@ -286,7 +289,8 @@ class JobWorker(Service):
             meta["units"] = units
         if gas is not None:
             meta["learned_gas"] = True
-        tx_id = self.txm.send(call.to, call.data, kind=kind, meta=meta, gas=gas, on_record=mark)
+        tx_id = self.txm.send(call.to, call.data, kind=kind, meta=meta, gas=gas, extra_gas=extra_gas,
+                              on_record=mark)
         self._steps.inc(len(job_ids), kind=kind)
         return tx_id
 
@@ -485,7 +489,7 @@ class JobWorker(Service):
             failures = job.data.get("failures", 0) + 1
             state = JobState.FAILED if failures >= MAX_FAILURES else JobState.SEEN
             extra |= {"failures": failures, "reason": reason}
-        elif job.data.get("challenge") and not job.data.get("seats"):
+        elif reason in LOST_RACE and job.data.get("challenge") and not job.data.get("seats"):
             # Beaten to the r = 1 seat, but a challenge re-opened the job: its round's
             # seats are drawn, ours to take if drawn.
             state, extra = JobState.SEEN, extra | {"failures": 0}
@@ -700,13 +704,19 @@ class JobWorker(Service):
         return True
 
     def _send_claims(self) -> None:
+        """Claim batches. Each gets gas to draw its jobs' seats on top of its estimate: a
+        claim estimated after another's draw must make the draw itself if it lands
+        first after all (a reorg took that draw, or its take window ran out)."""
         while (batch := self._claims.ready()) is not None:
             ids = batch[1]
             self._claiming.difference_update(ids)
-            seen = set(self.store.job_ids(JobState.SEEN))  # still: not taken meanwhile
-            ids = [i for i in ids if i in seen]
-            for chunk in _chunks(ids, MAX_ID_BATCH):
-                self._send(self.market.build_claim_many(chunk), "claim", chunk, JobState.CLAIMING)
+            jobs = self.store.jobs(JobState.SEEN, ids=ids)  # still: not taken meanwhile
+            for chunk in _chunks(jobs, MAX_ID_BATCH):
+                draws = sum(R_CHALLENGE if j.data.get("challenge") else j.data["r"]
+                            for j in chunk if not _single(j))
+                chunk_ids = [j.job_id for j in chunk]
+                self._send(self.market.build_claim_many(chunk_ids), "claim", chunk_ids, JobState.CLAIMING,
+                           extra_gas=DRAW_GAS * draws)
 
     # ---- computing, delivering and sealing -------------------------------------------
 

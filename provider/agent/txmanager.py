@@ -137,13 +137,15 @@ class TxManager(Service):
         kind: str,
         value: int = 0,
         gas: int | None = None,
+        extra_gas: int = 0,
         meta: dict[str, Any] | None = None,
         on_record: Callable[[int], None] | None = None,
     ) -> int:
         """Record and broadcast a transaction; returns its intent id.
 
-        Without `gas`, it is estimated first: a call that would revert raises
-        TxWouldRevert and nothing is recorded. Once recorded, the intent is always
+        Without `gas`, it is estimated first (plus `extra_gas`: work the estimate on
+        today's state cannot see, which the transaction may have to do once mined): a
+        call that would revert raises TxWouldRevert and nothing is recorded. Once recorded, the intent is always
         carried through (re-sent, replaced) even if this broadcast fails.
         `on_record(tx_id)` runs inside the store transaction that records the intent,
         so the caller's own bookkeeping (e.g. "job 7 waits for tx 12") can never be
@@ -154,8 +156,8 @@ class TxManager(Service):
         to = to_checksum_address(to)
         deadline = self.config.send_deadline
         if gas is None:
-            gas = retry(lambda: self._estimate(to, data, value), what="estimate gas",
-                        stop=self.stop_event, deadline=deadline)
+            gas = extra_gas + retry(lambda: self._estimate(to, data, value), what="estimate gas",
+                                    stop=self.stop_event, deadline=deadline)
         block = retry(lambda: headers(self.w3, ["latest"])[0], what="latest block",
                       stop=self.stop_event, deadline=deadline)
         with self._lock:

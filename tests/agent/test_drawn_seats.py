@@ -155,3 +155,24 @@ def test_a_provider_drawn_for_two_seats_commits_and_reveals_once_and_is_paid_for
     assert double.store.stake_at_risk() == 0
     for agent in agents:
         assert_clean_transactions(env, agent.store, agent.txm.address)
+
+
+def test_a_claim_sent_after_the_draw_still_draws_when_a_reorg_takes_the_draw(anvil, engine, tmp_path):
+    env = Env(anvil, engine)
+    agents = [env.agent(i, tmp_path) for i in (1, 2, 3)]
+    [job_id] = env.post(SENTENCES[:1], r=3)
+    env.draw(job_id, lambda drawn: True)  # someone else's claim drew the seats
+    anvil.rpc("evm_setAutomine", False)
+    # The agents' claims, estimated with the seats drawn, wait in the pool while a
+    # reorg takes the draw's block away.
+    drive(agents, lambda: all(a.store.job(job_id).state is JobState.CLAIMING for a in agents))
+    anvil.rpc("anvil_reorg", 1, [])
+    assert env.market.round_seats(job_id)[0].provider == "0x" + "00" * 20
+    anvil.rpc("evm_mine")  # the first claim mined now draws the seats itself
+    drive(agents, lambda: all(a.store.job(job_id).state.final for a in agents), anvil=anvil)
+    claims = [intents(a, "claim", job_id) for a in agents]
+    assert all(len(c) == 1 and c[0].succeeded for c in claims)  # no claim ran out of gas
+    assert any(isinstance(e, SeatDrawn) for c in claims for e in events(env, c[0]))
+    assert {a.txm.address: a.store.job(job_id).state for a in agents} == {
+        a.txm.address: JobState.PAID if a.txm.address in env.holders(job_id) else JobState.LOST
+        for a in agents}

@@ -5,8 +5,11 @@
 
 On local networks a TestToken is deployed for payment and stake unless --token is
 given. The MiniLM model entry comes from the engine (`provider.engine`); pass
---model-id to register another id instead. The address is recorded where the SDK
-finds it (`client.deployments`, `$VERINFER_HOME/deployments.json`).
+--model-id to register another id instead. The least bonded stake that makes a
+provider drawable for seats (`min_draw_stake`) is set in whole stake tokens,
+--min-draw-stake (default 1 token, whatever the token's decimals: the contract's own
+default, 10**18 units, is one token of an 18-decimal token only). The address is
+recorded where the SDK finds it (`client.deployments`, `$VERINFER_HOME/deployments.json`).
 
 In process (tests, the demo):
 
@@ -16,12 +19,15 @@ In process (tests, the demo):
 
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Iterable
 
 import click
 from ape import chain, networks, project
 from ape.cli import ConnectedProviderCommand, account_option
+
+from client.protocol import MAX_MIN_DRAW_STAKE
 
 
 class DeployError(RuntimeError):
@@ -55,6 +61,7 @@ class Deployed:
     stake_token: object
     models: tuple[ModelEntry, ...] = field(default=())
     record: Path | None = None
+    min_draw_stake: int = 10**18  # stake-token base units
 
 
 def engine_models() -> list[ModelEntry]:
@@ -77,12 +84,15 @@ def deploy(
     stake_token: str | None = None,
     treasury: str | None = None,
     record: bool = True,
+    min_draw_stake: Decimal | int | str = 1,
 ) -> Deployed:
     """Deploy the marketplace from `account` on the connected network.
 
     models: entries to register (default: the engine's model). pay_token: ERC-20
     address, required off local networks (a TestToken is deployed otherwise);
     stake_token defaults to pay_token; treasury defaults to `account`.
+    min_draw_stake: whole stake tokens (scaled by the token's decimals) a provider must
+    bond to be drawn for seats; set only where it differs from the contract's default.
     """
     models = tuple(engine_models() if models is None else models)
     if pay_token is None:
@@ -95,8 +105,36 @@ def deploy(
     market = account.deploy(project.Marketplace, pay, stake, treasury or account)
     for entry in models:
         market.register_model(entry.model_id, entry.name, entry.weights_digest, entry.format_version, sender=account)
+    units = draw_stake_units(min_draw_stake, _decimals(stake))
+    if units != market.min_draw_stake():
+        market.set_min_draw_stake(units, sender=account)
     path = _record(market, models) if record else None
-    return Deployed(market, pay, stake, models, path)
+    return Deployed(market, pay, stake, models, path, units)
+
+
+def draw_stake_units(tokens: Decimal | int | str, decimals: int) -> int:
+    """Whole stake tokens -> base units (`DeployError` if negative, too precise or out of range).
+
+    >>> draw_stake_units("1", 6), draw_stake_units("0.5", 18)
+    (1000000, 500000000000000000)
+    """
+    try:
+        amount = Decimal(str(tokens))
+    except InvalidOperation:
+        raise DeployError(f"min draw stake {tokens!r} is not a number") from None
+    units = amount * 10**decimals
+    if not amount.is_finite() or amount < 0 or units != units.to_integral_value():
+        raise DeployError(f"min draw stake {tokens} is not a non-negative amount of a {decimals}-decimal token")
+    if units > MAX_MIN_DRAW_STAKE:
+        raise DeployError(f"min draw stake {tokens} tokens exceeds the contract's bound")
+    return int(units)
+
+
+def _decimals(token) -> int:
+    from client.marketplace import Token
+
+    address = getattr(token, "address", token)
+    return Token(networks.provider.web3, address).decimals()
 
 
 def _record(market, models: tuple[ModelEntry, ...]) -> Path:
@@ -133,19 +171,24 @@ def _bytes32(value: str | None, what: str) -> bytes | None:
 @click.option("--model-name", default="all-MiniLM-L6-v2", show_default=True)
 @click.option("--weights-digest", help="Weights digest (hex bytes32) for --model-id.")
 @click.option("--format-version", default=1, show_default=True, type=int)
-def cli(account, pay_token, stake_token, treasury, model_id, model_name, weights_digest, format_version):
+@click.option("--min-draw-stake", default="1", show_default=True,
+              help="Least bonded stake, in whole stake tokens, that makes a provider drawable for seats.")
+def cli(account, pay_token, stake_token, treasury, model_id, model_name, weights_digest, format_version,
+        min_draw_stake):
     """Deploy the marketplace, register the model(s) and record the address."""
     models = None
     if model_id is not None:
         digest = _bytes32(weights_digest, "--weights-digest") or bytes(32)
         models = [ModelEntry(_bytes32(model_id, "--model-id"), model_name, digest, format_version)]
     try:
-        deployed = deploy(account, models, pay_token=pay_token, stake_token=stake_token, treasury=treasury)
+        deployed = deploy(account, models, pay_token=pay_token, stake_token=stake_token, treasury=treasury,
+                          min_draw_stake=min_draw_stake)
     except DeployError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"Marketplace  {deployed.marketplace.address}")
     click.echo(f"Pay token    {getattr(deployed.pay_token, 'address', deployed.pay_token)}")
     click.echo(f"Stake token  {getattr(deployed.stake_token, 'address', deployed.stake_token)}")
+    click.echo(f"Draw stake   {min_draw_stake} token(s) = {deployed.min_draw_stake} units bonded to be drawn")
     for entry in deployed.models:
         click.echo(f"Model        {entry.name} 0x{entry.model_id.hex()}")
     click.echo(f"Recorded in  {deployed.record}")

@@ -66,6 +66,7 @@ class Market:
         self.client, self.config = client, config
         self._models: list[ModelInfo] = []
         self._models_at = float("-inf")
+        self._quotes: dict[tuple, tuple[float, dict]] = {}
         self._lock = threading.Lock()
 
     def models(self) -> list[ModelInfo]:
@@ -94,7 +95,19 @@ class Market:
         return self.client.marketplace.job_price(policy.r, policy.reward, count)
 
     def quote(self, model: ModelInfo, policy: Policy) -> dict:
-        """What one input costs on ``policy``'s terms, and who would serve it."""
+        """What one input costs on ``policy``'s terms, and who would serve it (cached for
+        ``models_ttl`` seconds: counting providers reads their registrations' logs)."""
+        key = (model.model_id, policy.r, policy.reward)
+        with self._lock:
+            cached = self._quotes.get(key)
+        if cached is not None and time.monotonic() - cached[0] <= self.config.models_ttl:
+            return cached[1]
+        quote = self._quote(model, policy)
+        with self._lock:
+            self._quotes[key] = (time.monotonic(), quote)
+        return quote
+
+    def _quote(self, model: ModelInfo, policy: Policy) -> dict:
         estimate = self.client.estimate(reward=policy.reward, r=policy.r, model_id=model.model_id)
         token = self.client.pay_token()
         return {"r": policy.r, "reward": str(policy.reward), "per_input": str(estimate.per_job),

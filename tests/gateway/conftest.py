@@ -15,14 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class GatewayProcess:
-    """`python -m gateway serve` as its own process; its URL once it answers, its log."""
+    """`verinfer serve` as its own process (the key in its environment, as an operator
+    would keep it off the command line); its URL once it answers, its log."""
 
     def __init__(self, cluster: Cluster, workdir: Path, keys: Path, *args: str):
         self.log = workdir / "gateway.log"
         self.out = workdir / "gateway.out"
         env = python_env() | {"VERINFER_PRIVATE_KEY": cluster.key(CLIENT)}
-        command = [sys.executable, "-m", "gateway", "serve", "--rpc", cluster.anvil.url,
-                   "--marketplace", cluster.market.address, "--reward", str(REWARD / 10**18), "--port", "0",
+        command = [sys.executable, "-m", "client.cli", "--rpc", cluster.anvil.url, "--marketplace",
+                   cluster.market.address, "serve", "--reward", str(REWARD / 10**18), "--port", "0",
                    "--keys", str(keys), "--deposit", "50", "--timeout", "120", *args]
         with open(self.out, "w") as out, open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=log)

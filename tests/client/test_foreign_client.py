@@ -114,6 +114,11 @@ def test_the_doc_s_numbers_are_the_code_s():
     assert "within **10 s .. 1 day**" in doc and (const("MIN_MIN_WINDOW"), const("MAX_MIN_WINDOW")) == (10, 86_400)
     assert '"jobs: window too short"' in jobs and "def min_windows()" in params, (
         "jobs.vy's window rule changed: update docs/protocol.md section 8")
+    # Section 9's drawn seats: the weight floor's default and the redraw delay.
+    from client.protocol import WEIGHT_SHIFT, redraw_delay
+    assert "default\n10**18 units" in doc and const("DEFAULT_MIN_DRAW_STAKE") == 10**18
+    assert "`>> 16`" in doc and WEIGHT_SHIFT == 16
+    assert "**half the minimum claim window**\n  (default 60 s)" in doc and redraw_delay(const("DEFAULT_MIN_WINDOW")) == 60
     # Section 6's seal, written from the doc with eth_abi, is the SDK's.
     provider, digest, salt = "0x" + "22" * 20, keccak(b"result"), bytes(range(32))
     from_doc = keccak(encode(["uint256", "address", "bytes32", "bytes32"], [769, provider, digest, salt]))

@@ -2,7 +2,7 @@
 
 >>> GatewayConfig(reward=10**16).loopback
 True
->>> GatewayConfig(host="0.0.0.0", reward=1).loopback
+>>> GatewayConfig(host="0.0.0.0", reward=1, keys_path=Path("keys.json")).loopback
 False
 """
 from __future__ import annotations

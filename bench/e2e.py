@@ -3,9 +3,12 @@
 Starts anvil (through ape's foundry provider, on a free port), deploys, starts three
 provider agents as separate processes (`python -m provider.agent`), and a client in
 this process posts N jobs (r = 1, then r = 3) from a pre-deposited balance, 32 per
-transaction. A job is done when the client has verified its result against the chain
-(r = 1: the delivery; r = 3: the finalized majority), and its latency runs from just
-before its post was sent. Prints a rich table per run: completed jobs/s, latency p50 /
+transaction. Agents claim an r = 1 job, compute it while the claim is in flight and
+deliver it from a later block; an r = 3 job's seats are drawn by stake (the first claim
+after the post draws them) and taken by the drawn agents, one of which may hold several.
+A job is done when the client has verified its result against the chain (r = 1: the
+delivery; r = 3: the finalized majority), and its latency runs from just before its
+post was sent. Prints a rich table per run: completed jobs/s, latency p50 /
 p95, transactions and gas per job, engine runs per job, the engine's share of the
 agents' wall time, and the chain side's share of all CPU time the run used (anvil, the
 agents outside the engine, the client), read from /proc and the agents' metrics.
@@ -36,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 REWARD = 10**15
 STAKE = 10**22
 WINDOW = 3600
-# An r = 1 job waits this long for the agent it hashes to before another takes it: more
+# An r = 1 job waits this long for the agent it hashes to before another claims it: more
 # than a loaded agent's backlog takes, so live agents never compute each other's jobs.
 TAKEOVER_GRACE = 30.0
 # Agents' polling and batch waits: each poll costs RPC round trips (a few ms of CPU
@@ -398,8 +401,9 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
         f"machine: {os.cpu_count()} CPUs. engine share (wall) = mean over agents of the wall time inside the "
         "engine / run wall time. chain share (CPU) = CPU time of anvil, the client and the agents outside "
         "the engine / all their CPU time (engine CPU: its calling thread and thread pools). CPU busy = all "
-        "that CPU time / (wall x CPUs). engine runs/job > r: computation of jobs another agent delivered "
-        "(wasted).")
+        "that CPU time / (wall x CPUs). engine runs/job: r = 1 above 1 is computation for claims another "
+        "agent won (wasted); r = 3: one run per agent holding seats (drawn with replacement: about 2.1 of "
+        "3 equal agents).")
 
 
 def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[int, ...], n_agents: int,

@@ -1,8 +1,9 @@
 """Faults on anvil under three agent processes: malformed jobs, an RPC outage, a dropped
 transaction, kill -9 between commit and reveal, and a reorg. One cluster serves the
 module (starting three agents costs tens of seconds); each test leaves it healthy.
-Every test ends with the job settled by the honest majority and each agent's
-transactions clean: every intent confirmed once, nonces contiguous.
+Every test ends with the job settled by the honest majority, each agent paid for the
+seats drawn to it (or, drawn for none, the job lost), and each agent's transactions
+clean: every intent confirmed once, nonces contiguous.
 
 The chain mines a block a second and agents take a receipt as final only after
 CONFIRMATIONS blocks. A shallower reorg undoes receipts before the agents act on them;
@@ -48,10 +49,18 @@ def cluster(shared):
 
 
 def settled_by_all(cluster: Cluster, job_ids: list[int], what: str) -> None:
-    """Wait until the jobs are finalized and every agent was paid for each."""
-    cluster.wait(lambda: all(cluster.market.job(j).status is JobStatus.FINALIZED for j in job_ids)
-                 and all((r := a.job(j)) is not None and r.state is JobState.PAID
-                         for a in cluster.agents for j in job_ids), what)
+    """Wait until the jobs are finalized and every agent was paid for each whose seats
+    it held (drawn by stake; an agent drawn for none lost it)."""
+
+    def settled() -> bool:
+        if not all(cluster.market.job(j).status is JobStatus.FINALIZED for j in job_ids):
+            return False
+        holders = {j: cluster.holders(j) for j in job_ids}
+        return all((r := a.job(j)) is not None
+                   and r.state is (JobState.PAID if a.address in holders[j] else JobState.LOST)
+                   for a in cluster.agents for j in job_ids)
+
+    cluster.wait(settled, what)
     expected = cluster.engine.embed([cluster.texts[j] for j in job_ids])
     assert [cluster.market.job(j).result_digest for j in job_ids] == [keccak(e) for e in expected]
     for agent in cluster.agents:
@@ -136,9 +145,11 @@ def test_a_dropped_transaction_is_sent_again(cluster):
 
 def test_kill_9_between_commit_and_reveal_then_restart(cluster):
     a, b, c = cluster.agents
-    for agent in (b, c):  # reveals open once all three committed: a waits alone
+    for agent in cluster.agents:
         agent.signal(signal.SIGSTOP)
     [job] = cluster.post(["Killed between commit and reveal."], r=3)
+    cluster.draw(job)  # a seat each: reveals open once all three committed, a waits alone
+    a.signal(signal.SIGCONT)
     cluster.wait(lambda: (r := a.job(job)) is not None and r.state is JobState.COMMITTED, "a's commit")
     a.kill()
     for agent in (b, c):
@@ -169,7 +180,8 @@ def test_a_reorg_under_running_agents(cluster):
     assert cluster.w3.eth.get_block(head)["transactions"] == []
     cluster.anvil.rpc("evm_setIntervalMining", 1)
     settled_by_all(cluster, [job], "the job after the reorg")
-    # The agents sent the orphaned transactions again, byte for byte (same hashes).
+    # The agents sent the orphaned transactions again, byte for byte (same hashes); a
+    # claim's gas covers the draw a reorg may leave it to make.
     assert all(cluster.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in orphaned)
     for agent in cluster.agents:
         assert len(intents(agent, "claim", job)) == 1

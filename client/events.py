@@ -79,7 +79,8 @@ class JobClaimed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class SealCommitted(Event):
-    """One per seat: a commit covers every seat the provider holds in the round."""
+    """One per seat: a commit covers every seat the provider holds in the round and had
+    not committed."""
 
     job_id: int
     provider: str

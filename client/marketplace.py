@@ -492,7 +492,8 @@ class Marketplace(_Contract):
                           [_sized(r, MAX_RESULT, "result") for r in results])
 
     def build_commit(self, job_id: int, seal: bytes) -> Call:
-        """Commit a seal (``client.protocol.seal``) for every seat you hold in the round."""
+        """Commit a seal (``client.protocol.seal``) for every seat you hold in the round and
+        have not committed (a seat a redraw gave you after your commit takes its own)."""
         return self.build("commit", job_id, to_bytes32(seal, "seal"))
 
     def build_commit_many(self, job_ids: Sequence[int], seals: Sequence[bytes]) -> Call:
@@ -501,7 +502,8 @@ class Marketplace(_Contract):
         return self.build("commit_many", _batch(job_ids, "commit_many", MAX_ID_BATCH), [to_bytes32(s, "seal") for s in seals])
 
     def build_reveal(self, job_id: int, result: bytes, salt: bytes) -> Call:
-        """Reveal the committed result and its salt (for every seat you hold in the round)."""
+        """Reveal the committed result and its salt: opens every committed seat of yours whose
+        seal they match."""
         return self.build("reveal", job_id, _sized(result, MAX_RESULT, "result"), to_bytes32(salt, "salt"))
 
     def build_reveal_many(self, job_ids: Sequence[int], results: Sequence[bytes], salts: Sequence[bytes]) -> Call:

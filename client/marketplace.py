@@ -557,12 +557,15 @@ class Marketplace(_Contract):
         views = self.call_many([("seat", (job_id, s)) for s in indices], block)
         return {s: Seat(**v) for s, v in zip(indices, views)}
 
-    def seats(self, job_id: int, indices: Iterable[int], block: int | str = "latest") -> dict[int, Seat]:
-        """Seats ``indices`` of a job by index (any round's: an r = 1 job's delivered seat 0
-        and its re-execution seats 1..R_CHALLENGE), read at one block in batched round trips."""
-        indices = list(indices)
-        views = self.call_many([("seat", (job_id, s)) for s in indices], block)
-        return {s: Seat(**v) for s, v in zip(indices, views)}
+    def seats(self, wanted: dict[int, Iterable[int]], block: int | str = "latest") -> dict[int, dict[int, Seat]]:
+        """Seats of many jobs, ``{job id: seat indices}`` (any round's: an r = 1 job's
+        delivered seat 0 and its re-execution seats 1..R_CHALLENGE), by job and index,
+        read at one block in batched round trips."""
+        pairs = [(job_id, s) for job_id, indices in wanted.items() for s in indices]
+        out: dict[int, dict[int, Seat]] = {job_id: {} for job_id in wanted}
+        for (job_id, s), view in zip(pairs, self.call_many([("seat", pair) for pair in pairs], block)):
+            out[job_id][s] = Seat(**view)
+        return out
 
     def assignment(self, job_id: int, account: str) -> Assignment:
         """Whether ``account`` holds (took) a seat of the job's current round, and its first seat."""

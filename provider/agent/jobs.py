@@ -557,7 +557,8 @@ class JobWorker(Service):
         info = self.market.job(job.job_id, block=head)
         challenged = int(info.challenger, 16) != 0
         # Seat 0 is an r = 1 job's claimant; seats 1..R_CHALLENGE its re-execution round.
-        seats = self.market.seats(job.job_id, range(R_CHALLENGE + 1 if challenged else info.r), block=head)
+        seats = self.market.seats({job.job_id: range(R_CHALLENGE + 1 if challenged else info.r)},
+                                  block=head)[job.job_id]
         current = range(1, R_CHALLENGE + 1) if challenged else range(info.r)
         held = [s for s, seat in seats.items() if seat.provider == self.me and seat.claimed]
         mine = [seats[s] for s in held if s in current]
@@ -676,20 +677,16 @@ class JobWorker(Service):
         first claim, and its result is computed while the claim is in flight, so
         racing for it wastes every loser's claim and engine run: it goes to the
         provider it hashes to, the others only take it after a grace
-        (provider/agent/partition.py). Other jobs' seats are drawn: no race."""
+        (provider/agent/partition.py): at once if it ranks us first among the providers
+        serving its model, at rank k once k x grace passed since we first asked. Other
+        jobs' seats are drawn: no race."""
         if not self.policy.takeover_grace or not _single(job):
             return True
-        return self._turn_come(self._turn_at, job)
-
-    def _turn_come(self, turn_at: dict[int, float], job: JobRecord) -> bool:
-        """Whether our turn at `job` has come: at once if it ranks us first among the
-        providers serving its model, at rank k once k x grace passed since the first ask
-        (recorded in `turn_at`; ranked once, with the providers known then)."""
-        if job.job_id not in turn_at:
+        if job.job_id not in self._turn_at:  # ranked once, with the providers known then
             serving = self.providers.serving(job.model_id)
-            turn_at[job.job_id] = time.monotonic() + claim_delay(
+            self._turn_at[job.job_id] = time.monotonic() + claim_delay(
                 job.job_id, self.me, serving, self.policy.takeover_grace)
-        return time.monotonic() >= turn_at[job.job_id]
+        return time.monotonic() >= self._turn_at[job.job_id]
 
     def _valid_input(self, job: JobRecord) -> bool:
         """Tokenize a job's input once; refuse it if the engine can't take it."""
@@ -860,7 +857,8 @@ class JobWorker(Service):
         held = set(self.store.job_ids(JobState.REVEALED))
         for gone in [j for j in self._finalize_at if j not in held]:  # settled: forget it
             del self._finalize_at[gone]
-        due = []
+        due: list[int] = []
+        unranked: list[tuple[JobRecord, Any]] = []
         for job, info in self._viewed(JobState.REVEALED, now):
             if info.status is JobStatus.DELIVERED and now <= info.challenge_end:
                 self._delivered_until[job.job_id] = info.challenge_end
@@ -875,21 +873,37 @@ class JobWorker(Service):
                 self.store.update_job(job.job_id, state=state, settled=settled)
                 log.info("job settled", extra={"job_id": job.job_id, "state": state.value,
                                                "status": info.status.name})
-            elif _finalize_due(info, now) and self._finalize_turn(job, info):
+            elif not _finalize_due(info, now):
+                continue
+            elif not self.policy.takeover_grace or info.status is JobStatus.DELIVERED:
+                due.append(job.job_id)  # a delivery has one holder: nobody to race with
+            elif job.job_id not in self._finalize_at:
+                unranked.append((job, info))
+            elif time.monotonic() >= self._finalize_at[job.job_id]:
                 due.append(job.job_id)
+        due += self._rank_finalizers(unranked)
         for chunk in _chunks(due, MAX_ID_BATCH):
             self._send(self.market.build_finalize_many(chunk), "finalize", chunk)
 
-    def _finalize_turn(self, job: JobRecord, info) -> bool:
-        """Whether to send a due finalize now. Every seat holder finds a job due at once
-        and one finalize settles it, so with a grace the finalize is partitioned like r = 1
-        claims: the provider the job ranks first sends it at once, rank k after
-        k x grace if this poll's fresh view still shows the job unsettled. A first choice
-        that is offline or holds no seat only delays settlement, by a bounded time.
-        A delivery has one seat holder: nobody to race with."""
-        if not self.policy.takeover_grace or info.status is JobStatus.DELIVERED:
-            return True
-        return self._turn_come(self._finalize_at, job)
+    def _rank_finalizers(self, jobs: list[tuple[JobRecord, Any]]) -> list[int]:
+        """Turns to send due finalizes; the jobs whose turn is now. Every seat holder
+        finds a job due at once and one finalize settles it, so with a grace it is
+        partitioned like r = 1 claims, among the providers holding the job's seats (read
+        once, in one batch; a challenged job's deliverer too): the holder the job ranks
+        first sends it at once, rank k after k x grace if a fresh view still shows the
+        job unsettled. A holder that is offline only delays settlement, by a bounded time."""
+        if not jobs:
+            return []
+        seats = self.market.seats({job.job_id: range(R_CHALLENGE + 1) if info.status is JobStatus.CHALLENGED
+                                   else range(info.r) for job, info in jobs})
+        mono, turn = time.monotonic(), []
+        for job, _ in jobs:
+            holders = [seat.provider for seat in seats[job.job_id].values() if seat.claimed]
+            self._finalize_at[job.job_id] = mono + claim_delay(job.job_id, self.me, holders,
+                                                               self.policy.takeover_grace)
+            if self._finalize_at[job.job_id] <= mono:
+                turn.append(job.job_id)
+        return turn
 
 
 def _finalize_due(info, now: int) -> bool:

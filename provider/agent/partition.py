@@ -11,8 +11,9 @@ time. A provider joining or leaving moves only the jobs it ranks first (about 1/
 them), and an agent whose view of the providers is stale or wrong only wastes work,
 never a job. (The seats of r >= 2 jobs are drawn by the contract: nothing to split.)
 
-Finalizing uses the same ranking: every seat holder of a job finds it due at once, and
-one `finalize` settles it, so the provider ranked first sends it at once and rank k
+Finalizing uses the same ranking, among the providers holding the job's seats (drawn:
+often not every provider serving the model): every holder finds the job due at once,
+and one `finalize` settles it, so the holder ranked first sends it at once and rank k
 only if the job is still unsettled k x grace later.
 """
 

@@ -148,23 +148,31 @@ def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
 
 
 @pytest.mark.anvil
-def test_one_agent_finalizes_each_job_and_a_backup_stands_in_for_a_dead_first_choice(
+def test_one_holder_finalizes_each_job_and_a_backup_stands_in_for_one_that_does_not(
         anvil, engine, tmp_path):
     env = Env(anvil, engine)
     grace = 5.0  # well over one agent step, so the backup's finalize lands before the next's turn
-    agents = [_partitioned(env.agent(i, tmp_path), grace) for i in (1, 2, 3)]
-    dead = funded_account(4).address  # registered and staked, then never runs: holds no seat
-    transact(env.w3, env.owner, env.token.build_mint(dead, 10**24))
-    env.agent(4, tmp_path)
-    texts = SENTENCES + [b"Job %d is finalized once." % i for i in range(5)]
+    transact(env.w3, env.owner, env.token.build_mint(funded_account(4).address, 10**24))
+    agents = [_partitioned(env.agent(i, tmp_path), grace) for i in (1, 2, 3, 4)]
+    *live, idle = agents
+    idle.worker._finalize = lambda now: None  # takes, commits and reveals its seats; never finalizes
+    texts = SENTENCES + [b"Job %d is finalized once." % i for i in range(3)]
     engine.embed(texts)
     jobs = env.post(texts, r=3)
-    live = {a.txm.address for a in agents}
-    for job_id in jobs:  # a seat each for the live three: the dead one holds none
-        env.draw(job_id, lambda drawn: set(drawn) == live)
-    ranks = {j: ranking(j, [funded_account(i).address for i in (1, 2, 3, 4)]) for j in jobs}
-    backed_up = [j for j in jobs if ranks[j][0] == dead]
-    assert backed_up and len(backed_up) < len(jobs)  # the hash gives the dead provider some
+    # Three holders of four providers each: where the job's hash ranks the idle one
+    # above two others, it holds a seat and ranks first among the holders; in the other
+    # jobs it holds none (and delays nothing, however it ranks among all four).
+    everyone = [a.txm.address for a in agents]
+    backed_up, ranks = [j for j in jobs if ranking(j, everyone).index(idle.txm.address) <= 1], {}
+    assert backed_up and len(backed_up) < len(jobs)
+    for job_id in jobs:
+        def accept(drawn, job_id=job_id):
+            if len(set(drawn)) < 3:
+                return False
+            if job_id in backed_up:
+                return ranking(job_id, drawn)[0] == idle.txm.address
+            return idle.txm.address not in drawn
+        ranks[job_id] = ranking(job_id, env.draw(job_id, accept))
 
     revealed_at: dict[int, float] = {}
     finalized_at: dict[int, float] = {}
@@ -182,14 +190,14 @@ def test_one_agent_finalizes_each_job_and_a_backup_stands_in_for_a_dead_first_ch
     drive(agents, settled, rounds=1000)
     finalizers = {j: [a.txm.address for a in agents for t in a.store.txs()
                       if t.kind == "finalize" and j in t.meta["jobs"]] for j in jobs}
-    # One finalize per job: the first-ranked provider's at once; where that one is dead,
-    # the next in line's, once its grace passed.
+    # One finalize per job: the first-ranked holder's at once; where that one does not
+    # finalize, the next holder's, once its grace passed.
     assert finalizers == {j: [ranks[j][1] if j in backed_up else ranks[j][0]] for j in jobs}
     for job_id in jobs:
         waited = finalized_at[job_id] - revealed_at[job_id]
         assert waited >= grace if job_id in backed_up else waited < grace
     time.sleep(max(a.worker.poll_interval for a in agents))
-    for agent in agents:  # settled jobs' turns and view times are forgotten
+    for agent in live:  # settled jobs' turns and view times are forgotten
         agent.step()
         assert agent.worker._finalize_at == agent.worker._next_check == {}
         assert agent.worker._delivered_until == {}

@@ -225,7 +225,23 @@ class MarketMachine(RuleBasedStateMachine):
         self._apply_releases(receipt, trial, releases)
         self._commit_model(trial)
         self._check_events(receipt, fx)
+        self._count_cases(fx)
         return receipt
+
+    @staticmethod
+    def _count_cases(fx: M.Effects):
+        """Tally the drawn-seat situations the run reached (printed with the outcomes)."""
+        per_holder = collections.Counter((j, p) for j, p, _ in fx.claimed)
+        for n in per_holder.values():
+            OUTCOMES[f"  (seats taken in one claim: {n})"] += 1
+        if any(p == M.ZERO_ADDRESS for _, p, _ in fx.drawn):
+            OUTCOMES["  (seat drawn to nobody)"] += 1
+        if fx.drawn:
+            OUTCOMES[f"  (distinct providers in a draw: {len({p for _, p, _ in fx.drawn})})"] += 1
+        for _, _, _, _, reason in fx.slashed:
+            OUTCOMES[f"  (slash reason {reason})"] += 1
+        if fx.weights:
+            OUTCOMES["  (weight changed)"] += 1
 
     def _commit_model(self, new: M.Market):
         """Adopt the model's new state and remember what changed, for the step's checks."""
@@ -465,16 +481,28 @@ class MarketMachine(RuleBasedStateMachine):
     def _deliverable(self):
         return self._pairs(self.model.check_deliver, b"x")
 
-    @precondition(lambda self: self._deliverable())
+    def _r1_claimable(self):
+        return [(p, j) for p, j in self._claimable() if self.model.jobs[j].r == 1]
+
+    def _deliver(self, provider, job_id, result):
+        self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+
+    @precondition(lambda self: self._deliverable() or self._r1_claimable())
     @rule(data=st.data())
     def deliver(self, data):
-        """An r = 1 job claimed and delivered in one call (deliver_many skips failures)."""
+        """An r = 1 job delivered by its claimant, claimed first (in the block before) if it is
+        not yet, as an agent does; or a batch: claim_many, then deliver_many (both skip
+        failures)."""
+        pairs = sorted({*self._deliverable(), *self._r1_claimable()})
         if not self._batched(data):
-            provider, job_id = data.draw(st.sampled_from(self._deliverable()), label="delivery")
-            result = self._result(data, job_id)
-            self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+            provider, job_id = data.draw(st.sampled_from(pairs), label="delivery")
+            if not self.model.jobs[job_id].seats[0].claimed:
+                self._claim(provider, job_id)
+            self._deliver(provider, job_id, self._result(data, job_id))
             return
-        provider, job_ids = self._many(data, self._deliverable())
+        provider, job_ids = self._many(data, pairs)
+        if any(j in self.model.jobs and not self.model.jobs[j].seats[0].claimed for j in job_ids):
+            self._claim_many(provider, job_ids)
         results = [self._result(data, j) for j in job_ids]
         if not data.draw(st.integers(0, 7), label="mismatch"):
             results.append(b"extra")
@@ -605,8 +633,7 @@ class MarketMachine(RuleBasedStateMachine):
             self._challenge(self._challenger(data), job_id)
         elif phase == "deliver":
             provider = data.draw(st.sampled_from([p for p, j in self._deliverable() if j == job_id]), label="provider")
-            result = self._result(data, job_id)
-            self._act(lambda m, t: m.deliver(provider, job_id, result, t), self.market.deliver, (job_id, result), provider, releases=(provider,))
+            self._deliver(provider, job_id, self._result(data, job_id))
         else:
             if phase == "claim" and job_id in self._draw_due() and data.draw(st.integers(0, 3), label="keeper draws"):
                 self._claim_many(self._keeper(data), [job_id])  # then the drawn providers take their seats
@@ -618,6 +645,21 @@ class MarketMachine(RuleBasedStateMachine):
                     self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
                 else:
                     self._reveal(p, [job_id], [self._opening(data, p, job_id)])
+            if phase == "claim" and data.draw(st.integers(0, 2), label="work at once"):
+                self._work(data, job_id)
+
+    def _work(self, data, job_id):
+        """Right after claiming, as agents do: an r = 1 claimant delivers from the next block;
+        the holders of a round's seats commit."""
+        job = self.model.jobs[job_id]
+        if job.r == 1 and job.status == M.OPEN:
+            for p, j in self._deliverable():
+                if j == job_id:
+                    self._deliver(p, job_id, self._result(data, job_id))
+            return
+        holders = sorted({p for p, j in self._committable() if j == job_id})
+        for p in data.draw(st.permutations(holders), label="committers"):
+            self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
 
     @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())

@@ -105,16 +105,13 @@ def test_r1_claimant_cannot_skip_the_challenge_window(staked, client, providers,
     p = providers[0]
     (job_id,) = post(staked, client, r=1)
     staked.claim(job_id, sender=p)
-    attempts = (
-        lambda: staked.commit(job_id, seal(job_id, p, b"res"), sender=p),
-        lambda: staked.reveal(job_id, b"res", SALT, sender=p),
-        lambda: staked.finalize(job_id, sender=outsider),
-    )
-    for attempt in attempts:
-        try:
-            attempt()
-        except ape.exceptions.ContractLogicError:
-            pass
+    with ape.reverts("jobs: use deliver"):
+        staked.commit(job_id, seal(job_id, p, b"res"), sender=p)
+    with ape.reverts("jobs: use deliver"):
+        staked.reveal(job_id, b"res", SALT, sender=p)
+    with ape.reverts("jobs: not finalizable yet"):
+        staked.finalize(job_id, sender=outsider)
     assert staked.job(job_id).status == STATUS_OPEN and staked.balances(p) == 0
     staked.deliver(job_id, b"res", sender=p)
     assert staked.job(job_id).status == STATUS_DELIVERED and staked.balances(p) == 0
+    assert staked.pending_payouts(p).pay == REWARD

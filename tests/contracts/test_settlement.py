@@ -173,11 +173,11 @@ def test_provider_holding_two_seats_is_slashed_per_seat(staked, client, provider
     assert_solvent(staked, token, everyone, [job_id])
 
 
-def test_seat_taken_after_committing_does_not_cost_the_committed_seat(staked, client, providers, outsider, chain):
+def test_seat_taken_after_committing_commits_on_its_own(staked, client, providers, outsider, chain, token, everyone):
     """A provider that committed may be drawn again for a seat its drawn provider left untaken
     (drawn again after half the minimum claim window) and take it, as an agent takes every seat
-    drawn to it. It must still be able to reveal what it committed, and an honest seat it
-    committed and revealed must be paid, not slashed."""
+    drawn to it. The new seat commits on its own (its seal may differ), and each reveal opens
+    the committed seats its opening matches: the honest holder is paid for both seats."""
     (job_id,) = post(staked, client, r=3)
     a, b, c = draw_seats(staked, chain, job_id, outsider, providers)
     for p in (a, b):  # c never takes seat 2
@@ -185,20 +185,47 @@ def test_seat_taken_after_committing_does_not_cost_the_committed_seat(staked, cl
     commit_all(staked, job_id, [a, b], [b"R", b"R"])
     advance(chain, MIN_WINDOW // 2)
     draw_seats_until(staked, chain, job_id, outsider, providers, lambda d: d[2] == a)
-    for late in (
-        lambda: staked.claim(job_id, sender=a),  # takes seat 2 (or is refused: also fine)
-        lambda: staked.commit(job_id, seal(job_id, a, b"R"), sender=a),  # seals it (or is refused)
-    ):
-        try:
-            late()
-        except ape.exceptions.ContractLogicError:
-            pass
-    advance(chain, 2 * WINDOW)  # past the commit deadline: reveals open
-    staked.reveal(job_id, b"R", SALT, sender=a)
+    tx = staked.claim(job_id, sender=a)
+    assert [log.seat for log in tx.events.filter(staked.JobClaimed)] == [2]
+    other_salt = b"\x02" * 32
+    tx = staked.commit(job_id, seal(job_id, a, b"R", other_salt), sender=a)
+    assert [log.seat for log in tx.events.filter(staked.SealCommitted)] == [2]
+    with ape.reverts("jobs: already committed"):
+        staked.commit(job_id, seal(job_id, a, b"R"), sender=a)
+    assert staked.job(job_id).ncommitted == 3
+    tx = staked.reveal(job_id, b"R", SALT, sender=a)  # all committed: reveals open
+    assert [log.seat for log in tx.events.filter(staked.ResultRevealed)] == [0]
+    tx = staked.reveal(job_id, b"R", other_salt, sender=a)
+    assert [log.seat for log in tx.events.filter(staked.ResultRevealed)] == [2]
+    with ape.reverts("jobs: already revealed"):
+        staked.reveal(job_id, b"R", SALT, sender=a)
     staked.reveal(job_id, b"R", SALT, sender=b)
     tx = staked.finalize(job_id, sender=outsider)
-    assert (a, 0) not in [(p, seat) for p, seat, _, _ in slashes(staked, tx)]
-    assert staked.balances(a) >= REWARD and staked.balances(b) == REWARD
+    assert slashes(staked, tx) == []
+    (log,) = tx.events.filter(staked.JobFinalized)
+    assert (log.status, log.provider_pay, log.client_refund) == (STATUS_FINALIZED, 3 * REWARD, 0)
+    assert staked.balances(a) == 2 * REWARD and staked.balances(b) == REWARD
+    assert staked.provider_info(a).locked == 0
+    assert_solvent(staked, token, everyone, [job_id])
+
+
+def test_reveal_needs_an_opening_of_a_committed_seat(staked, client, providers, outsider, chain):
+    """Two seats committed apart with different seals: an opening that matches neither is a seal
+    mismatch and reveals nothing."""
+    (job_id,) = post(staked, client, r=3)
+    a, b, c = draw_seats(staked, chain, job_id, outsider, providers)
+    for p in (a, b):
+        staked.claim(job_id, sender=p)
+    commit_all(staked, job_id, [a, b], [b"R", b"R"])
+    advance(chain, MIN_WINDOW // 2)
+    draw_seats_until(staked, chain, job_id, outsider, providers, lambda d: d[2] == a)
+    staked.claim(job_id, sender=a)
+    staked.commit(job_id, seal(job_id, a, b"R", b"\x02" * 32), sender=a)
+    with ape.reverts("jobs: seal mismatch"):
+        staked.reveal(job_id, b"R", b"\x03" * 32, sender=a)
+    with ape.reverts("jobs: seal mismatch"):
+        staked.reveal(job_id, b"other", SALT, sender=a)
+    assert staked.job(job_id).nrevealed == 0
 
 
 def test_r1_claimed_but_undelivered_is_slashed_at_its_deadline(staked, client, providers, outsider, chain, token, everyone):

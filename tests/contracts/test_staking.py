@@ -248,6 +248,21 @@ def test_reweigh_applies_a_new_floor(fresh, serving, providers, owner, outsider,
     assert fresh.draw_weight(outsider) == 0 and weight_events(fresh, tx) == []
 
 
+def test_unbond_request_never_raises_a_weight(fresh, serving, owner, outsider):
+    """An unbond request (like a slash) never needs a new tree slot, so it never raises a
+    weight: after the owner lowered the floor, a provider weighed 0 under the old one stays 0
+    at its unbond request and is weighed again by reweigh or a stake."""
+    p = serving
+    fresh.set_min_draw_stake(200 * 10**18, sender=owner)
+    fresh.reweigh(p, sender=outsider)
+    assert fresh.draw_weight(p) == 0
+    fresh.set_min_draw_stake(MIN_DRAW_STAKE, sender=owner)
+    tx = fresh.request_unbond(10**18, sender=p)
+    assert fresh.draw_weight(p) == 0 and weight_events(fresh, tx) == []
+    tx = fresh.reweigh(p, sender=outsider)
+    assert fresh.draw_weight(p) == weight(99 * 10**18) and weight_events(fresh, tx) == [(p, weight(99 * 10**18))]
+
+
 def test_provider_that_stops_serving_a_model_is_never_drawn_for_it(staked, providers, owner, outsider, client, chain, token):
     """providers[0] moves from the test model to another: it is never drawn for the test model
     afterwards (28 seats; with its old weight it would miss them all with probability (5/6)**28),

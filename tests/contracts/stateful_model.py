@@ -641,8 +641,11 @@ class Market:
         return job, mine
 
     def check_commit(self, sender: str, job_id: int, seal: bytes, t: int) -> tuple[Job, list]:
+        """The seal goes to every seat the sender holds that is not committed yet (a seat a
+        redraw gave it after its commit commits on its own)."""
         job, mine = self._active_seats(sender, job_id)
-        require(not any(job.seats[s].committed for s in mine), "jobs: already committed")
+        mine = [s for s in mine if not job.seats[s].committed]
+        require(mine, "jobs: already committed")
         require(t <= job.deadlines()[1], "jobs: commit deadline passed")
         require(seal != ZERO_WORD, "jobs: empty seal")
         return job, mine
@@ -659,18 +662,21 @@ class Market:
         return Effects()
 
     def check_reveal(self, sender: str, job_id: int, result: bytes, salt: bytes, t: int) -> tuple[Job, list]:
+        """Opens every committed, unrevealed seat of the sender whose seal this opening matches
+        (seats committed at different times may hold different seals)."""
         job, mine = self._active_seats(sender, job_id)
-        # A holder's seats are committed together, so they reveal together (a seat taken after
-        # the holder committed has no seal: the reveal cannot open it).
-        require(any(job.seats[s].committed for s in mine), "jobs: not committed")
-        require(not any(job.seats[s].revealed for s in mine), "jobs: already revealed")
+        mine = [s for s in mine if job.seats[s].committed]
+        require(mine, "jobs: not committed")
+        mine = [s for s in mine if not job.seats[s].revealed]
+        require(mine, "jobs: already revealed")
         _, size = job.round()
         _, commit_dl, reveal_dl = job.deadlines()
         require(job.ncommitted == size or t > commit_dl, "jobs: reveal not open")
         require(t <= reveal_dl, "jobs: reveal deadline passed")
         seal = seal_of(job_id, sender, result, salt)
-        require(all(job.seats[s].word == seal for s in mine), "jobs: seal mismatch")
-        return job, mine
+        opened = [s for s in mine if job.seats[s].word == seal]
+        require(opened, "jobs: seal mismatch")
+        return job, opened
 
     def reveal(self, sender: str, job_ids: list, results: list, salts: list, t: int) -> Effects:
         """reveal / reveal_many: all or nothing (the caller runs it on a copy)."""

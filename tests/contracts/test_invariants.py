@@ -530,11 +530,14 @@ class MarketMachine(RuleBasedStateMachine):
     def _commit(self, provider, job_ids, sealed):
         seals = [s for s, _, _ in sealed]
         method, args = (self.market.commit, (job_ids[0], seals[0])) if len(job_ids) == 1 else (self.market.commit_many, (job_ids, seals))
-        # The seal goes to every seat the provider holds in the round.
-        held = {j: self.model.jobs[j].seats_of(provider) for j in job_ids if j in self.model.jobs}
+        # The seal goes to every seat the provider holds in the round and has not committed.
+        held = {
+            j: [s for s in self.model.jobs[j].seats_of(provider) if not self.model.jobs[j].seats[s].committed]
+            for j in job_ids if j in self.model.jobs
+        }
         if self._act(lambda m, t: m.commit(provider, job_ids, seals, t), method, args, provider) is not None:
             for job_id, (seal, result, salt) in zip(job_ids, sealed):
-                self.memory[(job_id, provider)] = (result, salt)
+                self.memory.setdefault((job_id, provider), []).append((result, salt))
                 for seat in held[job_id]:
                     self.sent_seals[(job_id, seat)] = (provider, seal)
 
@@ -562,16 +565,18 @@ class MarketMachine(RuleBasedStateMachine):
             self._commit(p, [job_id], [self._seal_for(data, p, job_id)])
 
     def _opening(self, data, provider, job_id):
-        """(result, salt) to reveal: what was committed, a wrong salt, or another provider's opening."""
-        result, salt = self.memory.get((job_id, provider)) or (truth(job_id), salt_of(job_id, provider))
+        """(result, salt) to reveal: one of the openings it committed (seats a redraw gave it
+        after a commit were committed on their own), a wrong salt, or another provider's."""
+        own = [v for v in self.memory.get((job_id, provider), []) if v[0] is not None]
+        result, salt = data.draw(st.sampled_from(own), label="own opening") if own else (truth(job_id), salt_of(job_id, provider))
         kind = data.draw(st.sampled_from(["own", "own", "own", "wrong salt", "stolen"]), label="opening")
         if kind == "wrong salt":
-            return result or truth(job_id), keccak(b"wrong")
+            return result, keccak(b"wrong")
         if kind == "stolen":
-            others = [v for (j, p), v in self.memory.items() if j == job_id and p != provider and v[0] is not None]
+            others = [v for (j, p), vs in self.memory.items() if j == job_id and p != provider for v in vs if v[0] is not None]
             if others:
                 return data.draw(st.sampled_from(others), label="stolen")
-        return result or truth(job_id), salt or salt_of(job_id, provider)
+        return result, salt
 
     def _reveal(self, provider, job_ids, openings):
         results = [r for r, _ in openings]
@@ -583,10 +588,17 @@ class MarketMachine(RuleBasedStateMachine):
         self._act(lambda m, t: m.reveal(provider, job_ids, results, salts, t), method, args, provider)
 
     def _check_own_reveal(self, provider, job_id, t):
-        """The provider can open what it committed (a copier has nothing to open)."""
-        result, salt = self.memory.get((job_id, provider), (None, None))
-        M.require(result is not None, "nothing to open")
-        self.model.check_reveal(provider, job_id, result, salt, t)
+        """The provider can open something it committed (a copier has nothing to open)."""
+        openings = [v for v in self.memory.get((job_id, provider), []) if v[0] is not None]
+        M.require(openings, "nothing to open")
+        reasons = []
+        for result, salt in openings:
+            try:
+                self.model.check_reveal(provider, job_id, result, salt, t)
+                return
+            except M.Revert as err:
+                reasons.append(err.reason)
+        raise M.Revert(reasons[0])
 
     def _revealable(self):
         return self._pairs(self._check_own_reveal)
@@ -931,9 +943,9 @@ class MarketMachine(RuleBasedStateMachine):
             if not s.revealed:
                 assert s.word == seal, f"job {job_id} seat {seat}: seal changed"
             else:
-                result, salt = self.memory[(job_id, provider)]
-                assert result is not None and M.seal_of(job_id, provider, result, salt) == seal
-                assert s.word == keccak(result), f"job {job_id} seat {seat}: revealed digest changed"
+                opened = [r for r, salt in self.memory[(job_id, provider)] if r is not None and M.seal_of(job_id, provider, r, salt) == seal]
+                assert opened, f"job {job_id} seat {seat}: revealed without its opening"
+                assert s.word == keccak(opened[0]), f"job {job_id} seat {seat}: revealed digest changed"
 
     def _check_slash_bounds(self):
         """Each slash is exactly its seat's collateral, once per seat and fault, and a job's

@@ -10,7 +10,7 @@ from provider.agent.config import AgentConfig
 from provider.agent.main import build_agent
 from provider.agent.store import TxStatus
 from tests.support.anvil import funded_account
-from tests.support.market import deploy_market, transact
+from tests.support.market import deploy_market, draw, holders, transact
 
 REWARD = 10**18
 STAKE = 10**21
@@ -65,27 +65,11 @@ class Env:
         return self.market.job(job_id).status
 
     def draw(self, job_id, accept=None, tries=200) -> list[str]:
-        """Draw the seats of the job's current round before any agent claims it, by a
-        claim_many of the owner (not a provider: it takes no seat), and keep the draw
-        only if `accept(providers by seat)` holds (default: every seat its own provider);
-        otherwise undo it (anvil snapshot) and draw again from a later block, so that a
-        test can give each seat its role. Returns the drawn providers by seat."""
-        accept = accept or (lambda drawn: len(set(drawn)) == len(drawn))
-        for _ in range(tries):
-            snapshot = self.anvil.rpc("evm_snapshot")
-            transact(self.w3, self.owner, self.market.build_claim_many([job_id]))
-            drawn = [seat.provider for seat in self.market.round_seats(job_id).values()]
-            if accept(drawn):
-                return drawn
-            self.anvil.rpc("evm_revert", snapshot)
-            # Another parent block, another seed; chain time stays (the seats' take
-            # windows run from their draws).
-            self.anvil.rpc("evm_mine")
-        raise AssertionError(f"no acceptable draw of job {job_id} in {tries} blocks")
+        """The round's seats drawn by the owner until `accept` (tests.support.market.draw)."""
+        return draw(self.anvil, self.market, self.owner, job_id, accept, tries)
 
     def holders(self, job_id) -> set[str]:
-        """Providers that took a seat of the job's current round."""
-        return {seat.provider for seat in self.market.round_seats(job_id).values() if seat.claimed}
+        return holders(self.market, job_id)
 
     def advance(self, seconds: int) -> None:
         self.anvil.rpc("evm_increaseTime", seconds)

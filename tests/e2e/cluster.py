@@ -19,7 +19,7 @@ from client import Client
 from client.records import Deadlines
 from provider.agent.store import JobRecord, Store, TxRecord
 from tests.support.anvil import REPO, Anvil, RpcProxy, funded_account, start_anvil, subprocess_env
-from tests.support.market import deploy_market, transact
+from tests.support.market import deploy_market, draw, holders, transact
 
 REWARD = 10**16
 STAKE = 10**21
@@ -181,24 +181,12 @@ format = "json"
         self.anvil.rpc("evm_mine")
 
     def holders(self, job_id: int) -> set[str]:
-        """Providers that took a seat of the job's current round (seats are drawn by stake)."""
-        return {seat.provider for seat in self.market.round_seats(job_id).values() if seat.claimed}
+        return holders(self.market, job_id)
 
     def draw(self, job_id: int, accept: Callable[[list[str]], bool] | None = None, tries: int = 100) -> list[str]:
-        """Draw the seats of the job's current round while no agent claims it (the test
-        stopped them), by a claim_many of the owner (not a provider: it takes no seat);
-        keep the draw only if `accept(providers by seat)` (default: every seat its own
-        provider), else undo it (anvil snapshot) and draw again from a later block."""
-        accept = accept or (lambda drawn: len(set(drawn)) == len(drawn))
-        for _ in range(tries):
-            snapshot = self.anvil.rpc("evm_snapshot")
-            transact(self.w3, self.owner, self.market.build_claim_many([job_id]))
-            drawn = [seat.provider for seat in self.market.round_seats(job_id).values()]
-            if accept(drawn):
-                return drawn
-            self.anvil.rpc("evm_revert", snapshot)
-            self.anvil.rpc("evm_mine")  # another parent block: another seed
-        raise AssertionError(f"no acceptable draw of job {job_id} in {tries} blocks")
+        """The round's seats drawn by the owner until `accept` (tests.support.market.draw),
+        while the test keeps the agents from claiming."""
+        return draw(self.anvil, self.market, self.owner, job_id, accept, tries)
 
     def post(self, texts: list[str], r: int) -> list[int]:
         ids = self.client.post_many(texts, reward=REWARD, r=r, deadlines=WINDOWS)

@@ -45,3 +45,28 @@ def deploy_market(w3: Web3, owner: LocalAccount, model_id: bytes, challenge_wind
     if challenge_window is not None:
         transact(w3, owner, market.build("set_challenge_window", challenge_window))
     return start_block, market, token_
+
+
+def draw(anvil, market: Marketplace, keeper: LocalAccount, job_id: int, accept=None, tries: int = 200) -> list[str]:
+    """Draw the seats of the job's current round before any agent claims it, by a
+    claim_many of `keeper` (not a provider: it takes no seat), and keep the draw only
+    if `accept(providers by seat)` holds (default: every seat its own provider);
+    otherwise undo it (anvil snapshot) and draw again from a later block, so that a
+    test can give each seat its role. Returns the drawn providers by seat."""
+    accept = accept or (lambda drawn: len(set(drawn)) == len(drawn))
+    for _ in range(tries):
+        snapshot = anvil.rpc("evm_snapshot")
+        transact(market.w3, keeper, market.build_claim_many([job_id]))
+        drawn = [seat.provider for seat in market.round_seats(job_id).values()]
+        if accept(drawn):
+            return drawn
+        anvil.rpc("evm_revert", snapshot)
+        # Another parent block, another seed; chain time stays (the seats' take
+        # windows run from their draws).
+        anvil.rpc("evm_mine")
+    raise AssertionError(f"no acceptable draw of job {job_id} in {tries} blocks")
+
+
+def holders(market: Marketplace, job_id: int) -> set[str]:
+    """Providers that took a seat of the job's current round (seats are drawn by stake)."""
+    return {seat.provider for seat in market.round_seats(job_id).values() if seat.claimed}

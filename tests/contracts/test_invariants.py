@@ -171,6 +171,8 @@ class MarketMachine(RuleBasedStateMachine):
         # The provider each seat of a draw round was last drawn for (SeatDrawn), and how many
         # seats each provider took: a taken seat must be drawn to its taker.
         self.drawn_seen = {}
+        # r = 1 jobs whose claimant went offline after claiming.
+        self.abandoned = set()
         # What the current step changed in the model: (accounts, providers, {job: seats}).
         self.touched = (set(), set(), {})
         self._clean = True
@@ -223,14 +225,23 @@ class MarketMachine(RuleBasedStateMachine):
             except M.Revert as err:
                 raise AssertionError(f"{name} succeeded; with the seats it drew it must revert: {err.reason}") from None
         self._apply_releases(receipt, trial, releases)
+        before = self.model
         self._commit_model(trial)
         self._check_events(receipt, fx)
-        self._count_cases(fx)
+        self._count_cases(before, fx)
         return receipt
 
     @staticmethod
-    def _count_cases(fx: M.Effects):
+    def _count_cases(before: M.Market, fx: M.Effects):
         """Tally the drawn-seat situations the run reached (printed with the outcomes)."""
+        for job_id, status, *_ in fx.finalized:
+            job = before.jobs[job_id]
+            if job.r == 1 and job.status == M.OPEN and status == M.UNRESOLVED:
+                OUTCOMES["  (r = 1 claim not delivered: slashed)"] += 1
+        if any(before.jobs[j].drawn_at for j, _, _ in fx.drawn):
+            OUTCOMES["  (seats drawn again)"] += 1
+        if any(before.jobs[j].status == M.CHALLENGED for j, _, _ in fx.drawn):
+            OUTCOMES["  (re-execution round drawn)"] += 1
         per_holder = collections.Counter((j, p) for j, p, _ in fx.claimed)
         for n in per_holder.values():
             OUTCOMES[f"  (seats taken in one claim: {n})"] += 1
@@ -479,7 +490,8 @@ class MarketMachine(RuleBasedStateMachine):
         return {"honest": truth(job_id), "forged": forgery(job_id), "empty": b""}[kind]
 
     def _deliverable(self):
-        return self._pairs(self.model.check_deliver, b"x")
+        """(claimant, job) pairs that can deliver, except claimants that went offline."""
+        return [(p, j) for p, j in self._pairs(self.model.check_deliver, b"x") if j not in self.abandoned]
 
     def _r1_claimable(self):
         return [(p, j) for p, j in self._claimable() if self.model.jobs[j].r == 1]
@@ -665,6 +677,10 @@ class MarketMachine(RuleBasedStateMachine):
         the holders of a round's seats commit."""
         job = self.model.jobs[job_id]
         if job.r == 1 and job.status == M.OPEN:
+            if job.seats[0].claimed and not data.draw(st.integers(0, 3), label="claimant goes offline"):
+                # Never delivers (chaos aside): finalize slashes the claim after its deadline.
+                self.abandoned.add(job_id)
+                return
             for p, j in self._deliverable():
                 if j == job_id:
                     self._deliver(p, job_id, self._result(data, job_id))

@@ -32,8 +32,8 @@ class CpuOps:
     mean_pool_normalize = staticmethod(intops.mean_pool_normalize)
 
 
-def select_backend(name: str = "auto"):
-    """The ops object for ``name`` (see module doc)."""
+def backend_name(name: str = "auto") -> str:
+    """"cpu" or "triton" for ``name`` (see module doc); the LLM decoder chooses the same way."""
     if name not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     if name == "auto":
@@ -41,13 +41,29 @@ def select_backend(name: str = "auto"):
             "triton" if torch.cuda.is_available() else "cpu")
         if name not in BACKENDS[1:]:
             raise BackendUnavailableError(f"VERINFER_BACKEND={name!r}; choose cpu or triton")
-    if name == "cpu":
-        return CpuOps()
+    return name
+
+
+def triton_backend(load):
+    """``load()()``: the Triton ops class that ``load`` imports, instantiated; an import
+    or device failure becomes ``BackendUnavailableError``."""
     try:
-        from .triton_ops import TritonOps
+        ops_class = load()
     except ImportError as exc:
         raise BackendUnavailableError(f"triton backend unavailable: {exc}") from exc
     try:
-        return TritonOps()
+        return ops_class()
     except (RuntimeError, AssertionError) as exc:
         raise BackendUnavailableError(f"triton backend unavailable: {exc}") from exc
+
+
+def select_backend(name: str = "auto"):
+    """The ops object for ``name`` (see module doc)."""
+    if backend_name(name) == "cpu":
+        return CpuOps()
+
+    def load():
+        from .triton_ops import TritonOps
+        return TritonOps
+
+    return triton_backend(load)

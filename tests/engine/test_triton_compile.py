@@ -2,86 +2,35 @@
 (sm90), fits in shared memory, spills nothing and multiplies on int8 tensor cores,
 all without a GPU.
 
-The interpreter runs the kernels' arithmetic but never lowers them, so a kernel that
-the GPU compiler rejects (an int8 ``tl.dot`` shape, a bool mask load, an int64
-conversion), that needs more shared memory than the GPU has, or that spills registers
-would still pass the bit-equality tests. So this file also runs as a script, in a fresh
-process per target where the kernels are real ``JITFunction``s: the model's forward
-pass (and ``quantize_rows``, which the forward doesn't use) runs on CPU tensors through
-Triton's own launcher, ``JITFunction.run``, with ``warmup=True``. That specialises each
-call exactly as a launch on the device does (integer arguments equal to 1 become
-constants, integers and pointers divisible by 16 get a ``tt.divisibility`` hint), compiles
-each new variant and launches nothing; a stand-in driver only names the target. Each
-variant is reported with its specialisation, ptxas' resource log and the tensor-core
-instructions of its PTX, and the tests below check them.
+This file also runs as a script, once per target (``tests/support/triton_compile.py``
+explains how it compiles without a GPU): the model's forward pass (and
+``quantize_rows``, which the forward doesn't use) goes through Triton's launcher with
+every launch compiled instead of run. The tests below check each reported variant.
 """
-import contextlib
-import io
-import json
-import os
-import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ARCHS = (80, 90)
-# Shared memory one block may use (the opt-in maximum): A100 163 KiB, H100 227 KiB.
-SHARED_LIMIT = {80: 166912, 90: 232448}
+from tests.support.triton_compile import (ARCHS, MMA_SYNC_S8, SHARED_LIMIT, WGMMA_S8,
+                                          compile_variants, keys, run_variants, spills)
+
 # (batch, padded length) of the forward passes compiled. Specialisation splits the
 # launches by rows = batch * length (linear, LayerNorm) and length (attention, pooling):
 # divisible by 16 or not, and attention's tile (32 up to length 32, then 64). These
 # four shapes reach every class the engine can launch (a job has >= 3 tokens, so
 # neither is ever 1).
 SHAPES = [(3, 7), (2, 32), (3, 33), (2, 48)]
-# Tensor-core instructions in PTX: Ampere's warp-level mma.sync, Hopper's warpgroup wgmma.
-TENSOR_CORE_OP = re.compile(r"\b(?:mma|wgmma\.mma_async)\.[\w.]+")
-# s8 x s8 into s32. ``.satfinite`` clamps an int32 accumulator that overflows; no dot
-# here comes near 2**31 (triton_ops bounds each one), so it never changes a result.
-MMA_SYNC_S8 = re.compile(r"mma\.sync\.aligned\.m16n8k32\.row\.col\.satfinite\.s32\.s8\.s8\.s32")
-WGMMA_S8 = re.compile(r"wgmma\.mma_async\.sync\.aligned\.m64n\d+k32\.s32\.s8\.s8")
 
 pytestmark = pytest.mark.slow
 
 
-def compile_variants(arch: int) -> None:
-    """Script body: print one JSON line per kernel variant compiled for sm``arch``."""
+def launch_forward() -> None:
+    """Script body: the launches of the engine's forward at every shape of SHAPES."""
     import torch
-    from triton import knobs
-    from triton.backends.compiler import GPUTarget
-    from triton.runtime import driver
-    from triton.runtime.jit import JITFunction
 
     from provider.engine import quantize, triton_ops, weights
     from provider.engine.model import forward
 
-    class TargetDriver:
-        """All that JITFunction.run asks a driver before it compiles."""
-
-        def get_current_device(self):
-            return 0
-
-        def get_current_stream(self, device):
-            return 0
-
-        def get_current_target(self):
-            return GPUTarget("cuda", arch, 32)
-
-    driver.set_active(TargetDriver())
-    knobs.nvidia.dump_ptxas_log = True  # make_cubin prints ptxas -v: registers, spills
-    launch = JITFunction.run
-
-    def compile_only(fn, *args, grid, warmup, **kwargs):
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            kernel = launch(fn, *args, grid=grid, warmup=True, **kwargs)
-        if log.getvalue():  # compiled now: a variant the launcher had not built yet
-            print(json.dumps(report(fn, kernel, log.getvalue())), flush=True)
-        return kernel
-
-    JITFunction.run = compile_only
     files = weights.locate()
     model = quantize.quantize_model(weights.load_weights(files), weights.load_config(files))
     for batch, length in SHAPES:  # the triton_ops module has the five ops `forward` calls
@@ -92,41 +41,10 @@ def compile_variants(arch: int) -> None:
     triton_ops.quantize_rows(x.int())
 
 
-def report(fn, kernel, ptxas_log: str) -> dict:
-    """A variant's specialisation, as ``{arg: constant, or type with ':16' if it carries
-    the divisibility hint}``, its resources and tensor-core instructions."""
-    src = kernel.src
-    args = {}
-    for i, name in enumerate(fn.arg_names):
-        if (i,) in src.constants:
-            args[name] = src.constants[(i,)]
-        else:
-            hint = ["tt.divisibility", 16] in src.attrs.get((i,), [])
-            args[name] = src.signature[name] + (":16" if hint else "")
-    return {"kernel": fn.__name__, "args": args, "shared": kernel.metadata.shared,
-            "ptxas": ptxas_log,
-            "tensor_core": sorted(set(TENSOR_CORE_OP.findall(kernel.asm["ptx"])))}
-
-
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory) -> dict[int, list[dict]]:
     """{arch: compiled variants}, one process per target, both at once."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(REPO), TRITON_DEFAULT_FP_FUSION="1",
-               # a fresh cache: every variant is compiled here, so ptxas logs it
-               TRITON_CACHE_DIR=str(tmp_path_factory.mktemp("triton-cache")))
-    procs = {arch: subprocess.Popen([sys.executable, __file__, str(arch)], cwd=REPO, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for arch in ARCHS}
-    outputs = {arch: proc.communicate(timeout=600) for arch, proc in procs.items()}
-    for arch, (_, err) in outputs.items():
-        assert procs[arch].returncode == 0, f"sm{arch}:\n{err[-4000:]}"
-    return {arch: [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-            for arch, (out, _) in outputs.items()}
-
-
-def keys(variants: list[dict], kernel: str, *names: str) -> set[tuple]:
-    return {tuple(v["args"][n] for n in names) for v in variants if v["kernel"] == kernel}
+    return run_variants(__file__, tmp_path_factory.mktemp("triton-cache"), timeout=600)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -165,8 +83,7 @@ def test_shared_memory_fits_and_nothing_spills(variants, arch):
     for v in variants[arch]:
         name = f"sm{arch} {v['kernel']} {v['args']}"
         assert v["shared"] <= SHARED_LIMIT[arch], f"{name}: {v['shared']} bytes of shared memory"
-        spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", v["ptxas"])
-        assert spills == [("0", "0")], f"{name}:\n{v['ptxas']}"
+        assert spills(v) == [("0", "0")], f"{name}:\n{v['ptxas']}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -186,4 +103,4 @@ def test_dots_run_on_int8_tensor_cores(variants, arch):
 
 
 if __name__ == "__main__":
-    compile_variants(int(sys.argv[1]))
+    compile_variants(int(sys.argv[1]), launch_forward)

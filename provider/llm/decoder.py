@@ -6,6 +6,9 @@ before each query in its own sequence. A batch is the concatenation of its seque
 new tokens (no padding), so a sequence's logits are the same bytes alone or batched, and
 the cache holds exactly the keys and values a full recomputation would compute: decoding
 with the cache and recomputing everything give the same bytes.
+
+The steps run on a backend (``backend``: the CPU path of ``intops``, or the Triton
+kernels of ``triton_ops``), which computes the same integers; caches live on it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import intops
+from .backend import CPU
 from .quantize import DecoderParams
 
 
@@ -30,16 +34,17 @@ class KVCache:
     tokens: list[int] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, params: DecoderParams, capacity: int) -> KVCache:
+    def empty(cls, params: DecoderParams, capacity: int, ops=CPU) -> KVCache:
+        """A cache for ``capacity`` positions on ``ops``' device (the CPU's by default)."""
         cfg = params.config
         if not 0 < capacity <= intops.MAX_CONTEXT:
             raise ValueError(f"capacity {capacity} outside 1..{intops.MAX_CONTEXT}")
         shape = (capacity, cfg.kv_heads, cfg.head_dim)
         n = cfg.layers
-        return cls([np.zeros(shape, np.int16) for _ in range(n)],
-                   [np.zeros(shape[:2], np.int64) for _ in range(n)],
-                   [np.zeros(shape, np.int16) for _ in range(n)],
-                   [np.zeros(shape[:2], np.int64) for _ in range(n)])
+        return cls([ops.zeros(shape, np.int16) for _ in range(n)],
+                   [ops.zeros(shape[:2], np.int64) for _ in range(n)],
+                   [ops.zeros(shape, np.int16) for _ in range(n)],
+                   [ops.zeros(shape[:2], np.int64) for _ in range(n)])
 
     @property
     def capacity(self) -> int:
@@ -47,9 +52,10 @@ class KVCache:
 
 
 def forward(params: DecoderParams, new_tokens: Sequence[Sequence[int]], caches: Sequence[KVCache],
-            all_logits: bool = False) -> list[np.ndarray]:
+            all_logits: bool = False, ops=CPU) -> list[np.ndarray]:
     """Append each sequence's ``new_tokens`` to its cache and return its logits, int64 in
-    Q(LOGIT_BITS): [n_new, V] with ``all_logits``, else [V] for its last new token."""
+    Q(LOGIT_BITS): [n_new, V] with ``all_logits``, else [V] for its last new token.
+    ``ops`` is the backend (``backend.select_backend``); the caches must live on it."""
     if len(new_tokens) != len(caches):
         raise ValueError("one cache per sequence")
     lens = [len(t) for t in new_tokens]
@@ -62,35 +68,34 @@ def forward(params: DecoderParams, new_tokens: Sequence[Sequence[int]], caches: 
     pos = np.concatenate([np.arange(c.length, c.length + n, dtype=np.int64)
                           for n, c in zip(lens, caches)])
     bounds = np.cumsum([0] + lens)
-    att = params.attention
     cfg = params.config
-    h = intops.embed(ids, params.embed)
-    for li, layer in enumerate(params.layers):
-        x, e = intops.rmsnorm(h, layer.attn_norm)
-        q, eq = intops.rope_heads(intops.linear(x, layer.q), e, layer.q.shift, pos, cfg.heads, att)
-        k, ek = intops.rope_heads(intops.linear(x, layer.k), e, layer.k.shift, pos, cfg.kv_heads, att)
-        v, ev = intops.heads_block16(intops.linear(x, layer.v), e, layer.v.shift, cfg.kv_heads)
-        ox = np.empty((len(ids), cfg.heads * cfg.head_dim), dtype=np.int16)
-        oe = np.empty(len(ids), dtype=np.int64)
+    dev = ops.prepare(params)
+    att = dev.attention
+    pos = ops.asarray(pos)
+    h = ops.embed(ops.asarray(ids), dev)
+    for li, layer in enumerate(dev.layers):
+        x, e = ops.rmsnorm(h, layer.attn_norm)
+        (q, eq), (k, ek), (v, ev) = ops.qkv(x, e, layer, pos, att)
+        ox = ops.empty((len(ids), cfg.heads * cfg.head_dim), np.int16)
+        oe = ops.empty(len(ids), np.int64)
         for s, c in enumerate(caches):
             r0, r1 = bounds[s], bounds[s + 1]
             start, stop = c.length, c.length + (r1 - r0)
             c.k[li][start:stop], c.ek[li][start:stop] = k[r0:r1], ek[r0:r1]
             c.v[li][start:stop], c.ev[li][start:stop] = v[r0:r1], ev[r0:r1]
-            ox[r0:r1], oe[r0:r1] = intops.attention(
+            ox[r0:r1], oe[r0:r1] = ops.attention(
                 q[r0:r1], eq[r0:r1], c.k[li][:stop], c.ek[li][:stop], c.v[li][:stop],
                 c.ev[li][:stop], start, att)
-        intops.residual_add(h, intops.linear(ox, layer.o), oe, layer.o.shift)
-        x, e = intops.rmsnorm(h, layer.ffn_norm)
-        gx, ge = intops.swiglu(intops.linear(x, layer.gate), intops.linear(x, layer.up), e,
-                               layer.gate.shift, layer.up.shift, params.sig_table)
-        intops.residual_add(h, intops.linear(gx, layer.down), ge, layer.down.shift)
+        ops.attn_residual(h, ox, oe, layer)
+        x, e = ops.rmsnorm(h, layer.ffn_norm)
+        gx, ge = ops.ffn_in(x, e, layer, dev.sig_table)
+        ops.ffn_residual(h, gx, ge, layer)
     for n, c, t in zip(lens, caches, new_tokens):
         c.length += n
         c.tokens.extend(int(i) for i in t)
     rows = np.arange(len(ids)) if all_logits else bounds[1:] - 1
-    x, e = intops.rmsnorm(h[rows], params.out_norm)
-    out = intops.logits(intops.linear(x, params.embed), e, params.embed.shift)
+    x, e = ops.rmsnorm(h[ops.asarray(rows)], dev.out_norm)
+    out = ops.to_host(ops.head(x, e, dev))
     if all_logits:
         return [out[bounds[s]:bounds[s + 1]] for s in range(len(caches))]
     return list(out)

@@ -18,6 +18,7 @@ from provider.engine.engine import compute_model_id
 from provider.engine.errors import EmptyInputError, InputTooLongError, InvalidInputError
 
 from . import decoder, intops, quantize, selftest
+from .backend import CPU, select_backend
 from .gguf_model import MODEL_NAME, GGUFModel
 from .sampling import SamplingParams, sample
 from .tokenizer import ChatTokenizer
@@ -47,15 +48,21 @@ class LLMEngine:
     """Integer-only SmolLM2-135M-Instruct: the same token ids and logits bytes on every
     machine, alone or batched, with or without the KV cache."""
 
-    def __init__(self, params: quantize.DecoderParams, tokenizer: ChatTokenizer, info: LLMInfo):
+    def __init__(self, params: quantize.DecoderParams, tokenizer: ChatTokenizer, info: LLMInfo,
+                 ops=CPU):
         self.params = params
         self.tokenizer = tokenizer
         self.model_info = info
+        self._ops = ops
 
     @classmethod
-    def load(cls, gguf: GGUFModel | None = None, *, self_test: bool = True) -> LLMEngine:
+    def load(cls, gguf: GGUFModel | None = None, *, self_test: bool = True,
+             backend: str = "auto") -> LLMEngine:
         """Read the packaged GGUF and derive the integer parameters (a few seconds), then
-        run the startup self-test (``selftest``) unless told not to."""
+        run the startup self-test (``selftest``) unless told not to. ``backend``: "cpu",
+        "triton" or "auto" (``backend.select_backend``: Triton where CUDA is); every
+        backend computes the same bytes, which the self-test checks on this host."""
+        ops = select_backend(backend)
         g = gguf or GGUFModel()
         params = quantize.quantize_model(g)
         tokenizer = ChatTokenizer(g.tokenizer)
@@ -66,7 +73,7 @@ class LLMEngine:
         info = LLMInfo(MODEL_NAME, model_id, digests["weights_digest"], digests["params_digest"],
                        digests["tokenizer_digest"], intops.SPEC_VERSION, intops.MAX_CONTEXT,
                        MAX_NEW_TOKENS)
-        engine = cls(params, tokenizer, info)
+        engine = cls(params, tokenizer, info, ops)
         if self_test:
             engine.self_test()
         return engine
@@ -74,6 +81,20 @@ class LLMEngine:
     @property
     def model_id(self) -> bytes:
         return self.model_info.model_id
+
+    @property
+    def ops(self):
+        """The backend running the forward (``backend.CpuOps`` or ``triton_ops.TritonOps``)."""
+        return self._ops
+
+    @property
+    def backend(self) -> str:
+        return self._ops.name
+
+    @property
+    def route(self) -> str:
+        """The arithmetic route in words (backend, library, device): for error messages."""
+        return self._ops.route
 
     def self_test(self) -> None:
         """Raise ``SelfTestError`` unless this host computes the pinned probe bytes: a
@@ -97,9 +118,9 @@ class LLMEngine:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits int64 [len(ids), V] in Q(LOGIT_BITS) of every position (teacher forcing)."""
-        cache = decoder.KVCache.empty(self.params, len(ids))
+        cache = decoder.KVCache.empty(self.params, len(ids), self._ops)
         with torch.inference_mode():
-            return decoder.forward(self.params, [ids], [cache], all_logits=True)[0]
+            return decoder.forward(self.params, [ids], [cache], True, self._ops)[0]
 
     def generate(self, prompt: Prompt, max_new_tokens: int = 64,
                  params: SamplingParams = SamplingParams()) -> list[int]:
@@ -129,13 +150,15 @@ class LLMEngine:
                                         f"exceeds the context of {intops.MAX_CONTEXT}", i)
             if min(p) < 0 or max(p) >= vocab:
                 raise InvalidInputError(f"token ids outside 0..{vocab - 1}", i)
-        caches = [decoder.KVCache.empty(self.params, len(p) + max_new_tokens) for p in ids]
+        caches = [decoder.KVCache.empty(self.params, len(p) + max_new_tokens, self._ops)
+                  for p in ids]
         out: list[list[int]] = [[] for _ in ids]
         active = list(range(len(ids)))
         feed = ids
         with torch.inference_mode():
             while active:
-                last = decoder.forward(self.params, feed, [caches[i] for i in active])
+                last = decoder.forward(self.params, feed, [caches[i] for i in active],
+                                       ops=self._ops)
                 still, feed = [], []
                 for i, logits in zip(active, last):
                     token = sample(logits, params[i], len(out[i]))

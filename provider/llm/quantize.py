@@ -86,12 +86,14 @@ def attention_rate(head_dim: int) -> int:
     return int((v + Decimal("0.5")).to_integral_value(rounding="ROUND_FLOOR"))
 
 
-def quantize_model(g: GGUFModel) -> DecoderParams:
+def quantize_model(g: GGUFModel, layers: int | None = None) -> DecoderParams:
+    """Every parameter of the model, or of its first ``layers`` layers (tests that need
+    the real shapes, not the whole model)."""
     cfg = g.config
-    layers = []
-    for i in range(cfg.layers):
+    blocks = []
+    for i in range(cfg.layers if layers is None else layers):
         p = f"blk.{i}."
-        layers.append(LayerParams(
+        blocks.append(LayerParams(
             attn_norm=norm_params(g.tensor(p + "attn_norm.weight"), cfg.rms_eps),
             q=qlinear(g.tensor(p + "attn_q.weight")), k=qlinear(g.tensor(p + "attn_k.weight")),
             v=qlinear(g.tensor(p + "attn_v.weight")),
@@ -102,7 +104,7 @@ def quantize_model(g: GGUFModel) -> DecoderParams:
     cos, sin = tables.rope_table(cfg.rope_base, cfg.head_dim, intops.MAX_CONTEXT)
     attention = AttentionParams(cfg.heads, cfg.kv_heads, cfg.head_dim, attention_rate(cfg.head_dim),
                                 tables.exp2_table(), cos, sin)
-    return DecoderParams(cfg, qlinear(g.tensor("token_embd.weight")), tuple(layers),
+    return DecoderParams(cfg, qlinear(g.tensor("token_embd.weight")), tuple(blocks),
                          norm_params(g.tensor("output_norm.weight"), cfg.rms_eps), attention,
                          tables.sigmoid_table())
 

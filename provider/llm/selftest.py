@@ -3,11 +3,13 @@ the bytes every other provider computes (as ``provider.engine.selftest`` does fo
 
 - ``check_linear``: both CPU routes of ``intops.linear`` at the worst case of the float64
   bound (|x| = ACT_MAX with the signs of W, |W| = w_max(K) at K = MAX_K: partial sums up
-  to ~2**52.6), and on random rows, against Python integers.
+  to ~2**52.6), and on random rows, against Python integers; on the Triton backend its
+  GEMV and GEMM kernels too.
 - the probe: one chat prompt's logits (every position) hashed, against the hash pinned for
-  the model id (``PINNED``); it runs the whole forward.
+  the model id (``PINNED``); it runs the whole forward on the engine's backend.
 
-A failure raises ``SelfTestError`` naming this CPU's instruction sets.
+A failure raises ``SelfTestError`` naming this CPU's instruction sets (or the Triton
+route).
 """
 from __future__ import annotations
 
@@ -56,26 +58,39 @@ def worst_case_linear() -> tuple[np.ndarray, QLinear]:
     return x, w
 
 
-def check_linear() -> None:
+def check_linear(ops=None) -> None:
+    """The CPU routes, and ``ops``' kernels when it is the Triton backend."""
     x, w = worst_case_linear()
     want = np.array(x.astype(object) @ w.dense().T.astype(object))
     assert abs(want).max() < 2**53
-    for name, got in (("float64 GEMM", ck.gemm(x, w)), ("integer GEMV", ck.gemv(x, w))):
-        wrong = np.argwhere(got.astype(object) != want)
+    routes = [("float64 GEMM", lambda: ck.gemm(x, w)), ("integer GEMV", lambda: ck.gemv(x, w))]
+    where = cpu_description()
+    if ops is not None and ops.name == "triton":
+        from . import triton_ops
+
+        dw = triton_ops.device_linear(w, ops.device)
+        xd = ops.asarray(x)
+        routes = [("Triton GEMM", lambda: ops.to_host(triton_ops.linear(xd, dw))),
+                  ("Triton GEMV", lambda: ops.to_host(triton_ops.linear(xd[:8], dw)))]
+        where = ops.route
+    for name, run_route in routes:
+        got = run_route()
+        wrong = np.argwhere(got.astype(object) != want[:len(got)])
         if len(wrong):
             i, j = wrong[0]
             raise SelfTestError(
-                f"the LLM's {name} is not exact on this host ({cpu_description()}): case "
+                f"the LLM's {name} is not exact on this host ({where}): case "
                 f"{(int(i), int(j))} gave {got[i, j]}, the exact product is {want[i, j]}")
 
 
 def run(engine) -> None:
-    check_linear()
+    check_linear(engine.ops)
     pinned = PINNED.get(engine.model_id.hex())
     if pinned is None:
         raise SelfTestError(f"no pinned probe bytes for model {engine.model_id.hex()}")
     logits = engine.logits(engine.prompt_ids(PROBE))
     got = hashlib.sha256(logits.astype("<i8").tobytes()).hexdigest()
     if got != pinned:
+        where = cpu_description() if engine.backend == "cpu" else engine.route
         raise SelfTestError(f"this host computes other LLM bytes than every other provider "
-                            f"({cpu_description()}): probe {got[:16]}..., pinned {pinned[:16]}...")
+                            f"({where}): probe {got[:16]}..., pinned {pinned[:16]}...")

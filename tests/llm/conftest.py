@@ -5,11 +5,29 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TEXT = DATA / "llm_text.txt"
 CHATS = DATA / "llm_chats.json"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+# Without CUDA the Triton kernels run in Triton's interpreter, which reads
+# TRITON_INTERPRET when triton and each kernel are imported and again at launch: as in
+# tests/engine/conftest.py, the kernels are imported here under the variable, which is set
+# again only while an LLM test runs (other tests, and the processes they start, never see it).
+INTERPRET = not torch.cuda.is_available()
+if INTERPRET:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        from provider.llm import triton_ops  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def triton_interpreter(monkeypatch) -> None:
+    if INTERPRET:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 def paragraphs() -> list[str]:
@@ -24,7 +42,7 @@ def chats() -> list[list[dict]]:
 def llm():
     from provider.llm import LLMEngine
 
-    return LLMEngine.load()
+    return LLMEngine.load(backend="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,15 @@ Meant for the opening minutes of a short GPU slot (a few minutes on one GPU):
    shapes at the int16 extremes, attention at 1, 32, 33, 128 and 256 tokens);
 4. the whole model, Engine.load("triton") against Engine.load("cpu"), on every shipped
    sentence (tests/data/sentences.txt): batched, the batch reversed, and each alone;
-5. every kernel variant compiled on the device: no local memory (register spills).
+5. the LLM decoder's kernels against its CPU path: every case of tests/llm/triton_cases.py
+   (the model's shapes and weights, int16 extremes, saturating exponents, 2048 keys)
+   and its large ones; then LLMEngine.load("triton") (its self-test compares the pinned
+   probe logits) against the CPU engine: a chat prompt's logits at every position, a
+   greedy and a sampled answer, three prompts batched against each alone;
+6. every kernel variant compiled on the device: no local memory (register spills).
 What compiles for sm80 and sm90 (shared memory, spills, int8 tensor-core instructions)
-is checked without a GPU by tests/engine/test_triton_compile.py.
+is checked without a GPU by tests/engine/test_triton_compile.py and
+tests/llm/test_triton_compile.py.
 
 Prints a pass/fail table. Exit status: 0 when everything is identical, 1 on any
 mismatch or error, 3 (``NO_CUDA``) when torch sees no CUDA device: nothing was checked.
@@ -32,11 +38,14 @@ import torch
 import triton
 from rich.console import Console
 from rich.table import Table
-from triton.runtime.jit import JITFunction
+from triton.runtime.jit import KernelInterface
 
 from provider.engine import Engine, intops, triton_ops
 from provider.engine.model import to_device
+from provider.llm import LLMEngine, SamplingParams
+from provider.llm import triton_ops as llm_triton_ops
 from tests.engine import cases
+from tests.llm import triton_cases
 
 SENTENCES = Path(__file__).resolve().parents[1] / "tests" / "data" / "sentences.txt"
 NO_CUDA = 3
@@ -98,6 +107,52 @@ def model_rows(gpu, cpu, sentences: list[str]) -> list[Row]:
     return rows
 
 
+def llm_op_rows(params, ops) -> list[Row]:
+    """Every case of tests/llm/triton_cases.py (and its large ones) on ``ops``' device
+    against the decoder's CPU path."""
+    rows = []
+    for label, build in {**triton_cases.CASES, **triton_cases.LARGE}.items():
+        def run(label=label, build=build):
+            case = build(params)
+            problems = triton_cases.compare(case, ops)
+            return Row(f"llm {case.label}", not problems,
+                       "; ".join(problems) or f"identical ({triton_cases.values(case)} values)")
+        rows.append(checked(f"llm {label}", run))
+    return rows
+
+
+LLM_PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
+               "The old harbour town woke slowly. Fishermen carried nets",
+               [{"role": "user", "content": "Write a haiku about integers."}]]
+
+
+def llm_model_rows(gpu: LLMEngine, cpu: LLMEngine) -> list[Row]:
+    """The Triton engine against the CPU engine: teacher-forced logits of a chat prompt,
+    greedy and sampled answers, prompts batched against each alone."""
+    sampled = SamplingParams(temperature_milli=800, top_k=40, seed=7)
+    ids = cpu.prompt_ids(LLM_PROMPTS[0])
+
+    def same(check, got, want, what):
+        bad = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+        return Row(check, not bad, f"{len(bad)} of {len(want)} {what} differ" if bad
+                   else f"identical ({len(want)} {what})")
+
+    checks = {
+        "llm model: chat prompt logits, every position": lambda c: same(
+            c, [r.tobytes() for r in gpu.logits(ids)], [r.tobytes() for r in cpu.logits(ids)],
+            "positions"),
+        "llm model: greedy answer, 32 tokens": lambda c: same(
+            c, gpu.generate(LLM_PROMPTS[0], 32), cpu.generate(LLM_PROMPTS[0], 32), "ids"),
+        "llm model: sampled answer, 32 tokens": lambda c: same(
+            c, gpu.generate(LLM_PROMPTS[2], 32, sampled), cpu.generate(LLM_PROMPTS[2], 32, sampled),
+            "ids"),
+        "llm model: 3 prompts batched vs each alone": lambda c: same(
+            c, gpu.generate_batch(LLM_PROMPTS, 16), [cpu.generate(p, 16) for p in LLM_PROMPTS],
+            "answers"),
+    }
+    return [checked(check, lambda check=check, run=run: run(check)) for check, run in checks.items()]
+
+
 def settings_rows() -> list[Row]:
     tf32 = {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
@@ -105,14 +160,19 @@ def settings_rows() -> list[Row]:
     return [Row("TF32 off (cuBLAS matmul, cuDNN)", not on, "on: " + ", ".join(on) if on else "off")]
 
 
+def kernels() -> list[tuple[str, KernelInterface]]:
+    """[("engine _linear_kernel", its kernel), ...] of the MiniLM engine and the LLM."""
+    return [(f"{module.__name__.split('.')[1]} {name}", fn)
+            for module in (triton_ops, llm_triton_ops) for name, fn in sorted(vars(module).items())
+            if isinstance(fn, KernelInterface) and name.endswith("_kernel")]
+
+
 def kernel_rows() -> list[Row]:
     """Each kernel's variants compiled on this device (the checks above compiled them):
     the driver's local memory per thread must be 0, i.e. nothing spilled."""
     device = triton.runtime.driver.active.get_current_device()
     rows = []
-    for name, fn in sorted(vars(triton_ops).items()):
-        if not (isinstance(fn, JITFunction) and name.endswith("_kernel")):
-            continue
+    for name, fn in kernels():
         compiled = list(fn.device_caches[device][0].values())
         if not compiled:
             rows.append(Row(f"kernel {name}", False, "never compiled: the checks missed it"))
@@ -172,6 +232,18 @@ def main() -> int:
     if engines:
         console.print(f"model: {len(sentences)} sentences, batched, reversed and alone ...")
         rows += model_rows(*engines, sentences)
+    console.print("llm: loading the decoder on Triton (self-test included) and on the CPU ...")
+    try:
+        llm_cpu = LLMEngine.load(backend="cpu")
+        llm_ops = llm_triton_ops.TritonOps()
+        console.print(f"llm ops: {len(triton_cases.CASES) + len(triton_cases.LARGE)} cases on "
+                      f"{llm_ops.device} against the CPU path ...")
+        rows += llm_op_rows(llm_cpu.params, llm_ops)
+        llm_gpu = LLMEngine.load(backend="triton")
+        console.print("llm model: logits, answers, batches ...")
+        rows += llm_model_rows(llm_gpu, llm_cpu)
+    except Exception as exc:  # reported; the kernel rows still run
+        rows.append(Row("llm engines load (triton, cpu)", False, f"{type(exc).__name__}: {exc}"))
     rows += kernel_rows()
 
     table = Table(title="gpu-check: Triton on this GPU against the CPU path, bit for bit")

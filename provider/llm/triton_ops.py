@@ -422,50 +422,42 @@ def _gemv_kernel(x_ptr, q_ptr, d_ptr, m_ptr, e_ptr, y_ptr, M, N, K,
 
 
 @triton.jit
-def _gemm_block(tot, x, q, d_ptr, m_ptr, rn, n_ok, b, stride_d, HAS_M: tl.constexpr):
-    """``_gemv_block`` on int8 tensor cores: x int32 [BM, 32] (|x| <= 32768) as
-    256 * hi + lo + 128 with int8 planes hi = x >> 8, lo = (x & 255) - 128, so the dots
-    give x . q - 128 * sum q (int32: 256 * 32 * 128 * 127 < 2**27); the kernel adds
-    the bias 128 * sum_b D sum q once. q int8 [32, BN]."""
-    hi = (x >> 8).to(tl.int8)
-    lo = ((x & 255) - 128).to(tl.int8)
-    s = tl.dot(lo, q, tl.dot(hi, q, out_dtype=tl.int32) * 256, out_dtype=tl.int32)
-    d = tl.load(d_ptr + rn * stride_d + b, mask=n_ok, other=0).to(tl.int64)
-    tot += s.to(tl.int64) * d[None, :]
-    if HAS_M:
-        m = tl.load(m_ptr + rn * stride_d + b, mask=n_ok, other=0).to(tl.int64)
-        tot += tl.sum(x, axis=1).to(tl.int64)[:, None] * m[None, :]
-    return tot
-
-
-@triton.jit
 def _gemm_kernel(x_ptr, q_ptr, d_ptr, m_ptr, bias_ptr, e_ptr, y_ptr, M, N, K,
                  stride_x, stride_q, stride_d, stride_y, base, lim,
-                 PACKED: tl.constexpr, EPILOGUE: tl.constexpr,
+                 HALVES: tl.constexpr, EPILOGUE: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """acc = x W^T on a [BLOCK_M, BLOCK_N] tile, block by block, then ``_epilogue``."""
+    """acc = x W^T on a [BLOCK_M, BLOCK_N] tile, 32 weight bytes of each column (the
+    GEMV's layout: HALVES blocks) at a time, then ``_epilogue``. Each block on int8 tensor
+    cores: x int32 [BLOCK_M, 32] (|x| <= 32768) as 256 * hi + lo + 128 with int8 planes
+    hi = x >> 8 and lo = (x & 255) - 128, so the two dots give x . q - 128 * sum q in
+    int32 (|.| <= 256 * 32 * 128 * 127 < 2**27), the bias adds 128 * sum_b D sum q back
+    once; D and M in int64."""
     rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, 32)
     m_ok = rm < M
     n_ok = rn < N
     x_rows = x_ptr + rm[:, None] * stride_x + rk[None, :]
-    q_cols = q_ptr + rn[None, :] * stride_q + rk[:, None]  # a [32, BLOCK_N] tile of W^T
+    q_cols = q_ptr + rn[None, :] * stride_q + rk[:, None]  # [32, BLOCK_N] bytes of W^T
     tot = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int64)
-    if PACKED:
-        for c in range(0, K // 64):
-            p = tl.load(q_cols + c * 32, mask=n_ok[None, :], other=0)
-            xa = tl.load(x_rows + c * 64, mask=m_ok[:, None], other=0).to(tl.int32)
-            xb = tl.load(x_rows + c * 64 + 32, mask=m_ok[:, None], other=0).to(tl.int32)
-            tot = _gemm_block(tot, xa, (p & 15).to(tl.int8), d_ptr, m_ptr, rn, n_ok, 2 * c,
-                              stride_d, True)
-            tot = _gemm_block(tot, xb, (p >> 4).to(tl.int8), d_ptr, m_ptr, rn, n_ok, 2 * c + 1,
-                              stride_d, True)
-    else:
-        for b in range(0, K // 32):
-            q = tl.load(q_cols + b * 32, mask=n_ok[None, :], other=0)
-            xa = tl.load(x_rows + b * 32, mask=m_ok[:, None], other=0).to(tl.int32)
-            tot = _gemm_block(tot, xa, q, d_ptr, m_ptr, rn, n_ok, b, stride_d, False)
+    for t0 in range(0, K // HALVES, 32):
+        p = tl.load(q_cols + t0, mask=n_ok[None, :], other=0)
+        for half in tl.static_range(HALVES):
+            if HALVES == 2:
+                q = ((p >> (4 * half)) & 15).to(tl.int8)
+            else:
+                q = p
+            k0 = t0 * HALVES + 32 * half  # the block's first column
+            x = tl.load(x_rows + k0, mask=m_ok[:, None], other=0).to(tl.int32)
+            hi = (x >> 8).to(tl.int8)
+            lo = ((x & 255) - 128).to(tl.int8)
+            s = tl.dot(lo, q, tl.dot(hi, q, out_dtype=tl.int32) * 256, out_dtype=tl.int32)
+            at = rn * stride_d + k0 // 32
+            d = tl.load(d_ptr + at, mask=n_ok, other=0).to(tl.int64)
+            tot += s.to(tl.int64) * d[None, :]
+            if HALVES == 2:
+                m = tl.load(m_ptr + at, mask=n_ok, other=0).to(tl.int64)
+                tot += tl.sum(x, axis=1).to(tl.int64)[:, None] * m[None, :]
     tot += tl.load(bias_ptr + rn, mask=n_ok, other=0)[None, :]
     _epilogue(tot, rm, rn, m_ok, n_ok, e_ptr, y_ptr, stride_y, base, lim, EPILOGUE)
 
@@ -511,7 +503,8 @@ def _linear(x: torch.Tensor, w: DeviceLinear, y: torch.Tensor, e: torch.Tensor |
     block_m = block_m or min(64, triton.next_power_of_2(rows))
     grid = (triton.cdiv(rows, block_m), triton.cdiv(w.n, block_n))
     _gemm_kernel[grid](
-        x, w.q, w.d, m, w.bias, e, y, rows, w.n, k, *args, PACKED=w.packed, EPILOGUE=epilogue,
+        x, w.q, w.d, m, w.bias, e, y, rows, w.n, k, *args, HALVES=2 if w.packed else 1,
+        EPILOGUE=epilogue,
         BLOCK_M=block_m, BLOCK_N=block_n, num_warps=GEMM_WARPS)
 
 
@@ -609,39 +602,15 @@ def qkv_heads(acc: torch.Tensor, e: torch.Tensor, pos: torch.Tensor, shifts: tup
 # ------------------------------------------------------------------------ attention
 
 @triton.jit
-def _scores(q, eq, qpos, k_ptr, ek_ptr, g, j0, kend, stride_k, stride_ek,
-            D: tl.constexpr, BLOCK_J: tl.constexpr):
-    """s = shift_round(q . k, -(eq + ek + SCORE_BITS), SCORE_MAX) of keys j0..j0+BLOCK_J-1
-    [BM, BLOCK_J], which of them each query reads (j <= its position), and j."""
-    j = j0 + tl.arange(0, BLOCK_J)
-    in_cache = j < kend
-    col = tl.arange(0, D)
-    kt = tl.load(k_ptr + j[None, :] * stride_k + g * D + col[:, None], mask=in_cache[None, :],
-                 other=0).to(tl.float64)
-    dot = tl.dot(q, kt).to(tl.int64)  # exact: partial sums are integers below 2**36
-    ek = tl.load(ek_ptr + j * stride_ek + g, mask=in_cache, other=0)
-    s = _shift_round(dot, -(eq[:, None] + ek[None, :] + SCORE_BITS), SCORE_MAX)
-    return s, j[None, :] <= qpos[:, None], j
-
-
-@triton.jit
-def _exp_terms(s, valid, top, rate, table_ptr, cap):
-    """p = exp_table[min(shift_round(min(top - s, DELTA_MAX) * rate, RATE_SHIFT), cap)],
-    0 for keys the query does not read (delta * rate < 2**56)."""
-    delta = tl.minimum(top[:, None] - s, DELTA_MAX)
-    x = tl.minimum((delta * rate + RATE_HALF) >> RATE_SHIFT, cap)
-    return tl.load(table_ptr + tl.where(valid, x, cap), mask=valid, other=0).to(tl.int64)
-
-
-@triton.jit
 def _attention_kernel(q_ptr, eq_ptr, k_ptr, ek_ptr, v_ptr, ev_ptr, table_ptr, ctx_ptr, ce_ptr,
                       Lq, start, rate, cap, stride_q, stride_eq, stride_k, stride_ek,
                       stride_ctx, stride_ce,
                       REPS: tl.constexpr, REPS_PAD: tl.constexpr, D: tl.constexpr,
                       BLOCK_Q: tl.constexpr, BLOCK_J: tl.constexpr):
     """Queries i0..i0+BLOCK_Q-1 of the REPS query heads of kv head g: rows r = query *
-    REPS_PAD + head. Three passes over the keys (max score, denominator, w . v): the
-    softmax's integer division needs the whole denominator before any weight."""
+    REPS_PAD + head, keys 0..kend-1 in tiles of BLOCK_J. Three passes over the keys (the
+    softmax's integer division needs the whole denominator before any weight):
+    0: the max score and the values' max exponent, 1: the denominator, 2: w . v."""
     i0 = tl.program_id(0) * BLOCK_Q
     g = tl.program_id(1)
     r = tl.arange(0, BLOCK_Q * REPS_PAD)
@@ -653,37 +622,40 @@ def _attention_kernel(q_ptr, eq_ptr, k_ptr, ek_ptr, v_ptr, ev_ptr, table_ptr, ct
     q = tl.load(q_ptr + i[:, None] * stride_q + h[:, None] * D + col[None, :],
                 mask=row_ok[:, None], other=0).to(tl.float64)
     eq = tl.load(eq_ptr + i * stride_eq + h, mask=row_ok, other=0)
-    kend = tl.minimum(Lq, i0 + BLOCK_Q) + start  # keys 0..kend-1 reach this block
-
+    kend = tl.minimum(Lq, i0 + BLOCK_Q) + start
     top = tl.full((BLOCK_Q * REPS_PAD,), -SCORE_MAX, tl.int64)
     top_e = tl.full((BLOCK_Q * REPS_PAD,), NO_EXP, tl.int64)
-    for j0 in range(0, kend, BLOCK_J):
-        s, valid, j = _scores(q, eq, qpos, k_ptr, ek_ptr, g, j0, kend, stride_k, stride_ek,
-                              D, BLOCK_J)
-        top = tl.maximum(top, tl.max(tl.where(valid, s, -SCORE_MAX), axis=1))
-        ev = tl.load(ev_ptr + j * stride_ek + g, mask=j < kend, other=0)
-        top_e = tl.maximum(top_e, tl.max(tl.where(valid, ev[None, :], NO_EXP), axis=1))
-
     total = tl.zeros((BLOCK_Q * REPS_PAD,), tl.int64)
-    for j0 in range(0, kend, BLOCK_J):
-        s, valid, j = _scores(q, eq, qpos, k_ptr, ek_ptr, g, j0, kend, stride_k, stride_ek,
-                              D, BLOCK_J)
-        total += tl.sum(_exp_terms(s, valid, top, rate, table_ptr, cap), axis=1)
-    # >= 2**20 for a real row (its top key's term); padding rows divide by 1
-    recip = tl.full((), PROB_NUM, tl.int64) // tl.maximum(total, 1)
-
+    recip = tl.zeros((BLOCK_Q * REPS_PAD,), tl.int64)
     ctx = tl.zeros((BLOCK_Q * REPS_PAD, D), tl.float64)
-    for j0 in range(0, kend, BLOCK_J):
-        s, valid, j = _scores(q, eq, qpos, k_ptr, ek_ptr, g, j0, kend, stride_k, stride_ek,
-                              D, BLOCK_J)
-        p = _exp_terms(s, valid, top, rate, table_ptr, cap)
-        prob = (p * recip[:, None] + PROB_HALF) >> PROB_SHIFT  # <= 2**24
-        ev = tl.load(ev_ptr + j * stride_ek + g, mask=j < kend, other=0)
-        w = tl.where(valid, _shift_round(prob, top_e[:, None] - ev[None, :], BIG), 0)
-        v = tl.load(v_ptr + j[:, None] * stride_k + g * D + col[None, :],
-                    mask=(j < kend)[:, None], other=0).to(tl.float64)
-        ctx = tl.dot(w.to(tl.float64), v, ctx)  # exact: partial sums below 2**40
-
+    for phase in tl.static_range(3):
+        if phase == 2:  # total >= 2**20 for a real row (its top key); padding rows: 1
+            recip = tl.full((), PROB_NUM, tl.int64) // tl.maximum(total, 1)
+        for j0 in range(0, kend, BLOCK_J):
+            j = j0 + tl.arange(0, BLOCK_J)
+            in_cache = j < kend
+            kt = tl.load(k_ptr + j[None, :] * stride_k + g * D + col[:, None],
+                         mask=in_cache[None, :], other=0).to(tl.float64)  # K^T [D, BLOCK_J]
+            dot = tl.dot(q, kt).to(tl.int64)  # exact: partial sums are integers below 2**36
+            ek = tl.load(ek_ptr + j * stride_ek + g, mask=in_cache, other=0)
+            ev = tl.load(ev_ptr + j * stride_ek + g, mask=in_cache, other=0)
+            s = _shift_round(dot, -(eq[:, None] + ek[None, :] + SCORE_BITS), SCORE_MAX)
+            valid = j[None, :] <= qpos[:, None]
+            if phase == 0:
+                top = tl.maximum(top, tl.max(tl.where(valid, s, -SCORE_MAX), axis=1))
+                top_e = tl.maximum(top_e, tl.max(tl.where(valid, ev[None, :], NO_EXP), axis=1))
+            else:  # p = exp_table[min(shift_round(delta * rate, RATE_SHIFT), cap)] < 2**56
+                delta = tl.minimum(top[:, None] - s, DELTA_MAX)
+                x = tl.minimum((delta * rate + RATE_HALF) >> RATE_SHIFT, cap)
+                p = tl.load(table_ptr + tl.where(valid, x, cap), mask=valid, other=0).to(tl.int64)
+                if phase == 1:
+                    total += tl.sum(p, axis=1)
+                else:
+                    prob = (p * recip[:, None] + PROB_HALF) >> PROB_SHIFT  # <= 2**24
+                    w = tl.where(valid, _shift_round(prob, top_e[:, None] - ev[None, :], BIG), 0)
+                    v = tl.load(v_ptr + j[:, None] * stride_k + g * D + col[None, :],
+                                mask=in_cache[:, None], other=0).to(tl.float64)
+                    ctx = tl.dot(w.to(tl.float64), v, ctx)  # exact: partial sums below 2**40
     tl.store(ctx_ptr + i[:, None] * stride_ctx + h[:, None] * D + col[None, :],
              ctx.to(tl.int64), mask=row_ok[:, None])
     tl.store(ce_ptr + i * stride_ce + h, top_e - PROB_BITS, mask=row_ok)

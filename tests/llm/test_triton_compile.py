@@ -67,7 +67,7 @@ def test_every_variant_the_decoder_launches_is_compiled(variants, arch):
     assert keys(found, "_gemv_kernel", "M") == {1, "i32"} or \
         {m for (m,) in keys(found, "_gemv_kernel", "M")} == {1, "i32"}
     # GEMM: the same, with the head's logits (all positions); rows 16k or not
-    assert keys(found, "_gemm_kernel", "PACKED", "EPILOGUE") == {(True, 0), (True, 1), (False, 2)}
+    assert keys(found, "_gemm_kernel", "HALVES", "EPILOGUE") == {(2, 0), (2, 1), (1, 2)}
     assert {m for (m,) in keys(found, "_gemm_kernel", "M")} == {"i32", "i32:16"}
     # attention: both query tiles; one query (a constant), a few, 16k; start 0/1/other
     assert {q for (q,) in keys(found, "_attention_kernel", "BLOCK_Q")} == {4, 16}

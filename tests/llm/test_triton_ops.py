@@ -32,7 +32,8 @@ def test_kernel_gives_the_cpu_paths_bytes(llm, label):
 
 def test_the_cases_reach_the_edges(llm):
     """The inputs hit what they are there for: saturated and zero logits, residuals at
-    +-RES_MAX, zero rows and heads (exponent 0, except v's), saturated scores."""
+    +-RES_MAX, zero rows and heads (exponent 0, except v's), saturated scores, shifts past
+    63 bits."""
     p, cases = llm.params, triton_cases.CASES
     (logits,) = cases["linear-head-9"](p).reference()
     assert (np.abs(logits[2]) == intops.LOGIT_MAX).all() and (logits[1] == 0).all()
@@ -45,9 +46,12 @@ def test_the_cases_reach_the_edges(llm):
     assert (x[0, [0, 9, 12]] == 0).all() and e[0, 0] == e[0, 9] == 0 != e[0, 12]
     x, e = cases["swiglu-4"](p).reference()
     assert (x[1:3] == 0).all() and (e[1:3] == 0).all()
-    case = cases["attention-1-40-wide"](p)
-    x, e = case.reference()
-    assert np.abs(x).max() > 0
+    q, eq, k, ek, v, ev = cases["attention-20-0-wide"](p).inputs
+    shifts = -(eq[:, :, None] + ek.repeat(3, axis=1).T[None] + intops.SCORE_BITS)
+    dots = np.einsum("ihd,jhd->ihj", q.astype(np.int64), k.repeat(3, axis=1).astype(np.int64))
+    assert (np.abs(dots) * 2.0 ** np.maximum(-shifts, 0) > intops.SCORE_MAX).any()  # saturated
+    assert (shifts >= 63).any() and np.ptp(ev) >= 63  # scores and weights shifted to 0
+    assert np.abs(cases["attention-20-0-wide"](p).reference()[0]).max() > 0
 
 
 def test_the_gpu_tiles_give_the_same_bytes(llm, monkeypatch):

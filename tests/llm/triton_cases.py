@@ -30,6 +30,7 @@ class Case:
     label: str
     reference: Callable[[], tuple[np.ndarray, ...]]
     triton: Callable[[T.TritonOps], tuple[torch.Tensor, ...]]
+    inputs: tuple = ()  # the op's arrays, where a test looks at them
 
 
 def compare(case: Case, ops: T.TritonOps) -> list[str]:
@@ -205,7 +206,8 @@ def _attention(params: DecoderParams, lq: int, start: int, wide: bool = False) -
                            ops.prepare(params).attention)
 
     label = f"attention {lq} queries at {start} ({lk} keys){', wide exponents' if wide else ''}"
-    return Case(label, lambda: intops.attention(q, eq, k, ek, v, ev, start, att), triton)
+    return Case(label, lambda: intops.attention(q, eq, k, ek, v, ev, start, att), triton,
+                (q, eq, k, ek, v, ev))
 
 
 def _swiglu(params: DecoderParams, rows: int) -> Case:

@@ -436,6 +436,21 @@ def mean_pool_normalize(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return q
 
 
+def triton_device() -> torch.device:
+    """Where the Triton backends (this one and the LLM's) run: the CPU when interpreted,
+    else the GPU, with TF32 turned off."""
+    if INTERPRETED:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")
+    # The kernels multiply integers only; TF32 off anyway, so that no float op a
+    # provider's process runs beside them rounds to 10 bits (torch 2.13 turns
+    # cuDNN's TF32 on by default).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return torch.device("cuda")
+
+
 class TritonOps:
     """The ``intops`` ops as Triton kernels: CUDA tensors, or CPU ones when interpreted."""
 
@@ -447,17 +462,7 @@ class TritonOps:
     mean_pool_normalize = staticmethod(mean_pool_normalize)
 
     def __init__(self):
-        if INTERPRETED:
-            self.device = torch.device("cpu")
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda")
-            # The kernels multiply integers only; TF32 off anyway, so that no float op a
-            # provider's process runs beside them rounds to 10 bits (torch 2.13 turns
-            # cuDNN's TF32 on by default).
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-        else:
-            raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")
+        self.device = triton_device()
 
     @property
     def route(self) -> str:

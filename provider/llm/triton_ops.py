@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from provider.engine.triton_ops import _check, _same_device
+from provider.engine.triton_ops import _check, _same_device, triton_device
 
 from . import intops
 from .intops import AttentionParams, NormParams, QLinear
@@ -790,17 +790,7 @@ class TritonOps:
     def __init__(self, device: torch.device | None = None):
         """On CUDA (or the CPU when interpreted). ``device`` forces one: CPU tensors with
         compiled kernels only compile (tests/llm/test_triton_compile.py), never run."""
-        if device is not None:
-            self.device = torch.device(device)
-        elif INTERPRETED:
-            self.device = torch.device("cpu")
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda")
-            # integers only here; TF32 off anyway, as the MiniLM backend does
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-        else:
-            raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")
+        self.device = torch.device(device) if device is not None else triton_device()
         self._prepared: dict[int, tuple[weakref.ref, DeviceParams]] = {}
 
     @property

@@ -436,10 +436,11 @@ def mean_pool_normalize(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return q
 
 
-def triton_device() -> torch.device:
-    """Where the Triton backends (this one and the LLM's) run: the CPU when interpreted,
-    else the GPU, with TF32 turned off."""
-    if INTERPRETED:
+def triton_device(interpreted: bool = INTERPRETED) -> torch.device:
+    """Where the Triton backends (this one and the LLM's) run: the CPU when the calling
+    module's kernels are interpreted (each module decided at its own import), else the
+    GPU, with TF32 turned off."""
+    if interpreted:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError("needs a CUDA GPU (or TRITON_INTERPRET=1 set before import)")

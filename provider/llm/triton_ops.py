@@ -790,7 +790,7 @@ class TritonOps:
     def __init__(self, device: torch.device | None = None):
         """On CUDA (or the CPU when interpreted). ``device`` forces one: CPU tensors with
         compiled kernels only compile (tests/llm/test_triton_compile.py), never run."""
-        self.device = torch.device(device) if device is not None else triton_device()
+        self.device = torch.device(device) if device is not None else triton_device(INTERPRETED)
         self._prepared: dict[int, tuple[weakref.ref, DeviceParams]] = {}
 
     @property

@@ -16,6 +16,9 @@ if INTERPRET:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRITON_INTERPRET", "1")
         from provider.engine import triton_ops  # noqa: F401
+        # bench.gpu_check (test_gpu_check.py) imports the LLM's kernels too, and this
+        # folder is collected before tests/llm: they must be decorated interpreted here.
+        from provider.llm import triton_ops as llm_triton_ops  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -75,17 +75,27 @@ def draw(chain, market: Marketplace, job_id: int, keeper: Signer,
     provider) and keep the first draw whose providers by seat ``accept`` takes; any other
     is undone (chain snapshot) and drawn again in a later block. The providers by seat
     (the kept draw's receipt is appended to ``receipts``)."""
+    [drawn] = draw_together(chain, market, [job_id], keeper, lambda d: accept(d[0]), tries, receipts)
+    return drawn
+
+
+def draw_together(chain, market: Marketplace, job_ids: Sequence[int], keeper: Signer,
+                  accept: Callable[[list[list[str]]], bool], tries: int = 300,
+                  receipts: list | None = None) -> list[list[str]]:
+    """``draw`` for several jobs in one transaction, so that all the kept draws are of one
+    block: drawing them one after another lets chain time pass the redraw delay of the
+    first while the next is retried. ``accept`` sees the providers by seat of each job."""
     for _ in range(tries):
         snapshot = chain.snapshot()
-        receipt = keeper.send(market.build_claim_many([job_id]).tx)
-        drawn = [seat.provider for seat in market.round_seats(job_id).values()]
+        receipt = keeper.send(market.build_claim_many(list(job_ids)).tx)
+        drawn = [[seat.provider for seat in market.round_seats(j).values()] for j in job_ids]
         if accept(drawn):
             if receipts is not None:
                 receipts.append(receipt)
             return drawn
         chain.restore(snapshot)
         advance(chain, 1)
-    raise AssertionError(f"no acceptable draw for job {job_id} in {tries} blocks")
+    raise AssertionError(f"no acceptable draw for jobs {list(job_ids)} in {tries} blocks")
 
 
 def seated(bots: Sequence[ProviderBot], drawn: Sequence[str]) -> list[ProviderBot]:

@@ -2,7 +2,7 @@
 event decoding from receipts and from bounded log scans."""
 from __future__ import annotations
 
-from sdk_helpers import (MODEL, PRICE, REWARD, STAKE, WINDOWS, advance, distinct, draw, embedding_bytes,
+from sdk_helpers import (MODEL, PRICE, REWARD, STAKE, WINDOWS, advance, distinct, draw_together, embedding_bytes,
                          seated)
 
 from client.events import (ItemSkipped, JobClaimed, JobFinalized, PayoutsReleased, ProviderUpdated,
@@ -37,8 +37,8 @@ def test_batch_claim_commit_reveal_finalize(client, bots, sdk_market, chain):
     m = sdk_market
     ids = client.post_many([b"one", b"two"], reward=REWARD, r=3, deadlines=WINDOWS)
     # Both jobs drawn to the same three providers, one seat each (other draws undone).
-    first = draw(chain, m, ids[0], client.signer)
-    second = draw(chain, m, ids[1], client.signer, lambda d: distinct(d) and set(d) == set(first))
+    first, second = draw_together(chain, m, ids, client.signer,
+                                  lambda d: distinct(d[0]) and distinct(d[1]) and set(d[0]) == set(d[1]))
     seats = {j: seated(bots, d) for j, d in zip(ids, (first, second))}
     holders = seated(bots, first)
     for bot in holders:

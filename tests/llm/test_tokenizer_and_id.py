@@ -6,6 +6,7 @@ import numpy as np
 
 import pytest
 
+from client.chat import CHAT_FORMAT
 from provider.llm import intops
 from provider.llm.engine import LIMITS, LLMEngine
 from provider.llm.gguf_model import GGUFModel
@@ -14,7 +15,7 @@ from tests.llm.conftest import FRANCE, chats, paragraphs
 
 # A change to the weights, the tokenizer, a derived parameter or the arithmetic
 # (intops.SPEC_VERSION) changes these; update them only with a new SPEC_VERSION.
-MODEL_ID = "baa818523440c52129beafc32292b6945cccde8fe838d87ca5892a1d0c942b09"
+MODEL_ID = "d3d3af2e4a521fb9254ef37c1d120304b70eb72f0d2321c60da27cd9888b1b6e"
 FRANCE_LOGITS_SHA256 = "d592c9a437d519dfd0860fd25caabda1edd1c55045ce4283aab9bec3977f87e9"
 FRANCE_ANSWER = "The capital of France is Paris."
 
@@ -51,11 +52,12 @@ def test_model_id_and_result_bytes_are_pinned(llm):
 
 def test_model_id_commits_to_every_part(llm):
     info = llm.model_info
-    assert info.spec_version == intops.SPEC_VERSION
+    assert info.spec_version == intops.SPEC_VERSION and info.format_version == CHAT_FORMAT
     assert info.params_digest == params_digest(llm.params, LIMITS)
     assert params_digest(llm.params, {**LIMITS, "MAX_NEW_TOKENS": 513}) != info.params_digest
+    assert params_digest(llm.params, {**LIMITS, "SPEC_VERSION": 2}) != info.params_digest
     assert info.tokenizer_digest == GGUFModel().tokenizer.digest()
-    assert len({info.gguf_digest, info.params_digest, info.tokenizer_digest}) == 3
+    assert len({info.weights_digest, info.params_digest, info.tokenizer_digest}) == 3
 
 
 def test_bad_requests_are_refused(llm):

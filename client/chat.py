@@ -163,6 +163,14 @@ class ChatAnswer(BaseModel):
         return cls(finish=FINISH[raw[1]], ids=ids, text=text)
 
 
+def chat_request(**fields) -> ChatRequest:
+    """``ChatRequest(**fields)`` with the SDK's error (``InvalidInput``) for bad fields."""
+    try:
+        return ChatRequest(**fields)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid chat request: {_first_error(exc)}") from None
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])

@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from client.chat import CHAT_FORMAT, MAX_TOKENS
 from client.client import Client
 from client.encoding import EncodingError
 from client.errors import VerinferError
@@ -276,21 +277,78 @@ def result(session: _Session, job_ids, as_json, out) -> None:
     results = session.client.results(job_ids)
     if out is not None and len(results) != 1:
         raise click.UsageError("--out takes a single job")
+    formats = {m.model_id: m.format_version for m in session.client.models()}
     records = []
     for job_id, r in results.items():
-        vector = r.embedding
-        records.append({"job_id": job_id, "status": r.status.name, "final": r.final, "digest": "0x" + r.digest.hex(),
-                        "providers": list(r.providers), "embedding": [round(float(x), 6) for x in vector]})
+        record = {"job_id": job_id, "status": r.status.name, "final": r.final, "digest": "0x" + r.digest.hex(),
+                  "providers": list(r.providers)}
+        if formats.get(r.model_id) == CHAT_FORMAT:
+            answer = r.answer
+            record.update(finish=answer.finish, token_ids=list(answer.ids), text=answer.text)
+        else:
+            record["embedding"] = [round(float(x), 6) for x in r.embedding]
+        records.append(record)
         if out is not None:
             out.write_bytes(r.result)
     if as_json:
-        click.echo(json.dumps(records))
+        click.echo(json.dumps(records, ensure_ascii=False))
         return
-    table = Table("job", "verified", "final", "providers", "embedding (first 4 of 384)")
+    table = Table("job", "verified", "final", "providers", "result")
     for rec in records:
+        shown = (repr(rec["text"]) if "text" in rec else
+                 "embedding " + ", ".join(f"{x:+.4f}" for x in rec["embedding"][:4]) + " ... (384)")
         table.add_row(str(rec["job_id"]), rec["digest"][:18] + "...", "yes" if rec["final"] else "challengeable",
-                      str(len(rec["providers"])), ", ".join(f"{x:+.4f}" for x in rec["embedding"][:4]))
+                      str(len(rec["providers"])), shown)
     session.console.print(table)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--system", help="A system message before the prompt.")
+@click.option("--raw", is_flag=True, help="PROMPT is raw text to continue, not a chat message.")
+@click.option("--reward", type=AMOUNT, required=True, help="Pay per provider (seat), token units.")
+@click.option("--r", "r", type=int, default=1, show_default=True, help="Redundancy: independent providers.")
+@click.option("--max-tokens", type=int, default=64, show_default=True, help=f"New tokens, 1..{MAX_TOKENS}.")
+@click.option("--temperature", type=Decimal, default=Decimal(0), show_default=True,
+              help="0: greedy; else sampled (replayable from --seed).")
+@click.option("--top-k", type=int, default=0, show_default=True, help="0: every token.")
+@click.option("--top-p", type=Decimal, default=Decimal(1), show_default=True, help="Nucleus mass, (0, 1].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (unsigned 64-bit).")
+@click.option("--model", "model_id", help="Model id (default: the only active chat model).")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_session
+def chat(session: _Session, prompt, system, raw, reward, r, max_tokens, temperature, top_k, top_p, seed,
+         model_id, timeout, as_json) -> None:
+    """Ask the chat model PROMPT: post one job, wait, verify the answer, print it."""
+    if raw and system:
+        raise click.UsageError("--system needs a chat message (not --raw)")
+    messages = None if raw else [{"role": "system", "content": system}] * bool(system) + [
+        {"role": "user", "content": prompt}]
+    with session.console.status("posted; waiting for the verified answer"):
+        result = session.client.chat(
+            messages, prompt=prompt if raw else None, reward=session.units(reward), r=r, max_tokens=max_tokens,
+            temperature_milli=_scaled(temperature, 1000, "--temperature"), top_k=top_k,
+            top_p_micro=_scaled(top_p, 10**6, "--top-p"), seed=seed, model_id=model_id, timeout=timeout)
+    answer = result.answer
+    if as_json:
+        click.echo(json.dumps({"job_id": result.job_id, "status": result.status.name, "final": result.final,
+                               "digest": "0x" + result.digest.hex(), "providers": list(result.providers),
+                               "finish": answer.finish, "token_ids": list(answer.ids), "text": answer.text},
+                              ensure_ascii=False))
+        return
+    click.echo(answer.text)
+    session.console.print(f"[dim]job {result.job_id} · {answer.finish} · {len(answer.ids)} tokens · verified "
+                          f"against 0x{result.digest.hex()[:16]}... · {len(result.providers)} provider(s) · "
+                          f"{'final' if result.final else 'challengeable'}[/dim]")
+
+
+def _scaled(value: Decimal, scale: int, name: str) -> int:
+    """A decimal option as the integer the job format takes (exact, or a usage error)."""
+    scaled = value * scale
+    if scaled != scaled.to_integral_value():
+        raise click.BadParameter(f"at most {len(str(scale)) - 1} decimal places", param_hint=name)
+    return int(scaled)
 
 
 # ---------------------------------------------------------------- money and disputes

@@ -22,11 +22,13 @@ import numpy as np
 from eth_utils import is_address, to_checksum_address
 from rich.console import Console
 
+from client.chat import CHAT_FORMAT, TOP_P_ONE, ChatRequest, chat_request
 from client.deployments import load_deployment
+from client.encoding import EMBEDDING_FORMAT_VERSION
 from client.errors import (ConfigError, ContractError, DeploymentNotFound, InsufficientFunds, InvalidInput,
                            ResultMismatch, ResultUnavailable, WaitTimeout)
 from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultRevealed, Withdrawn
-from client.inputs import job_input
+from client.inputs import job_payload
 from client.marketplace import Call, Marketplace, Token, to_bytes32
 from client.progress import WaitDisplay
 from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, R_CHALLENGE, JobStatus, result_digest
@@ -128,17 +130,21 @@ class Client:
         """
         return [m for m in self.marketplace.models() if m.active or not active_only]
 
-    def model(self, model_id: bytes | str | None = None) -> ModelInfo:
-        """One model; without an id, the only active model (``InvalidInput`` if ambiguous).
+    def model(self, model_id: bytes | str | None = None, *, format_version: int | None = None) -> ModelInfo:
+        """One model; without an id, the only active model (of ``format_version`` if
+        given: 1 embeddings, ``client.chat.CHAT_FORMAT`` chat), ``InvalidInput`` if
+        there is none or more than one.
 
-        >>> client.model().format_version  # doctest: +SKIP
-        1
+        >>> client.model(format_version=CHAT_FORMAT).name  # doctest: +SKIP
+        'HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1'
         """
         if model_id is not None:
             return self.marketplace.model(to_bytes32(model_id, "model_id"))
-        active = self.models(active_only=True)
+        active = [m for m in self.models(active_only=True)
+                  if format_version is None or m.format_version == format_version]
         if len(active) != 1:
-            raise InvalidInput(f"{len(active)} active models: pass model_id "
+            kind = "" if format_version is None else f" of format_version {format_version}"
+            raise InvalidInput(f"{len(active)} active models{kind}: pass model_id "
                                f"({', '.join(m.name for m in active) or 'none registered'})")
         return active[0]
 
@@ -168,7 +174,7 @@ class Client:
     def estimate(self, *, reward: int, r: int = 1, count: int = 1,
                  model_id: bytes | str | None = None) -> Estimate:
         """The full cost of posting ``count`` jobs: r x (reward + protocol fee) each, and how
-        many providers of the model (the only active one by default) would take a seat at
+        many providers of the model (by default the embedding model) would take a seat at
         that reward: each declares its price on chain, the smallest reward it takes. For
         r >= 2 seats are drawn by stake, so only providers with a draw weight count, and
         ``taker_share`` is the share of the model's draw weight that they hold.
@@ -180,7 +186,7 @@ class Client:
             raise InvalidInput("reward, r and count must be positive")
         fee = self.marketplace.job_price(1, reward, 1) - reward
         collateral = reward * self.marketplace.call("collateral_bps") // BPS
-        serving = self.providers(self.model(model_id).model_id)
+        serving = self.providers(self.model(model_id, format_version=EMBEDDING_FORMAT_VERSION).model_id)
         weights = self.marketplace.draw_weights([p.address for p in serving])
         takers = [p for p in serving if p.price <= reward and p.free >= collateral]
         share = 1.0 if takers else 0.0
@@ -269,32 +275,37 @@ class Client:
 
     # ------------------------------------------------------------ posting
 
-    def post(self, input: bytes | str, *, reward: int, r: int = 1, model_id: bytes | str | None = None,
-             deadlines: Deadlines = Deadlines()) -> int:
+    def post(self, input: bytes | str | ChatRequest, *, reward: int, r: int = 1,
+             model_id: bytes | str | None = None, deadlines: Deadlines = Deadlines()) -> int:
         """Post one job, escrowing r x (reward + fee); its job id.
 
-        Text is UTF-8 encoded; an input no provider would serve (not UTF-8, over
-        MAX_INPUT bytes, no text in it) or windows the marketplace would refuse (below
-        ``params().min_windows``, over MAX_WINDOW) are refused here (``InvalidInput``)
-        before anything is sent. Funds come from your deposited balance first, then from your wallet
+        Without ``model_id``: text goes to the embedding model, a ``ChatRequest`` to the
+        chat model (each the only active one of its format). Text is UTF-8 encoded; an
+        input no provider would serve (not UTF-8, over MAX_INPUT bytes, no text in it, a
+        chat request that does not fit: ``client.inputs.job_payload``) or windows the
+        marketplace would refuse (below ``params().min_windows``, over MAX_WINDOW) are
+        refused here (``InvalidInput``) before anything is sent. Funds come from your deposited balance first, then from your wallet
         (approved here as needed).
 
         >>> job = client.post("a sentence", reward=10**15, r=3)  # doctest: +SKIP
         """
         return self.post_many([input], reward=reward, r=r, model_id=model_id, deadlines=deadlines)[0]
 
-    def post_many(self, inputs: Sequence[bytes | str], *, reward: int, r: int = 1,
+    def post_many(self, inputs: Sequence[bytes | str | ChatRequest], *, reward: int, r: int = 1,
                   model_id: bytes | str | None = None, deadlines: Deadlines = Deadlines()) -> list[int]:
-        """Post many jobs with the same terms, MAX_BATCH per transaction; their ids in order.
+        """Post many jobs with the same terms and model, MAX_BATCH per transaction; their
+        ids in order.
 
         >>> ids = client.post_many([b"one", b"two"], reward=10**15)  # doctest: +SKIP
         """
         if not inputs:
             raise InvalidInput("nothing to post")
-        payloads = [job_input(x, i) for i, x in enumerate(inputs)]  # before any call
+        chat = any(isinstance(x, ChatRequest) for x in inputs)
+        info = self.model(model_id, format_version=CHAT_FORMAT if chat else EMBEDDING_FORMAT_VERSION)
+        payloads = [job_payload(info.format_version, x, i) for i, x in enumerate(inputs)]  # before any call
         if max(astuple(deadlines)) > MAX_WINDOW:
             raise InvalidInput(f"windows {astuple(deadlines)}: each at most MAX_WINDOW = {MAX_WINDOW} s")
-        model = self.model(model_id).model_id
+        model = info.model_id
         short = deadlines.shorter_than(self.marketplace.min_windows())
         if short:  # the contract would refuse them (jobs: window too short)
             raise InvalidInput(f"windows below the marketplace's minimums: {', '.join(short)}")
@@ -320,6 +331,27 @@ class Client:
         if any(not isinstance(t, str) or not t for t in texts):
             raise InvalidInput("texts must be non-empty strings")
         return self.post_many(list(texts), reward=reward, r=r, model_id=model_id, deadlines=deadlines)
+
+    def chat(self, messages: Sequence[dict] | None = None, *, prompt: str | None = None, reward: int,
+             r: int = 1, max_tokens: int = 64, temperature_milli: int = 0, top_k: int = 0,
+             top_p_micro: int = TOP_P_ONE, seed: int = 0, model_id: bytes | str | None = None,
+             deadlines: Deadlines = Deadlines(), timeout: float = 300.0, until: Until = "result",
+             settle: bool = False) -> VerifiedResult:
+        """Ask the chat model (``client.chat``): post one job, wait, verify the result
+        against the settled digest; ``.answer`` holds the generated ids and text.
+        Greedy by default; ``temperature_milli`` > 0 samples, replayably, from ``seed``.
+
+        >>> client.chat([{"role": "user", "content": "Capital of France?"}], reward=10**15, r=3).answer.text  # doctest: +SKIP
+        'The capital of France is Paris.'
+        """
+        request = chat_request(messages=messages, prompt=prompt, max_tokens=max_tokens,
+                               temperature_milli=temperature_milli, top_k=top_k, top_p_micro=top_p_micro,
+                               seed=seed)
+        job = self.post(request, reward=reward, r=r, model_id=model_id, deadlines=deadlines)
+        info = self.wait([job], timeout=timeout, until=until, settle=settle)[job]
+        if not info.status.has_result:
+            raise ResultUnavailable(f"job {job} ended {info.status.name} without a result")
+        return self.result(job)
 
     def _ensure_funds(self, price: int) -> None:
         deposited = self.marketplace.balance_of(self.address)

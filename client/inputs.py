@@ -1,14 +1,16 @@
 """What a job input may be, checked by the SDK before anything is sent.
 
-A job's input is UTF-8 text of 1..MAX_INPUT bytes with some text in it: the rule every
-provider's engine applies (``provider.engine.tokenization``), so a job the SDK lets through
-is one an honest provider can serve, and a job it stops would otherwise have waited in
-escrow, claimed by nobody, until its claim deadline.
+An embedding job's input is UTF-8 text of 1..MAX_INPUT bytes with some text in it: the
+rule every provider's engine applies (``provider.engine.tokenization``); a chat job's is
+a canonical ``client.chat.ChatRequest``. A job the SDK lets through is one an honest
+provider can serve, and a job it stops would otherwise have waited in escrow, claimed by
+nobody, until its claim deadline.
 """
 from __future__ import annotations
 
 from tokenizers.normalizers import BertNormalizer
 
+from client.chat import CHAT_FORMAT, ChatRequest
 from client.errors import InvalidInput
 from client.protocol import MAX_INPUT
 
@@ -42,3 +44,23 @@ def job_input(data: bytes | str, index: int | None = None) -> bytes:
     if not _NORMALIZER.normalize_str(text).strip():
         raise InvalidInput(f"{where}no text: only whitespace, control or format characters")
     return raw
+
+
+def job_payload(format_version: int, data: bytes | str | ChatRequest, index: int | None = None) -> bytes:
+    """The input bytes of one job for a model of ``format_version`` (the registry's):
+    a chat model takes a ``ChatRequest`` (or its canonical bytes), any other model text."""
+    where = "" if index is None else f"input {index}: "
+    if format_version == CHAT_FORMAT:
+        if isinstance(data, ChatRequest):
+            try:
+                return data.encode()
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}{exc}") from None
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            ChatRequest.decode(bytes(data), index)
+            return bytes(data)
+        raise InvalidInput(f"{where}a chat model takes a ChatRequest, not {type(data).__name__}")
+    if isinstance(data, ChatRequest):
+        raise InvalidInput(f"{where}a ChatRequest needs a chat model (format_version {CHAT_FORMAT}), "
+                           f"this one has format_version {format_version}")
+    return job_input(data, index)

@@ -12,6 +12,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 
+from client.chat import ChatAnswer
 from client.encoding import decode_embedding
 from client.events import Event
 from client.protocol import JobStatus
@@ -229,6 +230,11 @@ class VerifiedResult:
     def embedding(self) -> np.ndarray:
         """The decoded unit-norm float32 embedding (``client.encoding``)."""
         return decode_embedding(self.result)
+
+    @property
+    def answer(self) -> ChatAnswer:
+        """The decoded answer of a chat job: ids, finish and text (``client.chat``)."""
+        return ChatAnswer.decode(self.result)
 
 
 @dataclass(frozen=True)

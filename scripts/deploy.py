@@ -4,8 +4,9 @@
     ape run deploy --network <public> --account <alias> --token 0x... [--stake-token 0x...]
 
 On local networks a TestToken is deployed for payment and stake unless --token is
-given. The MiniLM model entry comes from the engine (`provider.engine`); pass
---model-id to register another id instead. The least bonded stake that makes a
+given. The model entries come from the engines: MiniLM embeddings (`provider.engine`)
+and the chat LLM (`provider.llm`, format `client.chat.CHAT_FORMAT`); pass --model-id to
+register another id instead. The least bonded stake that makes a
 provider drawable for seats (`min_draw_stake`) is set in whole stake tokens,
 --min-draw-stake (default 1 token, whatever the token's decimals: the contract's own
 default, 10**18 units, is one token of an 18-decimal token only). The address is
@@ -65,11 +66,13 @@ class Deployed:
 
 
 def engine_models() -> list[ModelEntry]:
-    """The engine's model entry (loads the engine on the CPU, about a second)."""
+    """The entries of the models our engines reproduce: MiniLM embeddings and the chat
+    LLM (loads both on the CPU without their self-tests: about 8 s)."""
     from provider.engine import Engine
+    from provider.llm import LLMEngine
 
-    info = Engine.load("cpu").model_info
-    return [ModelEntry(bytes(info.model_id), info.name, bytes(info.weights_digest), int(info.format_version))]
+    infos = [Engine.load("cpu").model_info, LLMEngine.load(self_test=False, backend="cpu").model_info]
+    return [ModelEntry(bytes(i.model_id), i.name, bytes(i.weights_digest), int(i.format_version)) for i in infos]
 
 
 def is_local_network() -> bool:
@@ -167,7 +170,7 @@ def _bytes32(value: str | None, what: str) -> bytes | None:
 @click.option("--token", "pay_token", help="Payment ERC-20 (required off local networks).")
 @click.option("--stake-token", help="Stake ERC-20 (default: the payment token).")
 @click.option("--treasury", help="Fee recipient (default: the deployer).")
-@click.option("--model-id", help="Register this model id (hex bytes32) instead of the engine's.")
+@click.option("--model-id", help="Register this model id (hex bytes32) instead of the engines'.")
 @click.option("--model-name", default="all-MiniLM-L6-v2", show_default=True)
 @click.option("--weights-digest", help="Weights digest (hex bytes32) for --model-id.")
 @click.option("--format-version", default=1, show_default=True, type=int)

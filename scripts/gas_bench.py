@@ -7,7 +7,9 @@ by the provider's next withdraw) and r = 3 (post, draw (the first claim after th
 post draws every seat; here a keeper's), claims by the drawn providers, commit,
 reveal, finalize), one job per
 transaction and BATCH jobs per transaction, with realistic payloads: a 61-byte
-sentence in, a 385-byte embedding out (the engine's result format). Measured in
+sentence in, a 385-byte embedding out (the engine's result format); then the same for
+a chat job with the longest answer (a chat request in, MAX_RESULT = 1,024 bytes out:
+client/chat.py). Measured in
 the steady state of a running market: clients pre-deposited (posting moves no
 tokens), the accounts already hold balances and provider 0 has an open payout
 bucket, so no measured step pays for a never-touched storage slot other than the
@@ -24,7 +26,9 @@ from eth_utils import keccak
 from rich.console import Console
 from rich.table import Table
 
+from client.chat import ChatRequest
 from client.encoding import EMBEDDING_SIZE
+from client.protocol import MAX_RESULT
 from scripts._quiet import quiet_ape
 
 BATCH = 32
@@ -34,10 +38,23 @@ WINDOW = 600
 REWARD = 10**18
 MODEL_ID = keccak(text="gas-bench-model")
 SENTENCE = b"A quick brown fox jumps over the lazy dog near the riverbank."
+CHAT = ChatRequest(messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+                   max_tokens=510).encode()
 
 
-def _result(i: int) -> bytes:
-    return bytes([1]) + keccak(i.to_bytes(32, "big")) * (EMBEDDING_SIZE // 32) + bytes((EMBEDDING_SIZE - 1) % 32)
+class Payload:
+    """A job's input and its result bytes (distinct per job: nothing repeats in storage)."""
+
+    def __init__(self, name: str, job_input: bytes, result_size: int, format_byte: int):
+        self.name, self.input, self.result_size, self.format_byte = name, job_input, result_size, format_byte
+
+    def result(self, i: int) -> bytes:
+        body = keccak(i.to_bytes(32, "big")) * (self.result_size // 32 + 1)
+        return bytes([self.format_byte]) + body[:self.result_size - 1]
+
+
+EMBEDDING = Payload("embedding", SENTENCE, EMBEDDING_SIZE, 1)
+LONGEST_CHAT = Payload("chat, longest answer", CHAT, MAX_RESULT, 2)
 
 
 def _seal(job_id: int, provider, result: bytes, salt: bytes) -> bytes:
@@ -51,12 +68,13 @@ def _gas(tx) -> int:
 class Bench:
     """Runs the flows on a fresh deployment and collects gas per step."""
 
-    def __init__(self, owner, client, providers, keeper):
+    def __init__(self, owner, client, providers, keeper, payload: Payload):
         # Imported here: `ape run` runs scripts/deploy.py as a script of its own, and a
         # module-level import would load it first (runpy warns about that).
         from scripts.deploy import ModelEntry, deploy
 
         self.owner, self.client, self.providers, self.keeper = owner, client, providers, keeper
+        self.payload = payload
         model = ModelEntry(MODEL_ID, "gas-bench", keccak(text="weights"), 1)
         deployed = deploy(owner, [model], record=False)
         self.market, token = deployed.marketplace, deployed.pay_token
@@ -73,7 +91,7 @@ class Bench:
         self.r3(1)
 
     def _post(self, r: int, n: int):
-        inputs = [SENTENCE] * n
+        inputs = [self.payload.input] * n
         if n == 1:
             tx = self.market.post_job(MODEL_ID, inputs[0], r, REWARD, WINDOW, WINDOW, WINDOW, sender=self.client)
         else:
@@ -89,7 +107,7 @@ class Bench:
         """Gas per step for n r=1 jobs in one transaction per step (n == 1: single calls)."""
         ids, post = self._post(1, n)
         p = self.providers[0]
-        results = [_result(i) for i in ids]
+        results = [self.payload.result(i) for i in ids]
         if n == 1:
             claim = _gas(self.market.claim(ids[0], sender=p))
             deliver = _gas(self.market.deliver(ids[0], results[0], sender=p))
@@ -111,7 +129,7 @@ class Bench:
         for p, jobs in held.items():
             tx = self.market.claim(jobs[0], sender=p) if n == 1 else self.market.claim_many(jobs, sender=p)
             steps["claim"] += _gas(tx)
-        results = {j: _result(j) for j in ids}
+        results = {j: self.payload.result(j) for j in ids}
         for p, jobs in held.items():
             seals = [_seal(j, p, results[j], salt) for j in jobs]
             if n == 1:
@@ -137,8 +155,9 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
-    table = Table(title=f"Verinfer gas on {chain.provider.name} (chain {chain.chain_id}); batched = {BATCH} jobs per tx, per job")
+def render(payload: Payload, r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
+    table = Table(title=f"Verinfer gas, {payload.name} jobs, on {chain.provider.name} (chain {chain.chain_id}); "
+                        f"batched = {BATCH} jobs per tx, per job")
     table.add_column("step")
     for col in ("r=1 single", "r=1 batched/job", "r=3 single", "r=3 batched/job"):
         table.add_column(col, justify="right")
@@ -158,7 +177,7 @@ def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
     table.caption = (
         f"withdraw (releases matured r=1 payouts and collects every credit at once): {withdraw:,} gas, "
         "amortised over all of a provider's jobs. "
-        f"Payload: {len(SENTENCE)}-byte input, {EMBEDDING_SIZE}-byte result."
+        f"Payload: {len(payload.input)}-byte input, {payload.result_size}-byte result."
     )
     return table
 
@@ -167,10 +186,11 @@ def render(r1_single, r1_batch, r3_single, r3_batch, withdraw: int) -> Table:
 def cli():
     """Print the gas table (run it on anvil: --network ethereum:local:foundry)."""
     accts = accounts.test_accounts
-    with quiet_ape():
-        bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5])
-        r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
-        r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)
-        withdraw = bench.withdraw()
-    table = render(r1_single, r1_batch, r3_single, r3_batch, withdraw)
-    Console(width=int(os.environ.get("COLUMNS", 120))).print(table)
+    console = Console(width=int(os.environ.get("COLUMNS", 120)))
+    for payload in (EMBEDDING, LONGEST_CHAT):
+        with quiet_ape():
+            bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5], payload)
+            r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)
+            r3_single, r3_batch = bench.r3(1), bench.r3(BATCH)
+            withdraw = bench.withdraw()
+        console.print(render(payload, r1_single, r1_batch, r3_single, r3_batch, withdraw))

@@ -32,6 +32,7 @@ from client.protocol import MAX_INPUT
 from client.records import ModelInfo
 from gateway.config import GatewayConfig, Policy
 from gateway.errors import APIError, error_for, invalid
+from gateway.explorer import Explorer, mount_explorer
 from gateway.keys import KeyRecord, KeyStore, OverLimit
 from gateway.service import Answer, Batcher, Market, Terms
 
@@ -50,14 +51,19 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
         raise ValueError(f"listening on {config.host} needs API keys")
     market = Market(client, config)
     batcher = Batcher(market, config)
+    explorer = Explorer(client, config.explorer_interval) if config.explorer else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         batcher.start()
+        if explorer is not None:
+            explorer.start()
         try:
             yield
         finally:
             await batcher.stop()
+            if explorer is not None:
+                await explorer.stop()
 
     app = FastAPI(title="Verinfer gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.market, app.state.batcher, app.state.keys = market, batcher, keys
@@ -175,6 +181,9 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
             "verinfer": {"model_id": "0x" + model.model_id.hex(), "cost": str(cost), **policy.model_dump(),
                          "reward": str(policy.reward)},
         })
+
+    if explorer is not None:  # public chain data: no API key (see gateway.explorer)
+        mount_explorer(app, explorer)
 
     @app.get("/healthz")
     async def health() -> dict:

@@ -52,6 +52,8 @@ def serve_options(fn):
                      help="Seconds requests wait to share a post with others."),
         click.option("--timeout", "wait_timeout", default=300.0, show_default=True, type=float,
                      help="Seconds a request waits for its results (then 504 with its job ids)."),
+        click.option("--explorer/--no-explorer", default=True, show_default=True,
+                     help="Serve the marketplace explorer page at / (public chain data: no API key needed)."),
         click.option("--deposit", help="Top the account's marketplace balance up to this (token units) at "
                                         "start, so posts need no token approvals."),
     ]
@@ -59,7 +61,8 @@ def serve_options(fn):
 
 
 def run_serve(connection: dict, *, host: str, port: int, keys_path: Path | None, reward: str, r: int,
-              until: str, batch_window: float, wait_timeout: float, deposit: str | None) -> None:
+              until: str, batch_window: float, wait_timeout: float, deposit: str | None,
+              explorer: bool) -> None:
     """Connect as ``connection`` says (network, rpc, account, private_key, marketplace) and
     serve until interrupted."""
     from pydantic import ValidationError
@@ -86,7 +89,7 @@ def run_serve(connection: dict, *, host: str, port: int, keys_path: Path | None,
         try:
             config = GatewayConfig(host=host, port=port, keys_path=keys_path, r=r, until=until,
                                    reward=_units(_amount(reward), decimals), batch_window=batch_window,
-                                   wait_timeout=wait_timeout)
+                                   wait_timeout=wait_timeout, explorer=explorer)
         except ValidationError as exc:
             raise click.ClickException(f"gateway settings: {exc.errors()[0]['msg']}") from None
         keys = KeyStore(keys_path) if keys_path is not None else None

@@ -45,6 +45,8 @@ class GatewayConfig(BaseModel):
     max_inputs: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
     wait_timeout: float = Field(default=300, gt=0)  # seconds a request waits for its results
     models_ttl: float = Field(default=10, ge=0)  # seconds the model registry is cached
+    explorer: bool = True  # the explorer page at / (public chain data, no API key)
+    explorer_interval: float = Field(default=1.0, gt=0, le=60)  # seconds between its chain reads
 
     model_config = {"arbitrary_types_allowed": True}
 

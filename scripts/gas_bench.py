@@ -8,8 +8,8 @@ post draws every seat; here a keeper's), claims by the drawn providers, commit,
 reveal, finalize), one job per
 transaction and BATCH jobs per transaction, with realistic payloads: a 61-byte
 sentence in, a 385-byte embedding out (the engine's result format); then the same for
-a chat job with the longest answer (a chat request in, MAX_RESULT = 1,024 bytes out:
-client/chat.py). Measured in
+chat jobs (client/chat.py) answering 64 and 256 tokens of English (ids and text: 256
+tokens are past MAX_RESULT, so that answer is cut to 1,024 bytes, the longest). Measured in
 the steady state of a running market: clients pre-deposited (posting moves no
 tokens), the accounts already hold balances and provider 0 has an open payout
 bucket, so no measured step pays for a never-touched storage slot other than the
@@ -53,8 +53,15 @@ class Payload:
         return bytes([self.format_byte]) + body[:self.result_size - 1]
 
 
+def chat_result_size(tokens: int) -> int:
+    """Result bytes of a chat answer of ``tokens`` tokens of English: a 4-byte header, 2
+    bytes an id and 4.6 bytes of text a token (SmolLM2's tokenizer on tests/data/
+    llm_text.txt), cut at MAX_RESULT."""
+    return min(4 + tokens * 2 + round(tokens * 4.7), MAX_RESULT)
+
+
 EMBEDDING = Payload("embedding", SENTENCE, EMBEDDING_SIZE, 1)
-LONGEST_CHAT = Payload("chat, longest answer", CHAT, MAX_RESULT, 2)
+CHATS = [Payload(f"chat, {n}-token answer", CHAT, chat_result_size(n), 2) for n in (64, 256)]
 
 
 def _seal(job_id: int, provider, result: bytes, salt: bytes) -> bytes:
@@ -187,7 +194,7 @@ def cli():
     """Print the gas table (run it on anvil: --network ethereum:local:foundry)."""
     accts = accounts.test_accounts
     console = Console(width=int(os.environ.get("COLUMNS", 120)))
-    for payload in (EMBEDDING, LONGEST_CHAT):
+    for payload in (EMBEDDING, *CHATS):
         with quiet_ape():
             bench = Bench(accts[0], accts[1], list(accts[2:5]), accts[5], payload)
             r1_single, r1_batch = bench.r1(1), bench.r1(BATCH)

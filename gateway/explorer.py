@@ -86,10 +86,11 @@ class Explorer:
                 if self.error is not None:
                     self.error = None
                     self.version += 1
-            except VerinferError as exc:  # the node is down or refused: say so, keep trying
-                if self.error != str(exc):
-                    log.warning("explorer sync failed: %s: %s", type(exc).__name__, exc)
-                    self.error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # the node is down or refused (or a bug): say so, keep trying
+                error = f"{type(exc).__name__}: {exc}" if isinstance(exc, VerinferError) else type(exc).__name__
+                if self.error != error:  # once per kind of failure, not once a second
+                    log.warning("explorer sync failed: %s", error, exc_info=not isinstance(exc, VerinferError))
+                    self.error = error
                     self.version += 1
             await asyncio.sleep(self.interval)
 

@@ -174,4 +174,5 @@ def chat_request(**fields) -> ChatRequest:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    message = err["msg"].removeprefix("Value error, ")  # our own validators' messages
+    return f"{where}: {message}" if where else message

@@ -11,12 +11,13 @@ reward, until).
 
 The answer is verified against the chain's digest before any of it is sent. With
 ``stream: true`` it then arrives as server-sent events (``chat.completion.chunk``
-objects, one a token's text, then the finish reason and ``[DONE]``): the shape
-streaming clients read, of an answer that is already checked.
+objects, one a word, then the finish reason and ``[DONE]``): the shape streaming
+clients read, of an answer that is already checked.
 """
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from gateway.errors import invalid
 from gateway.service import Answer
 
 FINISH = {"stop": "stop", "length": "length", "cut": "length"}
+WORDS = re.compile(r"\s*\S+|\s+$")  # a word and the spaces before it; trailing spaces
 ROLES = ("system", "user", "assistant")
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
                "response_format", "logit_bias", "stop", "presence_penalty", "frequency_penalty")
@@ -77,10 +79,10 @@ def completion(answer: Answer, model: str, request: ChatRequest) -> dict[str, An
     }
 
 
-def chunks(answer: Answer, model: str, request: ChatRequest, text_of) -> Iterator[str]:
-    """The server-sent events of a verified answer: the role, one chunk a token (its
-    text, as the tokenizer decodes the prefix: never half a character), the finish
-    reason with the ``verinfer`` extension, then ``[DONE]``."""
+def chunks(answer: Answer, model: str, request: ChatRequest) -> Iterator[str]:
+    """The server-sent events of a verified answer: the role, one chunk a word of its
+    text (with the spaces before it), the finish reason with the ``verinfer`` extension
+    and usage, then ``[DONE]``."""
     reply = answer.verified.answer
     base = {"id": f"chatcmpl-{answer.job_id}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
@@ -90,28 +92,11 @@ def chunks(answer: Answer, model: str, request: ChatRequest, text_of) -> Iterato
         return f"data: {json.dumps(base | {'choices': [choice]} | more, ensure_ascii=False)}\n\n"
 
     yield event({"role": "assistant", "content": ""})
-    for piece in pieces(reply, text_of):
+    for piece in WORDS.findall(reply.text):
         yield event({"content": piece})
     yield event({}, FINISH[reply.finish], verinfer=extension(answer, reply, request),
                 usage={"prompt_tokens": 0, "completion_tokens": len(reply.ids), "total_tokens": len(reply.ids)})
     yield "data: [DONE]\n\n"
-
-
-def pieces(reply: ChatAnswer, text_of) -> list[str]:
-    """The answer's text in the pieces each token adds, ``text_of(ids)`` being the
-    tokenizer's decode; a token that ends inside a character adds nothing until the
-    character is whole. The pieces join to the verified text."""
-    out, shown = [], ""
-    for n in range(1, len(reply.ids) + 1):
-        text = text_of(reply.ids[:n])
-        if not reply.text.startswith(text) or text.endswith("\ufffd"):
-            continue  # a partial character (or past a cut): wait for the rest
-        if len(text) > len(shown):
-            out.append(text[len(shown):])
-            shown = text
-    if shown != reply.text:
-        out.append(reply.text[len(shown):])
-    return out
 
 
 def extension(answer: Answer, reply: ChatAnswer, request: ChatRequest) -> dict[str, Any]:

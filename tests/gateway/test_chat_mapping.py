@@ -10,7 +10,7 @@ import pytest
 from client.chat import CHAT_FORMAT, ChatAnswer
 from client.protocol import JobStatus
 from client.records import VerifiedResult
-from gateway.chat import chat_job, chunks, completion, pieces
+from gateway.chat import chat_job, chunks, completion
 from gateway.errors import APIError
 from gateway.service import Answer
 
@@ -75,16 +75,13 @@ def test_the_completion_object_carries_the_verified_answer():
     assert CHAT_FORMAT == 2
 
 
-def test_the_stream_joins_to_the_verified_text_and_never_splits_a_character():
-    # Token texts as a byte-level tokenizer decodes prefixes: "é" needs two tokens.
-    texts = {1: "Caf", 2: "Caf\ufffd", 3: "Café", 4: "Café!", 5: "Café!"}
-    reply = ChatAnswer(finish="stop", ids=(10, 11, 12, 13, 2), text="Café!")
-    parts = pieces(reply, lambda ids: texts[len(ids)])
-    assert parts == ["Caf", "é", "!"]
-    events = list(chunks(_answer(reply.ids, reply.text), "smol", chat_job({"messages": HI}),
-                         lambda ids: texts[len(ids)]))
+def test_the_stream_joins_to_the_verified_text():
+    text = "  Café au lait,\n\tplease!  "
+    events = list(chunks(_answer([10, 11, 12, 2], text), "smol", chat_job({"messages": HI})))
     assert events[-1] == "data: [DONE]\n\n"
     objects = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
     assert objects[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert "".join(o["choices"][0]["delta"].get("content", "") for o in objects) == "Café!"
+    contents = [o["choices"][0]["delta"].get("content") for o in objects[1:-1]]
+    assert contents == ["  Café", " au", " lait,", "\n\tplease!", "  "] and "".join(contents) == text
     assert objects[-1]["choices"][0]["finish_reason"] == "stop" and objects[-1]["verinfer"]["job_id"] == 300
+    assert objects[-1]["usage"]["completion_tokens"] == 4

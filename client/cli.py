@@ -200,6 +200,20 @@ def status(session: _Session, job_ids: tuple[int, ...]) -> None:
 
 
 @main.command()
+@click.argument("job_ids", nargs=-1, type=int, required=True)
+@pass_session
+def why(session: _Session, job_ids: tuple[int, ...]) -> None:
+    """Why providers don't take jobs: each one's input, reward, collateral and deadline
+    against the model's providers, read from the chain."""
+    for job_id in job_ids:
+        diagnosis = session.client.why(job_id)
+        session.console.print(f"job {job_id} ({diagnosis.job.status.name.lower()}, "
+                              f"{diagnosis.takers} provider(s) would take its {diagnosis.seats} seat(s))")
+        for reason in diagnosis.reasons or ("nothing on chain keeps providers away",):
+            session.console.print(f"  - {reason}")
+
+
+@main.command()
 @click.argument("job_id", type=int)
 @pass_session
 def history(session: _Session, job_id: int) -> None:

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from client.chat import CHAT_FORMAT, TOP_P_ONE, ChatRequest, chat_request
 from client.deployments import load_deployment
+from client.diagnosis import Diagnosis, diagnose, takers
 from client.encoding import EMBEDDING_FORMAT_VERSION
 from client.errors import (ConfigError, ContractError, DeploymentNotFound, InsufficientFunds, InvalidInput,
                            ResultMismatch, ResultUnavailable, WaitTimeout)
@@ -187,15 +188,19 @@ class Client:
         fee = self.marketplace.job_price(1, reward, 1) - reward
         collateral = reward * self.marketplace.call("collateral_bps") // BPS
         serving = self.providers(self.model(model_id, format_version=EMBEDDING_FORMAT_VERSION).model_id)
-        weights = self.marketplace.draw_weights([p.address for p in serving])
-        takers = [p for p in serving if p.price <= reward and p.free >= collateral]
-        share = 1.0 if takers else 0.0
-        if r >= 2:  # drawn seats: a provider without weight is never drawn
-            takers = [p for p in takers if weights[p.address] > 0]
-            total = sum(weights.values())
-            share = sum(weights[p.address] for p in takers) / total if total else 0.0
-        return Estimate(r=r, reward=reward, count=count, fee_per_seat=fee,
-                        collateral_per_seat=collateral, providers=len(takers), taker_share=share)
+        found = takers(serving, self.marketplace.draw_weights([p.address for p in serving]), reward, collateral, r)
+        return Estimate(r=r, reward=reward, count=count, fee_per_seat=fee, collateral_per_seat=collateral,
+                        providers=len(found.takers), taker_share=found.taker_share)
+
+    def why(self, job_id: int) -> Diagnosis:
+        """Why providers don't take a job, from the chain alone (``client.diagnosis``):
+        its input as posted, the model, the providers' prices, free stakes and draw
+        weights against its terms, its claim deadline.
+
+        >>> client.why(256).summary  # doctest: +SKIP
+        'job 256 (OPEN): 3 of 3 provider(s) ask more than the reward 1000 (lowest asking price 2000); ...'
+        """
+        return diagnose(self, job_id)
 
     def job(self, job_id: int) -> JobInfo:
         """A job's terms and current state (``JobNotFound`` for unknown ids).
@@ -402,7 +407,9 @@ class Client:
                 if settle:
                     self._finalize_due([latest[j] for j in sorted(pending)])
                 if time.monotonic() > give_up:
-                    raise WaitTimeout(f"{len(pending)} of {len(ids)} jobs not done after {timeout:.0f}s",
+                    untaken = sorted(j for j in pending if latest[j].nclaimed == 0)
+                    hint = f" (none claimed yet: see why(job_id), e.g. {untaken[0]})" if untaken else ""
+                    raise WaitTimeout(f"{len(pending)} of {len(ids)} jobs not done after {timeout:.0f}s{hint}",
                                       {j: latest[j] for j in ids})
                 time.sleep(self.poll_interval)
                 stale, head = self._changed({j: latest[j] for j in pending}, since=head)

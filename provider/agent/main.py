@@ -25,7 +25,7 @@ from provider.agent.config import AgentConfig, load_config
 from provider.agent.dashboard import Dashboard, snapshot_from_store
 from provider.agent.doctor import Check, run_checks
 from provider.agent.errors import AgentError, ConfigError, PreflightError
-from provider.agent.jobs import Engine, JobBook, JobWorker, MarketplaceLogs
+from provider.agent.jobs import RECEIPT_STEPS, JobBook, JobRunner, JobWorker, MarketplaceLogs
 from provider.agent.logs import configure_logging
 from provider.agent.metrics import Metrics, MetricsServer, watch_store
 from provider.agent.rpc import connect
@@ -70,7 +70,7 @@ def build_agent(
     *,
     marketplace: str,
     start_block: int,
-    engines: Mapping[bytes, Engine],
+    engines: Mapping[bytes, JobRunner],
     result_hook: Callable[[int, bytes], bytes] | None = None,
 ) -> Agent:
     """Wire store, tx manager, job worker, watcher, metrics endpoint and dashboard.
@@ -91,9 +91,9 @@ def build_agent(
     watch_store(metrics, store)
     market = Marketplace(w3, marketplace)
     txm = TxManager(w3, signer, store, config.tx, metrics=metrics,
-                    reorg_window=config.watcher.reorg_window)
+                    reorg_window=config.watcher.reorg_window, receipt_logs=RECEIPT_STEPS)
     worker = JobWorker(
-        store=store, txm=txm, market=market, engines=engines, policy=config.policy,
+        w3=w3, store=store, txm=txm, market=market, engines=engines, policy=config.policy,
         claim_batch=config.claim_batch, engine_batch=config.engine_batch,
         poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
         result_hook=result_hook, start_block=start_block,

@@ -6,7 +6,12 @@ intends together with each signed broadcast of it. Everything is written *before
 the action that depends on it, so a crash at any point can be reconciled.
 
 Amounts (wei, token units, job ids) are uint256 on-chain, so they are stored as
-decimal TEXT and summed in Python: sqlite integers stop at 2**63.
+decimal TEXT and summed in Python: sqlite integers stop at 2**63. A job's row is
+written and read through provider/agent/records.py alone.
+
+Over 300 lines on purpose: one connection, one lock and one schema; its sections
+(chain binding, checkpoint, jobs, results, transactions) share `atomic` transactions,
+so a split would only pass the connection around.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from provider.agent.errors import StoreError
+from provider.agent.records import COLUMNS, JobRecord, JobState, Step, job_columns, job_record
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 IDS_PER_QUERY = 500  # bound on one query's parameters (sqlite caps them)
 
 # Migration i brings a database from user_version i to i + 1.
@@ -104,38 +110,19 @@ _MIGRATIONS: tuple[str, ...] = (
         start_block INTEGER NOT NULL
     );
     """,
+    # 4: what the agent queries of a job in columns (provider/agent/records.py keeps the
+    # rest in `data`): the step in flight and the seats held, moved out of `data`.
+    """
+    ALTER TABLE jobs ADD COLUMN pending_step TEXT;
+    ALTER TABLE jobs ADD COLUMN pending_tx INTEGER;
+    ALTER TABLE jobs ADD COLUMN seats TEXT NOT NULL DEFAULT '[]';
+    UPDATE jobs SET pending_step = json_extract(data, '$.pending.kind'),
+        pending_tx = json_extract(data, '$.pending.tx'),
+        seats = coalesce(json_extract(data, '$.seats'), '[]'),
+        data = json_remove(data, '$.pending', '$.seats');
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
-
-
-class JobState(StrEnum):
-    """Where a job stands from this provider's point of view."""
-
-    SEEN = "seen"  # posted for a model we serve; not yet decided
-    CLAIMING = "claiming"  # claim transaction intended
-    UNDRAWN = "undrawn"  # no seat of the round drawn to us: claimed again once it may be redrawn
-    CLAIMED = "claimed"  # seats taken (`seats` in its data); collateral locked
-    COMMITTED = "committed"  # seal on-chain; result + salt stored
-    REVEALED = "revealed"  # result revealed; waiting for finalize
-    PAID = "paid"  # finalized in our favour
-    SLASHED = "slashed"  # finalized against us
-    LOST = "lost"  # claimed by others first, or every seat taken by those drawn
-    RELEASED = "released"  # settled without pay or slash (no majority)
-    REFUSED = "refused"  # policy or input rejected it; we never claimed
-    CANCELLED = "cancelled"  # cancelled / refunded before we finished
-    FAILED = "failed"  # we gave up on it (a transaction kept failing)
-
-    @property
-    def holds_stake(self) -> bool:
-        """True while the job (may) lock our collateral (an UNDRAWN job: our challenged
-        delivery's, if any)."""
-        return self in (JobState.CLAIMING, JobState.UNDRAWN, JobState.CLAIMED, JobState.COMMITTED,
-                        JobState.REVEALED)
-
-    @property
-    def final(self) -> bool:
-        return self in (JobState.PAID, JobState.SLASHED, JobState.LOST, JobState.RELEASED,
-                        JobState.REFUSED, JobState.CANCELLED, JobState.FAILED)
 
 
 class TxStatus(StrEnum):
@@ -155,17 +142,6 @@ class TxStatus(StrEnum):
 class Checkpoint:
     number: int
     hash: bytes
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    job_id: int
-    model_id: bytes
-    state: JobState
-    reward: int
-    collateral: int
-    data: dict[str, Any]
-    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -350,54 +326,29 @@ class Store:
 
     # ---- jobs ------------------------------------------------------------------------
 
-    @staticmethod
-    def _job(row: sqlite3.Row) -> JobRecord:
-        return JobRecord(
-            job_id=int(row["job_id"]),
-            model_id=bytes(row["model_id"]),
-            state=JobState(row["state"]),
-            reward=int(row["reward"]),
-            collateral=int(row["collateral"]),
-            data=json.loads(row["data"]),
-            updated_at=row["updated_at"],
-        )
-
-    def add_job(
-        self,
-        job_id: int,
-        model_id: bytes,
-        *,
-        state: JobState = JobState.SEEN,
-        reward: int = 0,
-        collateral: int = 0,
-        data: dict[str, Any] | None = None,
-    ) -> bool:
-        """Record a job once; returns False (and changes nothing) if it is already known."""
-        cur = self._write(
-            "INSERT OR IGNORE INTO jobs (job_id, model_id, state, reward, collateral, data,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(job_id), model_id, JobState(state).value, str(reward), str(collateral),
-             json.dumps(data or {}), time.time()),
-        )
+    def add_job(self, job_id: int, model_id: bytes, *, state: JobState = JobState.SEEN,
+                **fields: Any) -> bool:
+        """Record a job once (`fields`: those of `JobRecord`); returns False (and changes
+        nothing) if it is already known."""
+        columns, data = job_columns({"state": state, "reward": 0, "collateral": 0, "seats": (),
+                                     "pending": None, **fields})
+        columns |= {"job_id": str(job_id), "model_id": model_id, "data": json.dumps(data),
+                    "updated_at": time.time()}
+        cur = self._write(f"INSERT OR IGNORE INTO jobs ({', '.join(columns)}) VALUES"
+                          f" ({_marks(columns)})", columns.values())
         return cur.rowcount == 1
 
-    def update_job(self, job_id: int, *, state: JobState | None = None,
-                   collateral: int | None = None, **data: Any) -> None:
-        """Change a job's state / collateral and set keys of its JSON data."""
-        self.update_jobs([job_id], state=state, collateral=collateral, **data)
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        """Set fields of a job's record (`JobRecord`'s names)."""
+        self.update_jobs([job_id], **fields)
 
-    def update_jobs(self, job_ids: Iterable[int], *, state: JobState | None = None,
-                    collateral: int | None = None, **data: Any) -> None:
-        """`update_job` for many jobs at once. sqlite sets the keys (json_set), so no
-        record is decoded here: the agent marks every job of each transaction it sends.
-        KeyError, and nothing changed, if a job is unknown."""
-        sets, args = ["updated_at = ?"], [time.time()]
-        if state is not None:
-            sets.append("state = ?")
-            args.append(JobState(state).value)
-        if collateral is not None:
-            sets.append("collateral = ?")
-            args.append(str(int(collateral)))
+    def update_jobs(self, job_ids: Iterable[int], **fields: Any) -> None:
+        """`update_job` for many jobs at once. sqlite sets the JSON keys (json_set), so
+        no record is decoded here: the agent marks every job of each transaction it
+        sends. KeyError, and nothing changed, if a job is unknown."""
+        columns, data = job_columns(fields)
+        sets = [f"{name} = ?" for name in columns] + ["updated_at = ?"]
+        args: list[Any] = [*columns.values(), time.time()]
         if data:
             sets.append(f"data = json_set(data, {', '.join(['?, json(?)'] * len(data))})")
             for key, value in data.items():
@@ -416,14 +367,14 @@ class Store:
                 self._db.execute("DELETE FROM jobs WHERE job_id = ?", (str(job_id),))
 
     def job(self, job_id: int) -> JobRecord | None:
-        rows = self._rows("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),))
-        return self._job(rows[0]) if rows else None
+        rows = self._rows(f"SELECT {_JOB} FROM jobs WHERE job_id = ?", (str(job_id),))
+        return job_record(rows[0]) if rows else None
 
     def jobs(self, *states: JobState, ids: Iterable[int] | None = None) -> list[JobRecord]:
         """Jobs in `states` (all without), in id order; with `ids`, only those jobs
         (filtered in sqlite: decoding every waiting job's JSON on each poll cost the
         agent more than its RPC)."""
-        sql = "SELECT * FROM jobs WHERE 1"
+        sql = f"SELECT {_JOB} FROM jobs WHERE 1"
         if states:
             sql += f" AND state IN ({_marks(states)})"
         args: list[Any] = [JobState(s).value for s in states]
@@ -433,7 +384,7 @@ class Store:
             rows = []
             for chunk in _id_chunks(ids):
                 rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
-        return sorted((self._job(r) for r in rows), key=lambda j: j.job_id)
+        return sorted((job_record(r) for r in rows), key=lambda j: j.job_id)
 
     def job_ids(self, *states: JobState) -> list[int]:
         """The ids of the jobs in `states`, in id order, without reading their data."""
@@ -441,17 +392,16 @@ class Store:
                           [JobState(s).value for s in states])
         return sorted(int(r["job_id"]) for r in rows)
 
-    def pending_steps(self, *states: JobState) -> dict[tuple[int, str], list[int]]:
+    def pending_steps(self, *states: JobState) -> dict[tuple[int, Step], list[int]]:
         """(tx id, step kind) -> the ids of the jobs in `states` waiting for that
         transaction, in id order: read in sqlite, as the agent asks on every tick."""
         rows = self._rows(
-            "SELECT job_id, json_extract(data, '$.pending.tx') AS tx,"
-            " json_extract(data, '$.pending.kind') AS kind FROM jobs"
-            f" WHERE state IN ({_marks(states)}) AND json_extract(data, '$.pending') IS NOT NULL",
+            "SELECT job_id, pending_tx, pending_step FROM jobs"
+            f" WHERE state IN ({_marks(states)}) AND pending_tx IS NOT NULL",
             [JobState(s).value for s in states])
-        waiting: dict[tuple[int, str], list[int]] = {}
+        waiting: dict[tuple[int, Step], list[int]] = {}
         for row in sorted(rows, key=lambda r: int(r["job_id"])):
-            waiting.setdefault((row["tx"], row["kind"]), []).append(int(row["job_id"]))
+            waiting.setdefault((row["pending_tx"], Step(row["pending_step"])), []).append(int(row["job_id"]))
         return waiting
 
     def job_counts(self) -> dict[JobState, int]:
@@ -465,7 +415,7 @@ class Store:
     def earnings(self) -> int:
         """Rewards of the jobs paid to us: the reward per seat times the seats we held
         (a provider drawn for two seats of a job is paid twice)."""
-        rows = self._rows("SELECT reward, json_array_length(data, '$.seats') AS seats FROM jobs"
+        rows = self._rows("SELECT reward, json_array_length(seats) AS seats FROM jobs"
                           " WHERE state = ?", [JobState.PAID.value])
         return sum(int(r["reward"]) * max(1, r["seats"] or 0) for r in rows)
 
@@ -683,6 +633,9 @@ class Store:
     def tx_counts(self) -> dict[TxStatus, int]:
         rows = self._rows("SELECT status, COUNT(*) AS n FROM txs GROUP BY status")
         return {TxStatus(r["status"]): r["n"] for r in rows}
+
+
+_JOB = ", ".join([*COLUMNS, "data"])  # a job row as records.job_record reads it
 
 
 def _id_chunks(ids: Iterable[int]) -> Iterator[list[str]]:

@@ -11,6 +11,9 @@ block a reorg took away is re-opened and sent again at its nonce, so the account
 nonces never gap (its `reorgs` count tells the job logic to re-check what it applied).
 
 The account must be used by this agent only: a second sender would take its nonces.
+
+Over 300 lines on purpose: sending, tracking, re-sending and reorg checks all hold the
+one nonce lock and read each other's state of an intent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -61,9 +64,12 @@ class TxManager(Service):
         *,
         metrics: Metrics | None = None,
         reorg_window: int = 64,
+        receipt_logs: Collection[str] = (),
     ):
         """`reorg_window`: how many blocks back a confirmed transaction is still
-        re-checked (the watcher's `reorg_window`: deeper reorgs stop the agent)."""
+        re-checked (the watcher's `reorg_window`: deeper reorgs stop the agent).
+        `receipt_logs`: kinds of transaction whose receipts' events the caller reads
+        (`receipt`): fetched with their logs, once."""
         super().__init__()
         self.w3, self.signer, self.store, self.config = w3, signer, store, config
         self.reorg_window = reorg_window
@@ -73,6 +79,9 @@ class TxManager(Service):
         # tx id -> consecutive polls that saw its nonce counted with none of its hashes mined
         self._nonce_suspects: dict[int, int] = {}
         self.chain_id: int | None = None
+        self._receipt_logs = frozenset(receipt_logs)
+        # tx id -> its receipt with logs, from the poll that confirmed it, until `receipt` takes it
+        self._confirmed_receipts: dict[int, Any] = {}
         metrics = metrics or Metrics()
         self._sent = metrics.counter("verinfer_tx_broadcasts_total", "Signed transactions sent")
         self._replaced = metrics.counter("verinfer_tx_replaced_total", "Fee-bumped replacements")
@@ -88,6 +97,25 @@ class TxManager(Service):
     @property
     def next_nonce(self) -> int | None:
         return self._next_nonce
+
+    def tx(self, tx_id: int) -> TxRecord | None:
+        """The intent as stored now."""
+        return self.store.tx(tx_id)
+
+    def reorged(self) -> list[TxRecord]:
+        """Open intents a reorg took out of a block (re-sent at their nonces), in nonce order."""
+        return self.store.reorged_txs()
+
+    def receipt(self, tx: TxRecord) -> Any | None:
+        """The receipt, logs included, of a confirmed intent of a `receipt_logs` kind; None
+        while it is not mined (anymore: a reorg can take it out of the chain after it was
+        confirmed). The poll that confirmed it fetched it: it is handed over while its
+        block is still in the chain (a header read), not fetched again."""
+        held = self._confirmed_receipts.pop(tx.id, None)
+        if (held is not None and bytes(held["transactionHash"]) == tx.mined_hash
+                and block_hash(self.w3, held["blockNumber"]) == bytes(held["blockHash"])):
+            return held
+        return None if tx.mined_hash is None else mined_receipt(self.w3, tx.mined_hash)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -307,14 +335,16 @@ class TxManager(Service):
                         extra={"tx_id": tx.id, "nonce": tx.nonce, "kind": tx.kind,
                                "block": tx.block_number})
             self.store.reopen_tx(tx.id)
+            self._confirmed_receipts.pop(tx.id, None)
             self._reorged.inc(kind=tx.kind)
             self._resend(tx, head)
             reopened = True
         return reopened
 
     def _receipt(self, tx: TxRecord) -> Any | None:
+        logs = tx.kind in self._receipt_logs
         for cast in reversed(tx.broadcasts):
-            if (mined := mined_receipt(self.w3, cast.hash, logs=False)) is not None:
+            if (mined := mined_receipt(self.w3, cast.hash, logs=logs)) is not None:
                 return mined
         return None
 
@@ -328,6 +358,7 @@ class TxManager(Service):
             log.warning("tx receipt gone (reorg); back to pending",
                         extra={"tx_id": tx.id, "nonce": tx.nonce})
             self.store.reopen_tx(tx.id)
+            self._confirmed_receipts.pop(tx.id, None)
             self._reorged.inc(kind=tx.kind)
             # A nonce read taken before a reorg removed our receipt is stale: judged later.
             self._resend(tx, head)
@@ -396,6 +427,8 @@ class TxManager(Service):
             effective_gas_price=None if price is None else int(price),
         )
         if status is TxStatus.CONFIRMED and tx.status is not TxStatus.CONFIRMED:
+            if "logs" in receipt:
+                self._confirmed_receipts[tx.id] = receipt
             outcome = "success" if receipt["status"] == 1 else "reverted"
             self._done.inc(kind=tx.kind, result=outcome)
             self._fees.inc(receipt["gasUsed"] * int(price or 0))

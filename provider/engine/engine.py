@@ -122,6 +122,17 @@ class Engine:
             raise InvalidInputError("expected a sequence of inputs, not one input")
         return self.embed_ids([self.tokenize(x, i) for i, x in enumerate(inputs)])
 
+    # The agent's JobRunner interface (provider/agent/jobs/runner.py): model-agnostic
+    # names over bytes, which an engine of another model implements as well.
+
+    def check(self, job_input: bytes) -> None:
+        """Raise ``InvalidInputError`` if ``run`` would refuse this job input."""
+        self.tokenize(job_input)
+
+    def run(self, inputs: list[bytes]) -> list[bytes]:
+        """Result bytes for each job input, in order (``embed``)."""
+        return self.embed(inputs)
+
     def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> list[bytes]:
         """Result bytes for already validated token id lists (from ``tokenize``)."""
         vocab = self._model.word_type.shape[0]

@@ -54,13 +54,13 @@ def test_an_r1_job_is_claimed_first_and_delivered_from_a_later_block(anvil, engi
     [won] = [a for a in agents if a.txm.address == winner]
     [lost] = [a for a in agents if a is not won]
     assert won.store.job(job_id).state is JobState.REVEALED
-    assert won.store.job(job_id).data["seats"] == [0]
+    assert won.store.job(job_id).seats == (0,)
     [claim], [deliver] = intents(won, "claim", job_id), intents(won, "deliver", job_id)
     assert deliver.block_number > claim.block_number  # never in the claim's block
     assert [type(e) for e in events(env, deliver)] == [ResultRevealed]
     # The other one lost the race: its item skipped, nothing delivered.
     assert lost.store.job(job_id).state is JobState.LOST
-    assert lost.store.job(job_id).data["reason"] == "jobs: already claimed"
+    assert lost.store.job(job_id).reason == "jobs: already claimed"
     assert intents(lost, "deliver", job_id) == []
     [skip] = events(env, intents(lost, "claim", job_id)[0])
     assert isinstance(skip, ItemSkipped) and skip.reason == "jobs: already claimed"
@@ -82,7 +82,7 @@ def test_a_seat_left_by_a_stopped_provider_is_drawn_again_and_filled(anvil, engi
 
     drive(agents, lambda: undrawn.store.job(job_id).state is JobState.UNDRAWN
           and first.store.job(job_id).state is JobState.COMMITTED)
-    assert undrawn.store.job(job_id).data["reason"] == "not drawn"
+    assert undrawn.store.job(job_id).reason == "not drawn"
     [skip] = events(env, intents(undrawn, "claim", job_id)[0])
     assert isinstance(skip, ItemSkipped) and skip.reason == "jobs: not drawn"
     # Left alone while the drawn provider may still take its seat.
@@ -112,7 +112,7 @@ def test_a_seat_left_by_a_stopped_provider_is_drawn_again_and_filled(anvil, engi
     assert info.nclaimed == info.nrevealed == 2  # every seat filled
     assert env.holders(job_id) == {first.txm.address, undrawn.txm.address}
     assert [a.store.job(job_id).state for a in agents] == [JobState.PAID, JobState.PAID]
-    assert undrawn.store.job(job_id).data["seats"] == [drawn.index(stopped)]
+    assert undrawn.store.job(job_id).seats == (drawn.index(stopped),)
     claims = intents(undrawn, "claim", job_id)
     # its last claim drew the seat again and took it
     assert [type(e) for e in events(env, claims[-1])] == [SeatDrawn, JobClaimed]
@@ -142,7 +142,7 @@ def test_a_provider_drawn_for_two_seats_commits_and_reveals_once_and_is_paid_for
 
     assert env.status(job_id) is JobStatus.FINALIZED
     assert [a.store.job(job_id).state for a in agents] == [JobState.PAID, JobState.PAID]
-    assert double.store.job(job_id).data["seats"] == mine
+    assert list(double.store.job(job_id).seats) == mine
     # One claim, one commit and one reveal, each covering both seats.
     for kind, event in (("claim", JobClaimed), ("commit", SealCommitted), ("reveal", ResultRevealed)):
         [tx] = intents(double, kind, job_id)

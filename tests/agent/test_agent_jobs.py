@@ -67,7 +67,7 @@ def test_three_agents_serve_jobs_and_the_dishonest_one_is_slashed(anvil, engine,
     for job_id in malformed + cheap:
         assert {a.store.job(job_id).state for a in agents} == {JobState.REFUSED}
         assert env.market.job(job_id).nclaimed == 0
-    assert {a.store.job(cheap[0]).data["reason"] for a in agents} == {
+    assert {a.store.job(cheap[0]).reason for a in agents} == {
         "reward below the provider's price"}
     env.advance(WINDOW + 1)
     transact(env.w3, env.client, env.market.build_finalize_many(malformed + cheap))
@@ -131,9 +131,9 @@ def test_a_challenged_delivery_is_re_executed_and_the_liar_slashed(anvil, engine
     assert [a.store.job(job_id).state for a in agents] == [
         JobState.PAID, JobState.PAID, JobState.SLASHED]
     # Slashed twice: its delivery (seat 0) lost the challenge, its round seat lost the vote.
-    slashed = liar.store.job(job_id).data
-    assert sorted(slashed["faults"].values()) == [Fault.LOSING_DIGEST, Fault.LOST_CHALLENGE]
-    assert sorted(map(int, slashed["slashed"])) == [0, slashed["seats"][1]]
+    slashed = liar.store.job(job_id)
+    assert sorted(slashed.faults.values()) == [Fault.LOSING_DIGEST, Fault.LOST_CHALLENGE]
+    assert sorted(slashed.slashed) == [0, slashed.seats[1]]
     for agent in agents:
         kinds = [t.kind for t in agent.store.txs() if job_id in t.meta.get("jobs", [])]
         assert kinds.count("commit") == kinds.count("reveal") == 1

@@ -13,6 +13,7 @@ from contextlib import closing
 import pytest
 from agent_market import SENTENCES, STAKE, Env, assert_clean_transactions, drive
 
+from provider.agent.records import job_record
 from provider.agent.store import JobState, Store
 from tests.support.anvil import REPO, free_port, funded_account, subprocess_env
 
@@ -75,7 +76,7 @@ def job_in(db, job_id):
             rows = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (str(job_id),)).fetchall()
     except sqlite3.OperationalError:  # no file or no table yet
         return None
-    return Store._job(rows[0]) if rows else None
+    return job_record(rows[0]) if rows else None
 
 
 @pytest.mark.slow

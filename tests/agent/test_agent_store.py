@@ -7,15 +7,18 @@ import subprocess
 
 import pytest
 
+from client.protocol import JobStatus
 from provider.agent.errors import StoreError
+from provider.agent.records import Pending, Round, Settlement, Step, Terms
 from provider.agent.store import IDS_PER_QUERY, SCHEMA_VERSION, Checkpoint, JobState, Store, TxStatus
 
 MODEL = b"\x01" * 32
+TERMS = Terms(r=3, client="0x" + "ab" * 20, input=b"hello", block=9)
 
 
 def fill(store: Store) -> int:
     store.save_checkpoint(10, b"h" * 32, keep_blocks=8)
-    store.add_job(1, MODEL, reward=5, collateral=100, data={"input": "hello"})
+    store.add_job(1, MODEL, reward=5, collateral=100, terms=TERMS, round=Round(10, 20, 30))
     store.add_job(2**200, MODEL, state=JobState.CLAIMED, reward=3, collateral=2**100)
     store.save_result(1, digest=b"d" * 32, result=b"r", salt=b"s" * 32)
     tx_id = store.add_tx(kind="commit", to="0x" + "11" * 20, data=b"\xca\xfe", value=0,
@@ -35,8 +38,8 @@ def test_everything_survives_close_and_reopen(tmp_path):
     assert again.schema_version == SCHEMA_VERSION
     assert again.checkpoint() == Checkpoint(10, b"h" * 32)
     job = again.job(1)
-    assert (job.state, job.reward, job.collateral, job.data) == (
-        JobState.SEEN, 5, 100, {"input": "hello"})
+    assert (job.state, job.reward, job.collateral, job.terms, job.round) == (
+        JobState.SEEN, 5, 100, TERMS, Round(10, 20, 30))
     assert again.job(2**200).collateral == 2**100  # uint256 values round-trip exactly
     assert again.result(1).salt == b"s" * 32
     tx = again.tx(tx_id)
@@ -103,20 +106,23 @@ def test_jobs_states_and_money(tmp_path):
     assert not store.add_job(1, MODEL, reward=99)  # known already: unchanged
     store.add_job(2, MODEL, reward=20)
     store.add_job(3, MODEL, reward=30)
-    store.update_job(1, state=JobState.CLAIMED, collateral=500, claim_tx=4)
+    store.update_job(1, state=JobState.CLAIMED, collateral=500, last_tx=4)
     store.update_job(2, state=JobState.PAID)
     store.update_job(3, state=JobState.REVEALED, collateral=700)
-    assert store.job(1).data == {"claim_tx": 4} and store.job(1).reward == 10
+    assert store.job(1).last_tx == 4 and store.job(1).reward == 10
+    with pytest.raises(TypeError, match="claim_tx"):  # a typed record: no free-form keys
+        store.update_job(1, claim_tx=4)
     assert store.job_counts() == {JobState.CLAIMED: 1, JobState.PAID: 1, JobState.REVEALED: 1}
     assert store.stake_at_risk() == 1200
     assert store.earnings() == 20
     assert [j.job_id for j in store.jobs(JobState.CLAIMED, JobState.REVEALED)] == [1, 3]
-    store.update_job(3, pending={"kind": "reveal", "tx": 8}, seats=(1, 2))
-    assert store.job(3).data == {"pending": {"kind": "reveal", "tx": 8}, "seats": [1, 2]}
-    store.update_job(2, pending={"kind": "finalize", "tx": 9})
-    store.update_job(1, pending=None)  # cleared: not pending, the key stays (as null)
-    assert store.job(1).data == {"claim_tx": 4, "pending": None}
-    store.add_job(4, MODEL, state=JobState.REVEALED, data={"pending": {"kind": "reveal", "tx": 8}})
+    store.update_job(3, pending=Pending(Step.REVEAL, 8), seats=(2, 1))
+    assert (store.job(3).pending, store.job(3).seats) == (Pending(Step.REVEAL, 8), (1, 2))
+    store.update_job(2, pending=Pending(Step.FINALIZE, 9))
+    store.update_job(1, pending=Pending(Step.CLAIM, 5))
+    store.update_job(1, pending=None)  # cleared: not pending
+    assert store.job(1).pending is None and store.job(1).last_tx == 4
+    store.add_job(4, MODEL, state=JobState.REVEALED, pending=Pending(Step.REVEAL, 8))
     assert store.pending_steps(*JobState) == {(8, "reveal"): [3, 4], (9, "finalize"): [2]}
     assert store.pending_steps(JobState.CLAIMED, JobState.REVEALED) == {(8, "reveal"): [3, 4]}
     assert store.pending_steps(JobState.CLAIMED) == {}
@@ -130,20 +136,20 @@ def test_update_jobs_sets_keys_in_sqlite(tmp_path):
     store = Store(tmp_path / "agent.db")
     n = IDS_PER_QUERY + 3
     for i in range(n):
-        store.add_job(i, MODEL, data={"input": "ab", "failures": 2})
+        store.add_job(i, MODEL, terms=TERMS, failures=2)
     big = 2**256 - 1
-    store.update_jobs([*range(n), 0], state=JobState.CLAIMING, pending={"kind": "claim", "tx": 7},
-                      failures=0, slashed=big, seats=[1, None])
+    settled = Settlement(JobStatus.FINALIZED, b"d" * 32)
+    store.update_jobs([*range(n), 0], state=JobState.CLAIMING, pending=Pending(Step.CLAIM, 7),
+                      failures=0, slashed={1: big}, seats=[1, 3], seat_collateral=big, settled=settled)
     jobs = store.jobs()
     assert {j.state for j in jobs} == {JobState.CLAIMING} and len(jobs) == n
-    assert {json.dumps(j.data, sort_keys=True) for j in jobs} == {json.dumps(
-        {"input": "ab", "failures": 0, "pending": {"kind": "claim", "tx": 7}, "slashed": big,
-         "seats": [1, None]}, sort_keys=True)}
+    assert {(j.terms, j.failures, j.pending, j.slashed[1], j.seats, j.seat_collateral, j.settled)
+            for j in jobs} == {(TERMS, 0, Pending(Step.CLAIM, 7), big, (1, 3), big, settled)}
     store.update_jobs([1, 2], collateral=9)
     assert store.stake_at_risk() == 18
     with pytest.raises(KeyError):
         store.update_jobs([3, 10**9], state=JobState.LOST, failures=5)
-    assert store.job(3).state is JobState.CLAIMING and store.job(3).data["failures"] == 0
+    assert store.job(3).state is JobState.CLAIMING and store.job(3).failures == 0
     store.update_jobs([])  # nothing to do
 
 
@@ -154,7 +160,7 @@ def test_job_ids_and_jobs_by_id(tmp_path):
     n = IDS_PER_QUERY + 7
     with store.atomic():
         for i in range(n):
-            store.add_job(i * 10, MODEL, reward=2**70 + i, data={"i": i})
+            store.add_job(i * 10, MODEL, reward=2**70 + i, last_tx=i)
         store.update_job(30, state=JobState.PAID, collateral=2**80)
         store.update_job(40, state=JobState.REVEALED, collateral=2**80 + 1)
     seen = store.job_ids(JobState.SEEN)
@@ -162,7 +168,7 @@ def test_job_ids_and_jobs_by_id(tmp_path):
     assert store.job_ids(JobState.PAID, JobState.REVEALED) == [30, 40]
     wanted = [i * 10 for i in range(n)][::-1] + [10**9]
     picked = store.jobs(JobState.SEEN, ids=wanted)
-    assert [j.job_id for j in picked] == seen and picked[-1].data == {"i": n - 1}
+    assert [j.job_id for j in picked] == seen and picked[-1].last_tx == n - 1
     assert store.jobs(ids=[]) == [] and [j.job_id for j in store.jobs(ids=[40, 30])] == [30, 40]
     assert store.earnings() == 2**70 + 3  # amounts beyond int64 sum exactly
     assert store.stake_at_risk() == 2**80 + 1
@@ -247,3 +253,27 @@ def test_store_is_bound_to_one_chain_and_deployment(tmp_path):
         with pytest.raises(StoreError, match=r"belongs to another chain or deployment \(chain "
                                              r"31337, genesis 0x6767.*point db_path at a new file"):
             again.bind_chain(*other)
+
+
+def test_version_3_rows_are_read_as_records(tmp_path):
+    """A store an agent of schema 3 wrote (a job's step in flight and its seats inside its
+    JSON) is migrated: both move to their columns, the rest reads as the typed record."""
+    path = tmp_path / "agent.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:  # back to version 3's jobs table
+        db.execute("DROP TABLE jobs")
+        db.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, model_id BLOB NOT NULL, state TEXT NOT NULL,"
+                   " reward TEXT NOT NULL, collateral TEXT NOT NULL, data TEXT NOT NULL, updated_at REAL NOT NULL)")
+        data = {"r": 1, "client": TERMS.client, "input": b"hi".hex(), "block": 4, "claim_deadline": 10,
+                "commit_deadline": 20, "reveal_deadline": 30, "pending": {"kind": "deliver", "tx": 6},
+                "seats": [0], "last_tx": 5, "seat_collateral": 7, "slashed": {"0": 2**200},
+                "settled": {"status": 3, "digest": "ee" * 32}, "an_old_key": 1}
+        db.execute("INSERT INTO jobs VALUES ('12', ?, 'claimed', '5', '7', ?, 0)", (MODEL, json.dumps(data)))
+        db.execute("PRAGMA user_version=3")
+    store = Store(path)
+    job = store.job(12)
+    assert store.schema_version == SCHEMA_VERSION == 4
+    assert (job.terms, job.round, job.pending, job.seats, job.last_tx, job.seat_collateral) == (
+        Terms(1, TERMS.client, b"hi", 4), Round(10, 20, 30), Pending(Step.DELIVER, 6), (0,), 5, 7)
+    assert job.slashed == {0: 2**200} and job.settled == Settlement(JobStatus.FINALIZED, b"\xee" * 32)
+    assert store.pending_steps(JobState.CLAIMED) == {(6, Step.DELIVER): [12]}

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from provider.agent.jobs import ENGINE_POOL, _engine_cpu
+from provider.agent.cputime import ENGINE_POOL, engine_cpu
 
 
 def _cpu_of_a_thread_named(name: str) -> float:
-    """_engine_cpu's growth while a thread called `name` burns 0.2 s of CPU (read before
+    """engine_cpu's growth while a thread called `name` burns 0.2 s of CPU (read before
     the thread ends: a finished thread leaves /proc)."""
     burnt, stop = threading.Event(), threading.Event()
 
@@ -18,12 +18,12 @@ def _cpu_of_a_thread_named(name: str) -> float:
             if time.thread_time() > 0.2:
                 burnt.set()
 
-    before = _engine_cpu()
+    before = engine_cpu()
     thread = threading.Thread(target=burn, name=name)
     thread.start()
     try:
         assert burnt.wait(60)
-        return _engine_cpu() - before
+        return engine_cpu() - before
     finally:
         stop.set()
         thread.join()

@@ -56,29 +56,29 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
 
     def delivered(jobs):
         return lambda: all(env.status(j) is JobStatus.DELIVERED for j in jobs) and all(
-            agent.store.job(j).data.get("pending") is None for j in jobs)
+            agent.store.job(j).pending is None for j in jobs)
 
     first = env.post(SINGLE, r=1)
     drive([agent], delivered(first))
     assert len(delivers()) == 1 and estimated == ["claim_many", "deliver_many"]
     (tx,) = delivers()
-    assert worker._gas.limit("deliver", 1) == math.ceil(-(-(tx.gas_used - INTRINSIC) // 2) * HEADROOM) + FIXED
+    assert worker.steps.gas.limit("deliver", 1) == math.ceil(-(-(tx.gas_used - INTRINSIC) // 2) * HEADROOM) + FIXED
 
     second = env.post(SENTENCES, r=1)
     drive([agent], delivered(second))
     assert estimated.count("deliver_many") == 1  # learned: sent as is
-    assert delivers()[-1].gas == worker._gas.limit("deliver", 3) and delivers()[-1].succeeded
+    assert delivers()[-1].gas == worker.steps.gas.limit("deliver", 3) and delivers()[-1].succeeded
 
     # A limit that is too low (as an unforeseen item cost would make it): the batch runs
     # out of gas once, the next is estimated again, and the jobs are delivered. The
     # failure is no job's: none counts it.
-    worker._gas._per_item["deliver"] = 1_000
+    worker.steps.gas._per_item["deliver"] = 1_000
     third = env.post([b"Out of gas once.", b"Then estimated again."], r=1)
     drive([agent], delivered(third))
     failed, retried = delivers()[-2:]
     assert not failed.succeeded and failed.gas == 1_000 * 2 * HEADROOM + FIXED
     assert retried.succeeded and estimated.count("deliver_many") == 2
-    assert [agent.store.job(j).data["failures"] for j in third] == [0, 0]
+    assert [agent.store.job(j).failures for j in third] == [0, 0]
 
 
 @pytest.mark.anvil
@@ -109,11 +109,11 @@ def test_commits_and_reveals_learn_their_limits_and_a_failed_batch_blames_no_job
         assert all(j.state.value == "paid" for j in agent.store.jobs(ids=first + second))
 
     low = agents[0]
-    low.worker._gas._per_item["commit"] = 1  # FIXED alone: three commits need more
+    low.worker.steps.gas._per_item["commit"] = 1  # FIXED alone: three commits need more
     third = post([b"A commit out of gas.", b"Then one estimated.", b"And all are paid."])
     drive(agents, finalized(third))
     commits = [t for t in low.store.txs() if t.kind == "commit"]
     assert [t.succeeded for t in commits[-2:]] == [False, True]
     assert commits[-1].meta.get("learned_gas") is None  # estimated, after the failure
-    assert [low.store.job(j).data.get("failures", 0) for j in third] == [0, 0, 0]
+    assert [low.store.job(j).failures for j in third] == [0, 0, 0]
     assert all(low.store.job(j).state.value == "paid" for j in third)

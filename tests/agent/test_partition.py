@@ -87,7 +87,7 @@ def test_the_directory_follows_registrations_and_unbonding(anvil, engine, tmp_pa
 
 
 def _partitioned(agent, grace: float):
-    agent.worker.policy = agent.worker.policy.model_copy(update={"takeover_grace": grace})
+    agent.worker.steps.policy = agent.worker.steps.policy.model_copy(update={"takeover_grace": grace})
     return agent
 
 
@@ -144,7 +144,7 @@ def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
     # challenge window ends (by the agent's reckoning, no earlier than the chain's).
     assert sorted(viewed) == sorted(jobs)
     ends = {j: env.market.job(j).challenge_end for j in jobs}
-    assert all(alone.worker._delivered_until[j] >= ends[j] for j in jobs)
+    assert all(alone.worker.steps.schedule.delivered_until[j] >= ends[j] for j in jobs)
 
 
 @pytest.mark.anvil
@@ -155,7 +155,7 @@ def test_one_holder_finalizes_each_job_and_a_backup_stands_in_for_one_that_does_
     transact(env.w3, env.owner, env.token.build_mint(funded_account(4).address, 10**24))
     agents = [_partitioned(env.agent(i, tmp_path), grace) for i in (1, 2, 3, 4)]
     *live, idle = agents
-    idle.worker._finalize = lambda now: None  # takes, commits and reveals its seats; never finalizes
+    idle.worker.settle.finalize = lambda now: None  # takes, commits and reveals its seats; never finalizes
     texts = SENTENCES + [b"Job %d is finalized once." % i for i in range(3)]
     engine.embed(texts)
     jobs = env.post(texts, r=3)
@@ -199,5 +199,5 @@ def test_one_holder_finalizes_each_job_and_a_backup_stands_in_for_one_that_does_
     time.sleep(max(a.worker.poll_interval for a in agents))
     for agent in live:  # settled jobs' turns and view times are forgotten
         agent.step()
-        assert agent.worker._finalize_at == agent.worker._next_check == {}
-        assert agent.worker._delivered_until == {}
+        assert agent.worker.settle.finalize_at == agent.worker.settle.next_check == {}
+        assert agent.worker.steps.schedule.delivered_until == {}

@@ -1,0 +1,133 @@
+"""The job worker: a service whose tick runs the phases in order, each a small object
+over the shared `JobSteps`: reconcile (our mined transactions and reorgs), take
+(claim), seal (compute, then deliver or commit), settle (reveal, finalize)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from web3 import Web3
+
+from client.chain import headers
+from client.errors import ContractError
+from client.marketplace import Marketplace, Token
+from provider.agent.config import BatchConfig, PolicyConfig
+from provider.agent.jobs.reconcile import Reconciler
+from provider.agent.jobs.runner import JobRunner
+from provider.agent.jobs.seal import Sealer
+from provider.agent.jobs.settle import Settler
+from provider.agent.jobs.steps import JobSteps
+from provider.agent.jobs.take import Taker
+from provider.agent.metrics import Metrics
+from provider.agent.partition import ProviderDirectory
+from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
+from provider.agent.service import Service
+from provider.agent.store import Store
+from provider.agent.txmanager import TxManager
+
+log = logging.getLogger("verinfer.agent.jobs")
+
+BOOTSTRAP = ("register", "update_provider", "approve", "stake")  # kinds of ensure_registered
+
+
+class JobWorker(Service):
+    """Moves held jobs forward: claim, compute, commit or deliver, reveal, finalize."""
+
+    name = "jobs"
+
+    def __init__(
+        self,
+        *,
+        w3: Web3,
+        store: Store,
+        txm: TxManager,
+        market: Marketplace,
+        engines: Mapping[bytes, JobRunner],
+        policy: PolicyConfig,
+        claim_batch: BatchConfig,
+        engine_batch: BatchConfig,
+        poll_interval: float = 0.25,
+        metrics: Metrics | None = None,
+        result_hook: Callable[[int, bytes], bytes] | None = None,
+        start_block: int = 0,
+    ):
+        """`engines`: one per model served, keyed by model id. `result_hook(job_id,
+        result) -> result` replaces results before they are sealed: only for demos and
+        fault tests of a dishonest provider. `start_block`: where to look for provider
+        registrations (the marketplace's deploy block)."""
+        super().__init__()
+        self.w3, self.store, self.txm, self.market = w3, store, txm, market
+        self.engines, self.poll_interval = dict(engines), poll_interval
+        metrics = metrics or Metrics()
+        self.steps = JobSteps(store=store, txm=txm, market=market, policy=policy,
+                              sent=metrics.counter("verinfer_job_steps_total", "Job transitions sent"))
+        self.reconcile = Reconciler(self.steps, w3)
+        self.seal = Sealer(self.steps, self.engines, engine_batch, metrics, result_hook)
+        self.take = Taker(self.steps, self.engines, claim_batch,
+                          ProviderDirectory(market, start_block=start_block), self.seal.queue)
+        self.settle = Settler(self.steps, poll_interval)
+
+    @property
+    def stake_free(self) -> int | None:
+        """Our free stake as last read from the contract (for the dashboard)."""
+        return self.take.stake_free
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        # Waits out an unreachable endpoint (ensure_registered is idempotent).
+        retry(self.ensure_registered, what="provider registration", stop=self.stop_event)
+
+    def run_forever(self) -> None:
+        delays = Backoff().delays()
+        while not self.stop_event.is_set():
+            try:
+                self.tick()
+                delays = Backoff().delays()
+                delay = self.poll_interval
+            except ContractError:  # a view reverted: a job-level surprise, not an outage
+                delay = next(delays)
+                log.exception("job step failed")
+            except TRANSIENT_ERRORS as err:
+                delay = next(delays)
+                log.warning("jobs: rpc unavailable",
+                            extra={"error": type(err).__name__, "retry_in": round(delay, 2)})
+            except Exception:  # a failing job never kills the agent
+                delay = next(delays)
+                log.exception("job step failed")
+            self.stop_event.wait(delay)
+
+    def ensure_registered(self) -> None:
+        """Register, declare models and top up stake to `policy.stake` when needed."""
+        models, policy = sorted(self.engines), self.steps.policy
+        for tx in self.store.open_txs():  # a restart mid-bootstrap: let those land first
+            if tx.kind in BOOTSTRAP:
+                self.txm.wait(tx.id, timeout=300)
+        me = self.txm.address
+        info = self.market.provider(me)
+        if not info.registered:
+            log.info("registering provider", extra={"models": len(models), "price": policy.price})
+            self.steps.send_and_wait(self.market.build_register(models, policy.price), "register")
+        elif set(info.model_ids) != set(models) or info.price != policy.price:
+            self.steps.send_and_wait(self.market.build_update_provider(models, policy.price),
+                                     "update_provider")
+        self.take.stake_free = info.free
+        bonded = info.free + info.locked
+        if policy.stake > bonded:
+            need = policy.stake - bonded
+            token = Token(self.w3, self.market.stake_token())
+            if token.allowance(me, self.market.address) < need:
+                self.steps.send_and_wait(token.build_approve(self.market.address, need), "approve")
+            self.steps.send_and_wait(self.market.build_stake(need), "stake")
+            log.info("stake topped up", extra={"added": need, "stake": policy.stake})
+
+    # ---- one tick --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = headers(self.w3, ["latest"])[0].timestamp
+        self.reconcile.run(now)
+        self.take.run(now)
+        self.seal.run()
+        self.settle.reveal(now)
+        self.settle.finalize(now)

@@ -1,5 +1,6 @@
 """The OpenAI-compatible HTTP API: ``GET /v1/models``, ``GET /v1/models/{id}`` and
-``POST /v1/embeddings``, answered from the marketplace through ``gateway.service``.
+``POST /v1/embeddings``, answered from the marketplace through ``gateway.service``;
+``GET /v1/audit``: the r = 1 answers the gateway re-executed (``gateway.audit``).
 
 Point any OpenAI client at it::
 
@@ -10,7 +11,8 @@ Point any OpenAI client at it::
 Each embedding carries a ``verinfer`` object: the job id, the digest the chain holds,
 the raw result bytes (base64), the post and result transactions, r and the job's
 status. A request may set its terms in the body (``extra_body={"verinfer": {"r": 3,
-"reward": 10**16, "until": "settled"}}``); a key may set defaults for its requests.
+"reward": 10**16, "until": "settled", "audit": 1.0}}``); a key may set defaults for its
+requests.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -30,6 +32,8 @@ from client.errors import InvalidInput, VerinferError
 from client.inputs import job_input
 from client.protocol import MAX_INPUT
 from client.records import ModelInfo
+from gateway.audit import Auditor
+from gateway.audit_log import record_json
 from gateway.config import GatewayConfig, Policy
 from gateway.errors import APIError, error_for, invalid
 from gateway.explorer import Explorer, mount_explorer
@@ -38,7 +42,7 @@ from gateway.service import Answer, Batcher, Market, Terms
 
 log = logging.getLogger("verinfer.gateway")
 
-POLICY_FIELDS = ("r", "reward", "until")
+POLICY_FIELDS = ("r", "reward", "until", "audit")
 
 
 def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = None) -> FastAPI:
@@ -51,22 +55,25 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
         raise ValueError(f"listening on {config.host} needs API keys")
     market = Market(client, config)
     batcher = Batcher(market, config)
+    batcher.auditor = auditor = Auditor(client, batcher, config)
     explorer = Explorer(client, config.explorer_interval) if config.explorer else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         batcher.start()
+        auditor.start()
         if explorer is not None:
             explorer.start()
         try:
             yield
         finally:
+            await auditor.stop()
             await batcher.stop()
             if explorer is not None:
                 await explorer.stop()
 
     app = FastAPI(title="Verinfer gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.market, app.state.batcher, app.state.keys = market, batcher, keys
+    app.state.market, app.state.batcher, app.state.keys, app.state.auditor = market, batcher, keys, auditor
     app.add_middleware(BodyLimit, limit=config.max_body)
 
     @app.exception_handler(APIError)
@@ -169,7 +176,7 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
                                code="insufficient_quota") from None
         terms = Terms(model.model_id, policy.r, policy.reward, policy.until)
         try:
-            answers = await batcher.submit(terms, inputs)
+            answers = await batcher.submit(terms, inputs, audit=policy.audit, key=key and key.id)
         except APIError as exc:
             if key is not None and not exc.posted:
                 keys.release(key.id, cost)
@@ -181,6 +188,17 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
             "verinfer": {"model_id": "0x" + model.model_id.hex(), "cost": str(cost), **policy.model_dump(),
                          "reward": str(policy.reward)},
         })
+
+    @app.get("/v1/audit")
+    async def audits(request: Request, job: int | None = None, limit: int = Query(100, ge=1, le=10_000)) -> dict:
+        """The audited answers, newest first (a key sees its own requests'), and the
+        counters over them: audited, mismatched, challenged, won..."""
+        key = await caller(request)
+        records = auditor.log.records(key=key and key.id, every_key=key is None)
+        if job is not None:
+            records = [r for r in records if r.job_id == job]
+        return {"object": "list", "data": [record_json(r) for r in records[:limit]],
+                "counters": auditor.counters(records)}
 
     if explorer is not None:  # public chain data: no API key (see gateway.explorer)
         mount_explorer(app, explorer)
@@ -245,6 +263,7 @@ def embedding_object(index: int, answer: Answer, encoding: str) -> dict:
         "verinfer": {
             "job_id": answer.job_id, "digest": "0x" + result.digest.hex(), "r": answer.r,
             "status": result.status.name.lower(), "final": result.final,
+            "audit": "pending" if answer.audit else None,  # GET /v1/audit?job=<job_id> tells its outcome
             "transaction": "0x" + answer.post_tx.hex(), "result_transaction": "0x" + answer.result_tx.hex(),
             "providers": list(result.providers), "result": base64.b64encode(result.result).decode(),
         },

@@ -54,6 +54,11 @@ def serve_options(fn):
                      help="Seconds a request waits for its results (then 504 with its job ids)."),
         click.option("--explorer/--no-explorer", default=True, show_default=True,
                      help="Serve the marketplace explorer page at / (public chain data: no API key needed)."),
+        click.option("--audit", "audit_fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+                     help="Share of r = 1 answers re-executed on the gateway's own engine; a mismatch is "
+                          "challenged with the bond (a request may set its own: verinfer.audit)."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where the audit log is kept [default: $VERINFER_HOME/gateway]."),
         click.option("--deposit", help="Top the account's marketplace balance up to this (token units) at "
                                         "start, so posts need no token approvals."),
     ]
@@ -62,7 +67,7 @@ def serve_options(fn):
 
 def run_serve(connection: dict, *, host: str, port: int, keys_path: Path | None, reward: str, r: int,
               until: str, batch_window: float, wait_timeout: float, deposit: str | None,
-              explorer: bool) -> None:
+              explorer: bool, audit_fraction: float, data_dir: Path | None) -> None:
     """Connect as ``connection`` says (network, rpc, account, private_key, marketplace) and
     serve until interrupted."""
     from pydantic import ValidationError
@@ -89,7 +94,8 @@ def run_serve(connection: dict, *, host: str, port: int, keys_path: Path | None,
         try:
             config = GatewayConfig(host=host, port=port, keys_path=keys_path, r=r, until=until,
                                    reward=_units(_amount(reward), decimals), batch_window=batch_window,
-                                   wait_timeout=wait_timeout, explorer=explorer)
+                                   wait_timeout=wait_timeout, explorer=explorer, audit_fraction=audit_fraction,
+                                   **({} if data_dir is None else {"data_dir": data_dir}))
         except ValidationError as exc:
             raise click.ClickException(f"gateway settings: {exc.errors()[0]['msg']}") from None
         keys = KeyStore(keys_path) if keys_path is not None else None

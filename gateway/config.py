@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from client.deployments import deployments_path
 from client.protocol import MAX_BATCH, MAX_INPUT, MAX_REDUNDANCY, MAX_REWARD
 from client.records import Deadlines
 
@@ -28,6 +29,14 @@ class Policy(BaseModel):
     r: int = Field(default=1, ge=1, le=MAX_REDUNDANCY)
     reward: int = Field(ge=1, le=MAX_REWARD)
     until: Until = "result"
+    # Share of this request's r = 1 answers the gateway re-executes and challenges on a
+    # mismatch (gateway.audit); only answers awaited until "result" can still be challenged.
+    audit: float = Field(default=0.1, ge=0, le=1)
+
+
+def default_data_dir() -> Path:
+    """``$VERINFER_HOME/gateway``: beside the recorded deployments."""
+    return deployments_path().parent / "gateway"
 
 
 class GatewayConfig(BaseModel):
@@ -47,6 +56,12 @@ class GatewayConfig(BaseModel):
     models_ttl: float = Field(default=10, ge=0)  # seconds the model registry is cached
     explorer: bool = True  # the explorer page at / (public chain data, no API key)
     explorer_interval: float = Field(default=1.0, gt=0, le=60)  # seconds between its chain reads
+    data_dir: Path = Field(default_factory=default_data_dir)  # the audit log (gateway.audit_log)
+    audit_fraction: float = Field(default=0.1, ge=0, le=1)  # default share of r = 1 answers audited
+    # A mismatch found with less than this many seconds of its challenge window left is
+    # not challenged: the challenge could be mined after the window and revert.
+    audit_margin: float = Field(default=15, ge=0)
+    audit_backend: str = "auto"  # the audit engine's backend (provider.engine.Engine.load)
 
     model_config = {"arbitrary_types_allowed": True}
 
@@ -73,4 +88,4 @@ class GatewayConfig(BaseModel):
         return self.max_inputs * MAX_INPUT * 6 + 16_384
 
     def default_policy(self) -> Policy:
-        return Policy(r=self.r, reward=self.reward, until=self.until)
+        return Policy(r=self.r, reward=self.reward, until=self.until, audit=self.audit_fraction)

@@ -57,6 +57,7 @@ class Answer:
     verified: VerifiedResult
     post_tx: bytes
     result_tx: bytes
+    audit: bool = False  # chosen for re-execution by the gateway (gateway.audit)
 
 
 class Market:
@@ -157,6 +158,8 @@ class Order:
     inputs: list[bytes]
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
+    audit: float = 0.0  # share of its r = 1 answers to audit
+    key: str | None = None  # the API key it came with
 
 
 class Batcher:
@@ -173,10 +176,16 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._waits: set[asyncio.Task] = set()
         self.posts = 0  # post transactions sent (a metric, and for tests)
+        self.auditor = None  # gateway.audit.Auditor, given the answers before their callers
 
     async def read(self, fn, *args):
         """Run a blocking SDK read on the reader pool."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
+    async def send(self, fn, *args):
+        """Run a blocking SDK call that sends transactions on the sender thread (the
+        account's one nonce sequence)."""
+        return await asyncio.get_running_loop().run_in_executor(self._sender, fn, *args)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gateway-batcher")
@@ -188,10 +197,12 @@ class Batcher:
         self._sender.shutdown(wait=False, cancel_futures=True)
         self._readers.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, terms: Terms, inputs: list[bytes]) -> list[Answer]:
+    async def submit(self, terms: Terms, inputs: list[bytes], *, audit: float = 0.0,
+                     key: str | None = None) -> list[Answer]:
         """Post ``inputs`` (at most MAX_BATCH) on ``terms`` with whatever else arrives in
-        the window; their verified answers in order (``APIError`` otherwise)."""
-        order = Order(terms, inputs, asyncio.get_running_loop().create_future())
+        the window; their verified answers in order (``APIError`` otherwise). ``audit``:
+        the share of r = 1 answers the auditor re-executes; ``key``: the API key's id."""
+        order = Order(terms, inputs, asyncio.get_running_loop().create_future(), audit=audit, key=key)
         await self._queue.put(order)
         return await order.future
 
@@ -236,6 +247,10 @@ class Batcher:
                 ids = list(posted.job_ids[start:start + len(order.inputs)])
                 start += len(order.inputs)
                 outcome = await self._answers(terms, posted, ids, infos, timed_out)
+                if self.auditor is not None and not isinstance(outcome, APIError):
+                    # Also when the caller went away: the jobs are paid for all the same.
+                    outcome = self.auditor.schedule(outcome, order.inputs, fraction=order.audit, until=terms.until,
+                                                    key=order.key, from_block=posted.from_block)
                 if order.future.done():  # the caller went away
                     continue
                 if isinstance(outcome, APIError):

@@ -24,7 +24,7 @@ class GatewayProcess:
         env = python_env() | {"VERINFER_PRIVATE_KEY": cluster.key(CLIENT)}
         command = [sys.executable, "-m", "client.cli", "--rpc", cluster.anvil.url, "--marketplace",
                    cluster.market.address, "serve", "--reward", str(REWARD / 10**18), "--port", "0",
-                   "--keys", str(keys), "--deposit", "50", "--timeout", "120", *args]
+                   "--keys", str(keys), "--deposit", "50", "--timeout", "120", "--data-dir", str(workdir / "data"), *args]
         with open(self.out, "w") as out, open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=log)
         self.url = self._await_url(timeout=60)

@@ -96,7 +96,7 @@ def build_agent(
         w3=w3, store=store, txm=txm, market=market, engines=engines, policy=config.policy,
         claim_batch=config.claim_batch, engine_batch=config.engine_batch,
         poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
-        result_hook=result_hook, start_block=start_block,
+        result_hook=result_hook, start_block=start_block, reorg_window=config.watcher.reorg_window,
     )
     watcher = Watcher(
         w3, store, MarketplaceLogs(market), JobBook(store, signer.address, engines),

@@ -48,6 +48,8 @@ class JobState(StrEnum):
 
     @property
     def final(self) -> bool:
+        """Nothing left to do for the job; a settlement within the reorg window may
+        still re-open it (jobs/reconcile.py)."""
         return self in (JobState.PAID, JobState.SLASHED, JobState.LOST, JobState.RELEASED,
                         JobState.REFUSED, JobState.CANCELLED, JobState.FAILED)
 
@@ -105,10 +107,13 @@ class Round:
 
 @dataclass(frozen=True)
 class Settlement:
-    """How the chain settled the job: its status and standing digest."""
+    """How the chain settled the job: its status and standing digest, and the block that
+    showed it (a reorg of that block re-opens the job; 0: from before blocks were kept)."""
 
     status: JobStatus
     digest: bytes
+    block: int = 0
+    block_hash: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class JobRecord:
 # ---- the store's row ------------------------------------------------------------------
 
 COLUMNS = ("job_id", "model_id", "state", "reward", "collateral", "pending_step", "pending_tx",
-           "seats", "updated_at")  # the rest is JSON in `data`
+           "seats", "settled_block", "updated_at")  # the rest is JSON in `data`
 _FIELDS = {f.name for f in fields(JobRecord)}
 _KEYED = {"job_id", "model_id", "updated_at"}  # set once, by the store
 
@@ -183,8 +188,10 @@ def job_columns(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
                                                "commit_deadline": value.commit_deadline,
                                                "reveal_deadline": value.reveal_deadline})
         elif name == "settled":
-            data["settled"] = None if value is None else {"status": int(value.status),
-                                                          "digest": value.digest.hex()}
+            columns["settled_block"] = value.block if value is not None and value.block else None
+            data["settled"] = None if value is None else {
+                "status": int(value.status), "digest": value.digest.hex(), "block": value.block,
+                "block_hash": value.block_hash.hex()}
         elif name in ("slashed", "faults"):
             data[name] = {str(seat): str(amount) for seat, amount in value.items()}
         elif name == "seat_collateral":
@@ -217,8 +224,9 @@ def job_record(row: Mapping[str, Any]) -> JobRecord:
         failures=data.get("failures") or 0,
         reason=data.get("reason"),
         redraw_at=data.get("redraw_at"),
-        settled=None if not settled else Settlement(JobStatus(settled["status"]),
-                                                    bytes.fromhex(settled["digest"])),
+        settled=None if not settled else Settlement(
+            JobStatus(settled["status"]), bytes.fromhex(settled["digest"]), settled.get("block", 0),
+            bytes.fromhex(settled.get("block_hash", ""))),
         slashed={int(s): int(a) for s, a in (data.get("slashed") or {}).items()},
         faults={int(s): int(f) for s, f in (data.get("faults") or {}).items()},
         updated_at=row["updated_at"],

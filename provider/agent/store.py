@@ -30,7 +30,7 @@ from typing import Any
 from provider.agent.errors import StoreError
 from provider.agent.records import COLUMNS, JobRecord, JobState, Step, job_columns, job_record
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 IDS_PER_QUERY = 500  # bound on one query's parameters (sqlite caps them)
 
 # Migration i brings a database from user_version i to i + 1.
@@ -120,6 +120,12 @@ _MIGRATIONS: tuple[str, ...] = (
         pending_tx = json_extract(data, '$.pending.tx'),
         seats = coalesce(json_extract(data, '$.seats'), '[]'),
         data = json_remove(data, '$.pending', '$.seats');
+    """,
+    # 5: the block that showed a job's settlement: settlements within the reorg window
+    # are re-checked (none before this version recorded one).
+    """
+    ALTER TABLE jobs ADD COLUMN settled_block INTEGER;
+    CREATE INDEX jobs_settled ON jobs (settled_block);
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -403,6 +409,13 @@ class Store:
         for row in sorted(rows, key=lambda r: int(r["job_id"])):
             waiting.setdefault((row["pending_tx"], Step(row["pending_step"])), []).append(int(row["job_id"]))
         return waiting
+
+    def settled_since(self, block: int, newest: bool = False) -> list[JobRecord]:
+        """Jobs whose settlement a block after `block` showed, newest block first (only
+        the newest job with `newest`): those a reorg may still un-settle."""
+        rows = self._rows(f"SELECT {_JOB} FROM jobs WHERE settled_block > ?"
+                          f" ORDER BY settled_block DESC{' LIMIT 1' if newest else ''}", (block,))
+        return [job_record(r) for r in rows]
 
     def job_counts(self) -> dict[JobState, int]:
         rows = self._rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -272,7 +272,7 @@ def test_version_3_rows_are_read_as_records(tmp_path):
         db.execute("PRAGMA user_version=3")
     store = Store(path)
     job = store.job(12)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     assert (job.terms, job.round, job.pending, job.seats, job.last_tx, job.seat_collateral) == (
         Terms(1, TERMS.client, b"hi", 4), Round(10, 20, 30), Pending(Step.DELIVER, 6), (0,), 5, 7)
     assert job.slashed == {0: 2**200} and job.settled == Settlement(JobStatus.FINALIZED, b"\xee" * 32)

@@ -60,7 +60,7 @@ def test_the_job_book_records_typed_jobs_and_settles_them(tmp_path):
                 to_block=8)
     job = store.job(1)
     assert (job.state, job.slashed, job.faults) == (JobState.SLASHED, {2: 4}, {2: Fault.LOSING_DIGEST})
-    assert job.settled == Settlement(JobStatus.FINALIZED, THEIRS)
+    assert job.settled == Settlement(JobStatus.FINALIZED, THEIRS, META.block_number, META.block_hash)
 
 
 def test_the_engine_is_a_job_runner(engine):

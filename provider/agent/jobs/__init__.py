@@ -25,6 +25,11 @@ job is a typed `JobRecord` (provider/agent/records.py). Two parts write it:
 A claim takes every seat of the round drawn to us: the record's `seats` lists them
 (and an r = 1 job's seat 0), and one commit and one reveal cover them all. The engine
 behind each model is a `JobRunner` (runner.py): bytes in, result bytes out.
+
+Reorgs: a step of ours a reorg took is sent again at its nonce and the job re-derived
+from the contract once it is mined again; a settlement (PAID, SLASHED, RELEASED) is
+re-checked until its block is deeper than the reorg window, and one a reorg took sends
+the job back to the step it needs (reveal again, finalize again): reconcile.py.
 """
 
 from provider.agent.jobs.book import WATCHED_EVENTS, JobBook, MarketplaceLogs

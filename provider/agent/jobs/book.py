@@ -130,7 +130,8 @@ class JobBook:
         job = self._held(event.job_id)
         if job is None:
             return
-        settled = Settlement(JobStatus(event.status), bytes(event.result_digest))
+        settled = Settlement(JobStatus(event.status), bytes(event.result_digest),
+                             event.meta.block_number, bytes(event.meta.block_hash))
         if job.state is JobState.CLAIMING or job.step is Step.DELIVER:
             # Our claim / delivery receipt decides which seats we held; the worker
             # settles the job when it applies that receipt.

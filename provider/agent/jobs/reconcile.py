@@ -8,6 +8,11 @@ nothing. When the tx manager re-opens a step it had confirmed (a reorg took its
 block), the job's pending becomes a `resync` on its last transaction in flight; once
 that is mined again, the job's state is re-derived from the contract (which seats are
 ours now), so a re-mined claim carries on and a lost one is not mistaken for ours.
+
+A settlement is not final either until its block is deeper than the reorg window: a
+job whose settlement a reorg took (and with it, maybe, our reveal) is re-opened and
+re-derived the same way once its last step is mined again, so it reveals or
+finalizes again instead of trusting an outcome the chain no longer shows.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 from web3 import Web3
 
-from client.chain import block_number, headers
+from client.chain import block_hash, block_number, headers
 from client.events import ItemSkipped, JobClaimed, ResultRevealed
 from client.protocol import R_CHALLENGE, JobStatus, redraw_delay
 from provider.agent.jobs.book import challenge_round
@@ -46,11 +51,12 @@ _TRACKED = (JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITT
 class Reconciler:
     """Applies our mined steps to their jobs; sends reorged jobs back to the contract's view."""
 
-    def __init__(self, steps: JobSteps, w3: Web3):
-        self.steps, self.w3 = steps, w3
+    def __init__(self, steps: JobSteps, w3: Web3, reorg_window: int):
+        self.steps, self.w3, self.reorg_window = steps, w3, reorg_window
         self.store, self.txm, self.market = steps.store, steps.txm, steps.market
 
     def run(self, now: int) -> None:
+        self._recheck_settlements()
         self._notice_reorgs()
         for (tx_id, step), ids in self.store.pending_steps(*_TRACKED).items():
             record = self.txm.tx(tx_id)
@@ -222,6 +228,36 @@ class Reconciler:
                         Step.RESYNC, max(tx.id, 0 if pending is None else pending.tx)), **state)
                 log.warning("job step orphaned by a reorg; re-checking once mined again",
                             extra={"job_id": job_id, "step": tx.kind, "tx_id": tx.id})
+
+    def _recheck_settlements(self) -> None:
+        """Re-open the jobs whose settlement a reorg took out of the chain. A block hash
+        commits to every block below it: while the newest block that showed a
+        settlement is still in the chain, so are all the others (one header read)."""
+        since = self.steps.head.number - self.reorg_window
+        newest = self.store.settled_since(since, newest=True)
+        if not newest or block_hash(self.w3, newest[0].settled.block) == newest[0].settled.block_hash:
+            return
+        jobs = self.store.settled_since(since)
+        blocks = sorted({j.settled.block for j in jobs})
+        hashes = {n: None if h is None else h.hash for n, h in zip(blocks, headers(self.w3, blocks))}
+        with self.store.atomic():
+            for job in jobs:
+                if hashes[job.settled.block] != job.settled.block_hash:
+                    self._unsettle(self.store.job(job.job_id) or job)
+
+    def _unsettle(self, job: JobRecord) -> None:
+        """Forget an orphaned settlement (and the slashes it came with). A job we held
+        seats of waits for its last step to be mined (again), then is re-derived from
+        the contract; one without seats is open to us again."""
+        fields: dict[str, Any] = {"settled": None, "slashed": {}, "faults": {}}
+        # A job not final yet settled while our receipt was in flight: that goes on.
+        if job.state.final and job.seats and job.last_tx is not None:
+            fields |= {"state": JobState.REVEALED, "pending": Pending(Step.RESYNC, job.last_tx)}
+        elif job.state.final:
+            fields |= {"state": JobState.SEEN, "pending": None}
+        self.store.update_job(job.job_id, **fields)
+        log.warning("job settlement orphaned by a reorg; re-checking", extra={
+            "job_id": job.job_id, "was": job.state.value, "block": job.settled.block})
 
     def _resync(self, job: JobRecord, record: TxRecord) -> None:
         """Re-derive a job's state from the contract: which seats of it are ours now."""

@@ -50,7 +50,7 @@ class Settler:
         ids = [i for i in self.store.job_ids(state)
                if delivered_until.get(i, -1) < now and self._due_for_check(i)]
         due = [j for j in self.store.jobs(state, ids=ids) if j.pending is None]
-        return list(zip(due, self.market.jobs([j.job_id for j in due])))
+        return list(zip(due, self.market.jobs([j.job_id for j in due], block=self.steps.head.number)))
 
     def reveal(self, now: int) -> None:
         ready = []
@@ -79,8 +79,11 @@ class Settler:
                 self.steps.schedule.delivered_until[job.job_id] = info.challenge_end
             if info.status.settled:
                 # Settled without an event reaching us (an unchallenged r = 1 delivery
-                # settles lazily when its window ends, and the watcher trails the head).
-                settle(self.store, job, Settlement(info.status, bytes(info.result_digest)))
+                # settles lazily when its window ends, and the watcher trails the head):
+                # as the view at this block shows it.
+                head = self.steps.head
+                settle(self.store, job, Settlement(info.status, bytes(info.result_digest),
+                                                   head.number, head.hash))
             elif not finalize_due(info, now):
                 continue
             elif not self.steps.policy.takeover_grace or info.status is JobStatus.DELIVERED:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.chain import Header
 from client.marketplace import Call, Marketplace
 from provider.agent.config import PolicyConfig
 from provider.agent.errors import TxWouldRevert
@@ -45,6 +46,7 @@ class JobSteps:
         self.me = txm.address
         self.gas = GasLimits()
         self.schedule = Schedule()
+        self.head: Header | None = None  # the block this tick works on: views are read at it
         self._sent = sent
 
     def send(self, call: Call, step: Step | str, job_ids: list[int], state: JobState | None = None,

@@ -51,18 +51,20 @@ class JobWorker(Service):
         metrics: Metrics | None = None,
         result_hook: Callable[[int, bytes], bytes] | None = None,
         start_block: int = 0,
+        reorg_window: int = 64,
     ):
         """`engines`: one per model served, keyed by model id. `result_hook(job_id,
         result) -> result` replaces results before they are sealed: only for demos and
         fault tests of a dishonest provider. `start_block`: where to look for provider
-        registrations (the marketplace's deploy block)."""
+        registrations (the marketplace's deploy block). `reorg_window`: how many blocks
+        a settlement stays open to a reorg (the watcher's)."""
         super().__init__()
         self.w3, self.store, self.txm, self.market = w3, store, txm, market
         self.engines, self.poll_interval = dict(engines), poll_interval
         metrics = metrics or Metrics()
         self.steps = JobSteps(store=store, txm=txm, market=market, policy=policy,
                               sent=metrics.counter("verinfer_job_steps_total", "Job transitions sent"))
-        self.reconcile = Reconciler(self.steps, w3)
+        self.reconcile = Reconciler(self.steps, w3, reorg_window)
         self.seal = Sealer(self.steps, self.engines, engine_batch, metrics, result_hook)
         self.take = Taker(self.steps, self.engines, claim_batch,
                           ProviderDirectory(market, start_block=start_block), self.seal.queue)
@@ -125,7 +127,8 @@ class JobWorker(Service):
     # ---- one tick --------------------------------------------------------------------
 
     def tick(self) -> None:
-        now = headers(self.w3, ["latest"])[0].timestamp
+        self.steps.head = head = headers(self.w3, ["latest"])[0]
+        now = head.timestamp
         self.reconcile.run(now)
         self.take.run(now)
         self.seal.run()

@@ -54,6 +54,7 @@ class Reconciler:
     def __init__(self, steps: JobSteps, w3: Web3, reorg_window: int):
         self.steps, self.w3, self.reorg_window = steps, w3, reorg_window
         self.store, self.txm, self.market = steps.store, steps.txm, steps.market
+        self._settlements_checked_at: bytes | None = None  # head hash of the last re-check
 
     def run(self, now: int) -> None:
         self._recheck_settlements()
@@ -232,8 +233,13 @@ class Reconciler:
     def _recheck_settlements(self) -> None:
         """Re-open the jobs whose settlement a reorg took out of the chain. A block hash
         commits to every block below it: while the newest block that showed a
-        settlement is still in the chain, so are all the others (one header read)."""
-        since = self.steps.head.number - self.reorg_window
+        settlement is still in the chain, so are all the others (one header read, and
+        none while the head is the one last checked: a reorg changes it)."""
+        head = self.steps.head
+        if head.hash == self._settlements_checked_at:
+            return
+        self._settlements_checked_at = head.hash
+        since = head.number - self.reorg_window
         newest = self.store.settled_since(since, newest=True)
         if not newest or block_hash(self.w3, newest[0].settled.block) == newest[0].settled.block_hash:
             return

@@ -5,6 +5,7 @@
 #   ./verinfer.sh bench-gas       gas table on anvil
 #   ./verinfer.sh bench-engine    inference speed table
 #   ./verinfer.sh bench-e2e       end-to-end marketplace throughput on anvil
+#   ./verinfer.sh bench-gateway   the gateway (OpenAI API) against the SDK directly, on anvil
 #   ./verinfer.sh bench-llm       LLM tokens/s: integer decoder vs transformers fp32
 #   ./verinfer.sh gpu-check       first thing on a GPU: Triton vs the CPU path, bit for bit
 #   ./verinfer.sh setup           only install
@@ -47,7 +48,8 @@ case "$task" in
   bench-gas) setup; exec ape run gas_bench --network ethereum:local:foundry "$@" ;;
   bench-engine) setup; exec python -m bench.engine "$@" ;;
   bench-e2e) setup; exec python -m bench.e2e "$@" ;;
+  bench-gateway) setup; exec python -m bench.gateway "$@" ;;
   gpu-check) setup; exec python -m bench.gpu_check "$@" ;;
   bench-llm) setup; exec python -m bench.llm "$@" ;;
-  *) sed -n '2,10p' "$0"; exit 2 ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac

@@ -238,6 +238,29 @@ format = "json"
     return AgentProc(index, port, log, proc)
 
 
+def wait_staked(client, agents: list[AgentProc], workdir: Path, timeout: float = 300) -> None:
+    """Until every agent registered and staked (``ClickException`` if one exits or time runs out)."""
+    from ape import accounts
+
+    give_up = time.monotonic() + timeout
+    while not all(info.free >= STAKE for info in client.marketplace.providers(
+            [accounts.test_accounts[a.account].address for a in agents])):
+        if time.monotonic() > give_up or not all(a.alive for a in agents):
+            raise click.ClickException(f"agents did not start; logs in {workdir}")
+        time.sleep(0.5)
+
+
+def stop_agents(agents: list[AgentProc]) -> None:
+    """SIGTERM to all, then wait for each (killed after a minute)."""
+    for a in agents:
+        a.proc.send_signal(signal.SIGTERM)
+    for a in agents:
+        try:
+            a.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            a.proc.kill()
+
+
 @dataclass
 class Phase:
     r: int
@@ -434,12 +457,7 @@ def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[i
                   for i in range(1, n_agents + 1)]
         try:
             with console.status("starting agents (register + stake)"):
-                give_up = time.monotonic() + 300
-                while not all(info.free >= STAKE for info in client.marketplace.providers(
-                        [accounts.test_accounts[a.account].address for a in agents])):
-                    if time.monotonic() > give_up or not all(a.alive for a in agents):
-                        raise click.ClickException(f"agents did not start; logs in {workdir}")
-                    time.sleep(0.5)
+                wait_staked(client, agents, workdir)
                     # their metrics endpoints come up with the other services
                 while True:
                     try:
@@ -454,13 +472,7 @@ def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[i
                                         console))
                 console.print(table(phases[-1:], threads))
         finally:
-            for a in agents:
-                a.proc.send_signal(signal.SIGTERM)
-            for a in agents:
-                try:
-                    a.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    a.proc.kill()
+            stop_agents(agents)
             client.close()
 
 

@@ -3,9 +3,11 @@
     ape run demo                                   # ape's embedded test chain, nothing to start
     ape run demo --network ethereum:local:foundry  # the same story on anvil
 
-Deploys the marketplace, starts three provider agents in this process (alice and bob
-honest, mallory answering every job with one cached embedding), and a client posts
-real sentences with r = 3 and r = 1. Seats of r = 3 jobs are drawn by stake; the
+Deploys the marketplace with two models (MiniLM embeddings and the SmolLM2 chat LLM),
+starts three provider agents in this process serving both (alice and bob honest,
+mallory answering every embedding job with one cached embedding and every chat job
+with one canned answer), and a client posts real sentences with r = 3 and r = 1, and a
+chat question with r = 3. Seats of r = 3 jobs are drawn by stake; the
 drawn agents claim, compute with the integer engine, commit, reveal and finalize;
 mallory is slashed on every r = 3 job and the client compensated. r = 1 jobs go to
 the first claimant, who delivers from a later block. The client spot-checks r = 1
@@ -24,7 +26,9 @@ The in-process pieces (`start_agents`, `drive`, `advance_time`, `pin_draw`,
 """
 
 import logging
+import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,13 +42,17 @@ from rich.console import Console
 from rich.table import Table
 
 from client import Client
+from client.chat import CHAT_FORMAT, ChatAnswer, ChatRequest
 from client.events import (BondReturned, Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
                            ProviderSlashed, ResultRevealed, SealCommitted, SeatDrawn, SlashShareCredited)
 from client.marketplace import Marketplace, StepGas
 from client.protocol import Fault, JobStatus, majority_chance
 from client.records import Deadlines
 from client.transport import ape_local_account
+from gateway.config import GatewayConfig
+from gateway.server import serve as serve_gateway
 from provider.agent.config import AgentConfig
+from provider.agent.jobs.runner import JobRunner
 from provider.agent.main import Agent, build_agent
 from provider.agent.store import JobState
 from scripts._quiet import quiet_ape
@@ -69,7 +77,9 @@ SENTENCES_R1 = [
     "Heavy rain is expected across the region tomorrow.",
 ]
 CHALLENGED_SENTENCE = "The forecast says it will pour all day tomorrow."
-CACHED_ANSWER = "I did not really compute this."  # what mallory returns for every job
+CACHED_ANSWER = "I did not really compute this."  # what mallory returns for every embedding job
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+CANNED_REPLY = "The capital of France is Berlin."  # what mallory answers every chat job
 
 class DemoError(RuntimeError):
     """The marketplace did not reach the state the demo waits for."""
@@ -106,20 +116,21 @@ class InProcessAgent:
             raise DemoError(f"{self.name}: {call.function} failed")
 
 
-def start_agents(w3, market: str, start_block: int, engine, signers: dict, workdir: Path, *,
+def start_agents(w3, market: str, start_block: int, engines: Sequence[JobRunner], signers: dict, workdir: Path, *,
                  network: str, result_hooks: dict | None = None,
                  stake: int = STAKE) -> list[InProcessAgent]:
-    """Build, register and stake one agent per named signer (all serving `engine`)."""
+    """Build, register and stake one agent per named signer (all serving every engine's
+    model)."""
     agents = []
     for name, signer in signers.items():
         config = AgentConfig(
-            network=network, models=["0x" + engine.model_id.hex()], db_path=workdir / f"{name}.db",
+            network=network, models=["0x" + e.model_id.hex() for e in engines], db_path=workdir / f"{name}.db",
             dashboard=False, metrics={"enabled": False}, policy={"stake": stake, "price": REWARD},
             claim_batch={"max_wait": 0.01}, engine_batch={"max_wait": 0.01},
             watcher={"confirmations": 0, "poll_interval": 0.05}, tx={"confirmations": 1},
         )
         agent = build_agent(config, w3, signer, marketplace=market, start_block=start_block,
-                            engines={engine.model_id: engine},
+                            engines={e.model_id: e for e in engines},
                             result_hook=(result_hooks or {}).get(name))
         agent.txm.setup()
         agent.worker.setup()  # registers, declares the model and stakes on first start
@@ -260,8 +271,12 @@ def signed(amount: int) -> str:
     return f"[green]{text}[/]" if amount > 0 else f"[red]{text}[/]" if amount < 0 else text
 
 
-def run_demo(console: Console, network: str, workdir: Path) -> None:
+def run_demo(console: Console, network: str, workdir: Path, port: int | None = None) -> None:
+    """The story; then, with a ``port``, the marketplace stays up behind the gateway
+    (``serve_marketplace``) until Ctrl-C."""
     from provider.engine import Engine
+    from provider.llm import LLMEngine
+    from provider.llm.chat_jobs import ChatRunner
     from scripts.deploy import ModelEntry, deploy
 
     t0 = time.monotonic()
@@ -271,14 +286,16 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
 
     logging.getLogger("verinfer").setLevel(logging.WARNING)
     console.rule("[bold]Verinfer demo")
-    with console.status("loading the integer MiniLM engine"):
+    with console.status("loading the integer engines (MiniLM, then the LLM) and their self-tests"):
         engine = Engine.load()
-    console.print(f"engine: {engine.model_info.name}, backend [bold]{engine.backend}[/], "
-                  f"model_id 0x{engine.model_id.hex()[:16]}...")
+        llm = ChatRunner(LLMEngine.load())
+    for e in (engine, llm.engine):
+        console.print(f"engine: {e.model_info.name}, backend [bold]{e.backend}[/], "
+                      f"model_id 0x{e.model_id.hex()[:16]}...")
 
     owner, treasury, client_account = (accounts.test_accounts[i] for i in (0, 5, 4))
-    info = engine.model_info
-    deployed = deploy(owner, [ModelEntry(info.model_id, info.name, info.weights_digest, info.format_version)],
+    deployed = deploy(owner, [ModelEntry(i.model_id, i.name, i.weights_digest, i.format_version)
+                              for i in (engine.model_info, llm.engine.model_info)],
                       treasury=treasury, record=False)
     market_address = deployed.marketplace.address
     start_block = chain.blocks.head.number
@@ -295,10 +312,17 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     before = {a: holdings(market, token, a) for a in names}
 
     cached = engine.embed([CACHED_ANSWER])[0]
-    with console.status("starting three provider agents (register + stake)"):
+    tokenizer = llm.engine.tokenizer
+    canned = ChatAnswer(finish="stop", ids=(*tokenizer.encode(CANNED_REPLY), min(tokenizer.stop_ids)),
+                        text=CANNED_REPLY).encode()
+
+    def mallory_lies(job_id: int, result: bytes) -> bytes:
+        return canned if result[0] == CHAT_FORMAT else cached  # the format byte tells the kind
+
+    with console.status("starting three provider agents serving both models (register + stake)"):
         signers = {n: ape_local_account(a) for n, a in provider_accounts.items()}
-        agents = start_agents(w3, market_address, start_block, engine, signers, workdir,
-                              network=network, result_hooks={"mallory": lambda job_id, result: cached})
+        agents = start_agents(w3, market_address, start_block, [engine, llm], signers, workdir,
+                              network=network, result_hooks={"mallory": mallory_lies})
     alice, bob, mallory = agents
     console.print(f"providers registered and staked: alice, bob, [red]mallory (dishonest)[/] ({elapsed()})")
 
@@ -324,7 +348,23 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     slashed = [j for j in majority if mallory.store.job(j).state is JobState.SLASHED]
     console.print(f"{len(majority)} jobs finalized; mallory slashed on {len(slashed)} of them ({elapsed()})")
 
-    # 2. r = 1: the first claimant delivers; the client spot-checks and challenges.
+    # 2. A chat question at r = 3: the integer LLM gives every honest provider the same bytes.
+    console.rule("a chat job, r = 3: the integer LLM's answer, the same bytes on every honest machine")
+    chat_job = client.post(ChatRequest(messages=QUESTION, max_tokens=32), reward=REWARD, r=3, deadlines=WINDOWS)
+    with console.status("drawing the seats"):
+        pin_draw(client, chat_job, one_seat_of_mallory)
+    with console.status("agents generating and sealing the answer"):
+        drive(agents, lambda: status(chat_job).settled, what="the chat job")
+    reply = client.result(chat_job)  # checked against the settled digest
+    if reply.result != llm.run([ChatRequest(messages=QUESTION, max_tokens=32).encode()])[0]:
+        raise DemoError("the settled chat answer differs from the client's own LLM")
+    slashed = {e.provider for e in client.history(chat_job) if isinstance(e, ProviderSlashed)}
+    console.print(f"client asked {QUESTION[0]['content']!r}; verified answer ({reply.answer.finish}, "
+                  f"{len(reply.answer.ids)} tokens, by {', '.join(names[p] for p in reply.providers)}): "
+                  f"[bold]{reply.answer.text}[/]; mallory answered {CANNED_REPLY!r} and was "
+                  f"{'slashed' if mallory.address in slashed else 'NOT slashed'} ({elapsed()})")
+
+    # 3. r = 1: the first claimant delivers; the client spot-checks and challenges.
     console.rule("r = 1 jobs: claim, deliver, spot-check, challenge")
     singles = client.post_texts(SENTENCES_R1, reward=REWARD, r=1, deadlines=WINDOWS)
     with console.status("alice and bob race for the r = 1 jobs (claim, then deliver from a later block)"):
@@ -351,7 +391,7 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
     with console.status("the drawn providers re-execute the challenged job"):
         drive(agents, lambda: all(status(j).settled for j in wrong), what="the challenge settling")
 
-    # 3. Settlement: r = 1 pay matures after its challenge window; everyone collects.
+    # 4. Settlement: r = 1 pay matures after its challenge window; everyone collects.
     console.rule("settlement")
     advance_time(client.params().challenge_window + 1)
     drive(agents, lambda: all(a.store.job(j).state.final for a in agents for j in majority + singles),
@@ -375,11 +415,59 @@ def run_demo(console: Console, network: str, workdir: Path) -> None:
                   "(and they equal its own engine's bytes)")
 
     console.print(neighbours_table(texts, {j: r.embedding for j, r in results.items()}))
-    console.print(paths_table(client, all_jobs, names))
+    console.print(paths_table(client, all_jobs + [chat_job], names))
     console.print(gas_table(market.gas_by_step(start_block)))
     after = {a: holdings(market, token, a) for a in names}
     console.print(balances_table(names, before, after))
     console.rule(f"done in {time.monotonic() - t0:.0f}s")
+    if port is not None:
+        serve_marketplace(console, client, agents, port,
+                          {kind: client.model(format_version=kind).name for kind in (1, CHAT_FORMAT)})
+
+
+def serve_marketplace(console: Console, client: Client, agents: Sequence[InProcessAgent], port: int,
+                      models: dict[int, str]) -> None:
+    """Keep the demo's marketplace running: the agents stepped on a thread of their own,
+    the gateway (OpenAI API and explorer page) on ``port`` as ``client``, until Ctrl-C."""
+    one_request_at_a_time(client.w3)
+    stop = threading.Event()
+    stepper = threading.Thread(target=drive, args=(agents, stop.is_set), daemon=True,
+                               kwargs={"what": "the gateway's jobs", "timeout": math.inf})
+    stepper.start()
+
+    def announce(url: str) -> None:
+        console.rule("the marketplace stays up: OpenAI API and explorer (Ctrl-C stops)")
+        console.print(f"Verinfer gateway (OpenAI API) on {url}", soft_wrap=True)
+        console.print(f"explorer page on {url.removesuffix('/v1')}/", soft_wrap=True)
+        console.print(OPENAI_SNIPPET.format(url=url, embedding=models[1], chat=models[CHAT_FORMAT]),
+                      soft_wrap=True, highlight=False, markup=False)
+
+    try:
+        serve_gateway(client, GatewayConfig(port=port, reward=REWARD), announce=announce)
+    finally:
+        stop.set()
+        stepper.join(timeout=10)
+
+
+OPENAI_SNIPPET = """# pip install openai; then, while this runs:
+from openai import OpenAI
+client = OpenAI(base_url="{url}", api_key="none")
+reply = client.embeddings.create(model="{embedding}", input=["hello world"])
+print(reply.data[0].embedding[:4], reply.data[0].model_extra["verinfer"]["job_id"])"""
+
+
+def one_request_at_a_time(w3) -> None:
+    """Serialise every request to the embedded chain: py-evm is not thread-safe, and
+    the gateway's threads and the agents' stepping thread share it from here on."""
+    provider, lock = w3.provider, threading.Lock()
+    unlocked = provider.make_request
+
+    def make_request(method, params):
+        with lock:
+            return unlocked(method, params)
+
+    provider.make_request = make_request
+    provider._request_func_cache = (None, None)  # rebuilt around the locked call
 
 
 def neighbours_table(texts: dict[int, str], vectors: dict[int, np.ndarray]) -> Table:
@@ -429,13 +517,16 @@ def balances_table(names: dict[str, str], before: dict[str, Holdings], after: di
 
 
 @click.command(cls=ConnectedProviderCommand)
-def cli(provider) -> None:
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="After the story, keep the marketplace up behind the gateway until Ctrl-C.")
+@click.option("--port", type=int, default=8000, show_default=True, help="The gateway's port (0: any free one).")
+def cli(provider, serve: bool, port: int) -> None:
     """Run the marketplace demo (default: ape's embedded test chain)."""
     console = Console()
     if not console.is_terminal:  # piped: wide enough for the tables
         console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="verinfer-demo-") as workdir, quiet_ape():
         try:
-            run_demo(console, provider.network_choice, Path(workdir))
+            run_demo(console, provider.network_choice, Path(workdir), port if serve else None)
         except DemoError as err:
             raise click.ClickException(str(err)) from None

@@ -34,6 +34,7 @@ from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
 from provider.agent.watcher import Watcher
 from provider.engine.errors import EngineError
+from provider.runners import load_runners
 
 log = logging.getLogger("verinfer.agent")
 
@@ -186,14 +187,12 @@ def cli(ctx: click.Context, config_path: Path | None, no_dashboard: bool) -> Non
         return
     with _errors_reported():
         config, signer = _connected(config_path, no_dashboard)
-        from provider.engine import Engine as InferenceEngine
-
-        engine = InferenceEngine.load(self_test=False)  # build_agent runs it
+        engines = load_runners(config.model_ids)  # build_agent runs their self-tests
         with _web3(config) as w3:
             marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
             preflight(config, w3, marketplace, signer.address)
             agent = build_agent(config, w3, signer, marketplace=marketplace,
-                                start_block=start_block, engines={engine.model_id: engine})
+                                start_block=start_block, engines=engines)
             log.info("agent starting", extra={
                 "address": signer.address, "network": config.network,
                 "marketplace": marketplace, "start_block": start_block})
@@ -208,17 +207,21 @@ def doctor(config_path: Path | None) -> None:
     engine's self-test included; print each result; exit 1 if one fails."""
     with _errors_reported():
         config, signer = _connected(config_path, no_dashboard=True)
-        from provider.engine import Engine as InferenceEngine
-
-        engine = InferenceEngine.load(self_test=False)
+        engines = load_runners(config.model_ids)
         with _web3(config) as w3:
             marketplace, _ = locate_marketplace(config, w3.eth.chain_id)
             checks = run_checks(config, w3, marketplace, signer.address)
-        try:
-            engine.self_test()
-            checks.append(Check("engine", engine.route))
-        except EngineError as err:
-            checks.append(Check("engine", engine.route, str(err)))
+        for model_id in config.model_ids:
+            name = f"engine 0x{model_id.hex()[:10]}"
+            engine = engines.get(model_id)
+            if engine is None:
+                checks.append(Check(name, "", "no engine here reproduces this model id"))
+                continue
+            try:
+                engine.self_test()
+                checks.append(Check(name, engine.route))
+            except EngineError as err:
+                checks.append(Check(name, engine.route, str(err)))
     for check in checks:
         mark = "ok  " if check.problem is None else "FAIL"
         click.echo(f"{mark} {check.name}: {check.problem or check.seen}")

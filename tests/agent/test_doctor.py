@@ -37,7 +37,7 @@ def test_doctor_passes_a_good_setup(anvil, engine, tmp_path):
     assert code == 0, lines
     assert [line.split(":")[0] for line in lines] == [
         "ok   chain id", "ok   marketplace", "ok   blocks", "ok   gas funds", "ok   stake",
-        "ok   model", "ok   engine"]
+        "ok   model", f"ok   engine 0x{engine.model_id.hex()[:10]}"]
     assert "automine" in lines[2] and engine.route in lines[-1]
 
 
@@ -62,6 +62,7 @@ def test_each_first_hour_problem_is_one_line(anvil, engine, tmp_path):
         "policy.stake",
         f"FAIL model: model 0x{'ab' * 32} is not registered on this marketplace: its owner "
         "registers it (ape run deploy does for the engine's model), or serve another model",
+        f"FAIL engine 0x{'ab' * 5}: no engine here reproduces this model id",
     ]
 
 
@@ -73,7 +74,7 @@ def test_wrong_chain_and_missing_marketplace(anvil, engine, tmp_path):
         "chain 1: point network / rpc_url at the right chain")
     # a wrong chain hides the checks that would read it
     assert [line.split(":")[0] for line in lines] == ["FAIL chain id", "ok   marketplace",
-                                                       "ok   engine"]
+                                                       f"ok   engine 0x{engine.model_id.hex()[:10]}"]
     text = open(_config(tmp_path, env, 1)).read()
     path = tmp_path / "elsewhere.toml"
     path.write_text(text.replace(env.market.address, funded_account(7).address))

@@ -104,9 +104,11 @@ class Cluster:
     """anvil + the marketplace + funded providers and client + agent processes."""
 
     def __init__(self, workdir: Path, engine, agents: int = 3, *, block_time: int | None = None,
-                 tx_confirmations: int = 1):
+                 tx_confirmations: int = 1, chat=None):
         """`block_time`: mine every that many seconds instead of one block per transaction
-        (deeper `tx_confirmations` need blocks that nobody's transaction makes)."""
+        (deeper `tx_confirmations` need blocks that nobody's transaction makes). `chat`:
+        a chat runner (provider.llm.chat_jobs) whose model is registered too and served
+        by every agent beside the embedding model."""
         self.workdir, self.engine, self.tx_confirmations = workdir, engine, tx_confirmations
         self.anvil: Anvil = start_anvil(*(["--block-time", str(block_time)] if block_time else []))
         self.proxy = RpcProxy(self.anvil.url)
@@ -114,6 +116,12 @@ class Cluster:
         self.owner = funded_account(OWNER)
         self.start_block, self.market, self.token = deploy_market(
             self.w3, self.owner, engine.model_id, CHALLENGE_WINDOW)
+        self.model_ids = [engine.model_id]
+        if chat is not None:
+            info = chat.engine.model_info
+            transact(self.w3, self.owner, self.market.build(
+                "register_model", info.model_id, info.name, info.weights_digest, info.format_version))
+            self.model_ids.append(info.model_id)
         self.agents = [self.agent_process(f"agent{i}", i) for i in range(1, agents + 1)]
         for who in [*self.agents, None]:
             address_ = funded_account(CLIENT).address if who is None else who.address
@@ -135,7 +143,7 @@ rpc_url = "{self.proxy.url}"
 account = "TEST::{account}"
 marketplace = "{self.market.address}"
 db_path = "{db}"
-models = ["0x{self.engine.model_id.hex()}"]
+models = {["0x" + m.hex() for m in self.model_ids]}
 dashboard = false
 [policy]
 stake = "{STAKE}"

@@ -68,7 +68,7 @@ def test_many_jobs_with_a_dishonest_provider_and_two_challenges(accounts, chain,
     lie = engine.embed(["a cached answer instead of the real one"])[0]
     signers = {name: ape_local_account(accounts[i]) for name, i in
                (("a", 4), ("b", 5), ("c", 6), ("m", 7))}
-    agents = start_agents(client.w3, address, start, engine, signers, tmp_path,
+    agents = start_agents(client.w3, address, start, [engine], signers, tmp_path,
                           network="ethereum:local:test", stake=10**20,
                           result_hooks={"m": lambda job_id, result: lie})
     a, b, c, m = agents

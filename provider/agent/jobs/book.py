@@ -16,9 +16,9 @@ from typing import Any
 from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashed
 from client.marketplace import Marketplace
 from client.protocol import JobStatus
+from provider.agent.jobs.settlement import settle
 from provider.agent.records import JobRecord, JobState, Round, Settlement, Step, Terms
 from provider.agent.store import Store
-from provider.agent.jobs.settlement import settle
 
 log = logging.getLogger("verinfer.agent.jobs")
 

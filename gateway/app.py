@@ -1,5 +1,6 @@
-"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``GET /v1/models/{id}`` and
-``POST /v1/embeddings``, answered from the marketplace through ``gateway.service``;
+"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``GET /v1/models/{id}``,
+``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (``gateway.chat``), answered
+from the marketplace through ``gateway.service``;
 ``GET /v1/audit``: the r = 1 answers the gateway re-executed (``gateway.audit``).
 
 Point any OpenAI client at it::
@@ -23,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,10 +32,13 @@ from client import Client
 from client.errors import InvalidInput, VerinferError
 from client.inputs import job_input
 from client.protocol import MAX_INPUT
+from client.chat import CHAT_FORMAT
+from client.encoding import EMBEDDING_FORMAT_VERSION
 from client.records import ModelInfo
 from gateway.audit import Auditor
 from gateway.audit_log import record_json
 from gateway.config import GatewayConfig, Policy
+from gateway.chat import chat_job, chunks, completion
 from gateway.errors import APIError, error_for, invalid
 from gateway.explorer import Explorer, mount_explorer
 from gateway.keys import KeyRecord, KeyStore, OverLimit
@@ -43,6 +47,7 @@ from gateway.service import Answer, Batcher, Market, Terms
 log = logging.getLogger("verinfer.gateway")
 
 POLICY_FIELDS = ("r", "reward", "until", "audit")
+KINDS = {EMBEDDING_FORMAT_VERSION: "an embedding model", CHAT_FORMAT: "a chat model"}
 
 
 def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = None) -> FastAPI:
@@ -164,9 +169,26 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
         if body.get("dimensions") is not None:
             raise invalid("dimensions: the marketplace's models answer at their own size", param="dimensions")
         policy = policy_for(key, body.get("verinfer"))
+        model, cost, answers = await run_jobs(key, policy, name, inputs, EMBEDDING_FORMAT_VERSION)
+        return JSONResponse({
+            "object": "list", "model": name,
+            "data": [embedding_object(i, a, encoding) for i, a in enumerate(answers)],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+            "verinfer": {"model_id": "0x" + model.model_id.hex(), "cost": str(cost), **policy.model_dump(),
+                         "reward": str(policy.reward)},
+        })
+
+    async def run_jobs(key: KeyRecord | None, policy: Policy, name: str, inputs: list[bytes],
+                       format_version: int) -> tuple[ModelInfo, int, list[Answer]]:
+        """Post ``inputs`` as jobs of the model ``name`` (of ``format_version``) on
+        ``policy``'s terms (paid within the key's limit), wait and verify: the model, the
+        cost and the answers."""
         model = await chain(batcher.read(market.resolve, name))
         if not model.active:
             raise APIError(400, f"model '{name}' takes no new jobs", param="model", code="model_inactive")
+        if model.format_version != format_version:
+            raise invalid(f"model '{name}' is not {KINDS[format_version]} (GET /v1/models: "
+                          f"verinfer.format_version {format_version})", param="model", code="wrong_model_kind")
         cost = await chain(batcher.read(market.price, policy, len(inputs)))
         if key is not None:
             try:
@@ -181,13 +203,23 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
             if key is not None and not exc.posted:
                 keys.release(key.id, cost)
             raise
-        return JSONResponse({
-            "object": "list", "model": name,
-            "data": [embedding_object(i, a, encoding) for i, a in enumerate(answers)],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0},
-            "verinfer": {"model_id": "0x" + model.model_id.hex(), "cost": str(cost), **policy.model_dump(),
-                         "reward": str(policy.reward)},
-        })
+        return model, cost, answers
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        key = await caller(request)
+        body = await json_body(request)
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise invalid("model: a model id is required (GET /v1/models lists them)", param="model")
+        options = body.get("verinfer")
+        top_k = options.pop("top_k", 0) if isinstance(options, dict) else 0
+        job = chat_job(body, top_k)
+        policy = policy_for(key, options)
+        _model, _cost, [answer] = await run_jobs(key, policy, name, [job.encode()], CHAT_FORMAT)
+        if body.get("stream"):
+            return StreamingResponse(chunks(answer, name, job), media_type="text/event-stream")
+        return JSONResponse(completion(answer, name, job))
 
     @app.get("/v1/audit")
     async def audits(request: Request, job: int | None = None, limit: int = Query(100, ge=1, le=10_000)) -> dict:

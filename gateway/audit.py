@@ -72,8 +72,8 @@ class Auditor:
     """Chooses, re-executes, challenges and follows; ``log`` holds what it did.
 
     ``batcher`` (``gateway.service.Batcher``) lends its reader pool and its sender
-    thread; ``engine``: an engine already loaded in this process (else one is loaded
-    on first use).
+    thread; ``engine``: an engine already loaded in this process (else each model's
+    is loaded on first use: ``provider.runners``, MiniLM or the chat LLM).
     """
 
     def __init__(self, client: Client, batcher, config: GatewayConfig, *, engine=None):
@@ -83,7 +83,7 @@ class Auditor:
         self._key = secrets.token_bytes(32)
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._engine_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-audit")
-        self._engine = engine
+        self._engines = {} if engine is None else {engine.model_id: engine}
         self._engine_lock = threading.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -162,32 +162,41 @@ class Auditor:
             for delivery, (ours, refusal) in zip(batch, verdicts):
                 self._spawn(self._judge(delivery, ours, refusal))
 
-    def engine(self):
-        """The audit engine, loaded (and self-tested) on first use."""
+    def engine(self, model_id: bytes):
+        """The engine reproducing ``model_id``, loaded (and self-tested) on first use;
+        None if no engine here does."""
         with self._engine_lock:
-            if self._engine is None:
-                from provider.engine import Engine  # torch: only once an audit needs it
+            if model_id not in self._engines:
+                from provider.runners import load_runners  # torch: only once an audit needs it
 
-                self._engine = Engine.load(self.config.audit_backend)
-                log.info("audit engine loaded (%s)", self._engine.route)
-            return self._engine
+                engine = load_runners([model_id], self.config.audit_backend).get(model_id)
+                if engine is not None:
+                    engine.self_test()
+                    log.info("audit engine loaded (%s)", engine.route)
+                self._engines[model_id] = engine
+            return self._engines[model_id]
 
     def _reexecute(self, batch: list[Delivery]) -> list[tuple[bytes | None, str | None]]:
-        """Each delivery's result bytes by the gateway's engine, or why it refused."""
+        """Each delivery's result bytes by the gateway's engine for its model, or why
+        it refused."""
         from provider.engine.errors import EngineError
 
-        engine = self.engine()
         refusals: list[str | None] = []
         for delivery in batch:
+            engine = self.engine(delivery.model_id)
             try:
-                engine.check_model(delivery.model_id)
+                if engine is None:
+                    raise LookupError(f"no engine here reproduces model 0x{delivery.model_id.hex()}")
                 engine.check(delivery.input)
-            except EngineError as exc:
+            except (EngineError, ValueError, LookupError) as exc:  # the chat format's InvalidInput is a ValueError
                 refusals.append(f"the audit engine refused it: {type(exc).__name__}: {exc}")
             else:
                 refusals.append(None)
-        results = iter(engine.run([d.input for d, why in zip(batch, refusals) if why is None]))
-        return [(None, why) if why is not None else (next(results), None) for why in refusals]
+        results: dict[int, bytes] = {}
+        for model_id in {d.model_id for d, why in zip(batch, refusals) if why is None}:
+            todo = [i for i, (d, why) in enumerate(zip(batch, refusals)) if why is None and d.model_id == model_id]
+            results.update(zip(todo, self.engine(model_id).run([batch[i].input for i in todo])))
+        return [(None, why) if why is not None else (results[i], None) for i, why in enumerate(refusals)]
 
     # ------------------------------------------------------------ judging and challenging
 

@@ -453,7 +453,10 @@ OPENAI_SNIPPET = """# pip install openai; then, while this runs:
 from openai import OpenAI
 client = OpenAI(base_url="{url}", api_key="none")
 reply = client.embeddings.create(model="{embedding}", input=["hello world"])
-print(reply.data[0].embedding[:4], reply.data[0].model_extra["verinfer"]["job_id"])"""
+print(reply.data[0].embedding[:4], reply.data[0].model_extra["verinfer"]["job_id"])
+chat = client.chat.completions.create(model="{chat}", messages=[{{"role": "user", "content": "What is the capital of France?"}}])
+print(chat.choices[0].message.content, chat.model_extra["verinfer"]["digest"])
+# (end of snippet)"""
 
 
 def one_request_at_a_time(w3) -> None:

@@ -37,7 +37,9 @@ def test_demo_tells_its_story_then_serves_the_openai_api(engine):
         else:
             raise AssertionError("".join(lines)[-3000:] + "".join(errors)[-3000:])
         url = found.group(1)
-        more = [next(proc.stdout) for _ in range(6)]  # the explorer's URL, then the snippet
+        more = []  # the explorer's URL, then the snippet
+        while not more or "(end of snippet)" not in more[-1]:
+            more.append(next(proc.stdout))
         lines += more
         snippet = "".join(more)
         # The printed snippet, as a user would paste it (the demo's jobs keep running).
@@ -48,6 +50,10 @@ def test_demo_tells_its_story_then_serves_the_openai_api(engine):
         expected = decode_embedding(engine.embed(["hello world"])[0])
         assert np.array_equal(np.asarray(reply.data[0].embedding, dtype=np.float32), expected)
         assert extension["status"] == "delivered"
+        chat_model = re.search(r'chat.completions.create\(model="([^"]+)"', snippet).group(1)
+        chat = OpenAI(base_url=url, api_key="none", timeout=120).chat.completions.create(
+            model=chat_model, messages=[{"role": "user", "content": "What is the capital of France?"}])
+        assert chat.choices[0].message.content == "The capital of France is Paris."
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -421,14 +421,19 @@ def run_demo(console: Console, network: str, workdir: Path, port: int | None = N
     console.print(balances_table(names, before, after))
     console.rule(f"done in {time.monotonic() - t0:.0f}s")
     if port is not None:
-        serve_marketplace(console, client, agents, port,
+        # Left in, mallory would hold a majority of an undrawn-by-us r = 3 job about one
+        # time in four and answer it: it leaves the market (serves no model, so no weight).
+        mallory.send(market.build_update_provider([], REWARD))
+        console.print("mallory now serves no model (no draw weight, takes no job); alice and bob serve on")
+        serve_marketplace(console, client, [alice, bob], port, network, market_address,
                           {kind: client.model(format_version=kind).name for kind in (1, CHAT_FORMAT)})
 
 
 def serve_marketplace(console: Console, client: Client, agents: Sequence[InProcessAgent], port: int,
-                      models: dict[int, str]) -> None:
+                      network: str, market_address: str, models: dict[int, str]) -> None:
     """Keep the demo's marketplace running: the agents stepped on a thread of their own,
-    the gateway (OpenAI API and explorer page) on ``port`` as ``client``, until Ctrl-C."""
+    the gateway (OpenAI API and explorer page) on ``port`` as ``client``, until Ctrl-C.
+    On a node other processes reach (anvil), the `verinfer` CLI works against it too."""
     one_request_at_a_time(client.w3)
     stop = threading.Event()
     stepper = threading.Thread(target=drive, args=(agents, stop.is_set), daemon=True,
@@ -441,6 +446,10 @@ def serve_marketplace(console: Console, client: Client, agents: Sequence[InProce
         console.print(f"explorer page on {url.removesuffix('/v1')}/", soft_wrap=True)
         console.print(OPENAI_SNIPPET.format(url=url, embedding=models[1], chat=models[CHAT_FORMAT]),
                       soft_wrap=True, highlight=False, markup=False)
+        if network != "ethereum:local:test":  # the embedded chain lives in this process only
+            console.print(f'verinfer --network {network} --account TEST::4 --marketplace {market_address} '
+                          'chat "What is the capital of France?" --reward 0.01 --r 3',
+                          soft_wrap=True, highlight=False, markup=False)
 
     try:
         serve_gateway(client, GatewayConfig(port=port, reward=REWARD), announce=announce)

@@ -3,6 +3,7 @@ report, tells the same story every run (seat draws picked on the local chain, an
 so), then keeps the marketplace up behind the gateway, whose printed `openai` snippet
 works; Ctrl-C ends it cleanly. It prints no Python warning and none of ape's INFO lines."""
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,34 +15,55 @@ import pytest
 from openai import OpenAI
 
 from client.encoding import decode_embedding
+from tests.e2e.cluster import python_env
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = re.compile(r"Warning|warnings\.warn|^INFO:|^WARNING:|Traceback")
 
 
-@pytest.mark.slow
-def test_demo_tells_its_story_then_serves_the_openai_api(engine):
-    ape = Path(sys.executable).with_name("ape")
-    proc = subprocess.Popen([str(ape), "run", "demo", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)  # never blocks the demo
-    reader.start()
-    lines: list[str] = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
+class Demo:
+    """`ape run demo --port 0 [args]` in its own process, read up to the end of the
+    snippet it prints once the gateway answers; `stop()` sends Ctrl-C and returns the
+    whole output (stdout and stderr)."""
+
+    def __init__(self, *args: str):
+        ape = Path(sys.executable).with_name("ape")
+        self.proc = subprocess.Popen([str(ape), "run", "demo", "--port", "0", *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.errors: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.errors.extend(self.proc.stderr), daemon=True)
+        self.reader.start()  # never blocks the demo
+        self.lines: list[str] = []
+        for line in self.proc.stdout:
+            self.lines.append(line)
             found = re.search(r"Verinfer gateway \(OpenAI API\) on (http://127\.0\.0\.1:\d+/v1)", line)
             if found:
                 break
         else:
-            raise AssertionError("".join(lines)[-3000:] + "".join(errors)[-3000:])
-        url = found.group(1)
+            raise AssertionError("".join(self.lines)[-3000:] + "".join(self.errors)[-3000:])
+        self.url = found.group(1)
         more = []  # the explorer's URL, then the snippet
         while not more or "(end of snippet)" not in more[-1]:
-            more.append(next(proc.stdout))
-        lines += more
-        snippet = "".join(more)
+            more.append(next(self.proc.stdout))
+        self.lines += more
+        self.snippet = "".join(more)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rest, _ = self.proc.communicate()
+        self.reader.join(timeout=10)
+        return "".join(self.lines) + rest + "".join(self.errors)
+
+
+@pytest.mark.slow
+def test_demo_tells_its_story_then_serves_the_openai_api(engine):
+    demo = Demo()
+    try:
+        url, snippet = demo.url, demo.snippet
         # The printed snippet, as a user would paste it (the demo's jobs keep running).
         assert f'OpenAI(base_url="{url}", api_key="none")' in snippet
         model = re.search(r'embeddings.create\(model="([^"]+)"', snippet).group(1)
@@ -55,15 +77,8 @@ def test_demo_tells_its_story_then_serves_the_openai_api(engine):
             model=chat_model, messages=[{"role": "user", "content": "What is the capital of France?"}])
         assert chat.choices[0].message.content == "The capital of France is Paris."
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rest, _ = proc.communicate()
-        reader.join(timeout=10)
-    output = "".join(lines) + rest + "".join(errors)
-    assert proc.returncode == 0, output[-3000:]
+        output = demo.stop()
+    assert demo.proc.returncode == 0, output[-3000:]
     assert re.search(r"done in \d+s", output), output[-3000:]
     text = " ".join(output.split())  # rich wraps lines at the console's width
     assert ("Seats are drawn at random on a live chain: with its stake share s = 0.33, mallory would win a "
@@ -76,5 +91,26 @@ def test_demo_tells_its_story_then_serves_the_openai_api(engine):
     assert "3 delivered" in text and "1 differ (by mallory)" in text
     assert re.search(r"re-executed by (alice|bob|mallory), (alice|bob|mallory), (alice|bob|mallory) \(3 seats", text)
     assert "client verified all 10 results" in text
+    assert "mallory now serves no model" in text
     noise = [line for line in output.splitlines() if NOISE.search(line)]
     assert noise == [], "\n".join(noise)
+
+
+@pytest.mark.slow
+@pytest.mark.anvil
+def test_verinfer_chat_against_the_demo_marketplace_on_anvil():
+    """On anvil the demo's marketplace is reachable by other processes: the `verinfer chat`
+    command it prints gets a verified r = 3 answer."""
+    demo = Demo("--network", "ethereum:local:foundry")
+    try:
+        command = next(line for line in demo.proc.stdout if line.startswith("verinfer --network"))
+        demo.lines.append(command)
+        done = subprocess.run(shlex.split(command), cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env=python_env())
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines()[0] == "The capital of France is Paris."
+        assert re.search(r"job \d+ · stop · 8 tokens · verified against 0x[0-9a-f]+\.\.\. · [12] provider\(s\) · final",
+                         done.stdout), done.stdout
+    finally:
+        output = demo.stop()
+    assert demo.proc.returncode == 0, output[-3000:]

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import astuple
 
 import pytest
 from cluster import CLIENT, REWARD, WINDOWS, Cluster, python_env
@@ -14,8 +15,9 @@ from tests.support.anvil import funded_account
 from tests.support.market import transact
 
 from client.chat import ChatAnswer, ChatRequest
-from client.events import ProviderSlashed
+from client.events import JobPosted, ProviderSlashed
 from client.protocol import Fault, JobStatus
+from provider.agent.store import JobState
 
 pytestmark = pytest.mark.anvil
 
@@ -48,7 +50,7 @@ def test_verinfer_chat_gets_a_verified_answer_at_r3(cluster, chat_runner):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(done.stdout)
     assert record["text"] == "The capital of France is Paris." and record["finish"] == "stop"
-    assert record["status"] == JobStatus.FINALIZED.name and len(record["providers"]) >= 2
+    assert record["status"] == JobStatus.FINALIZED.name and record["providers"]  # seats drawn with replacement
     [own] = chat_runner.run([ChatRequest(messages=[{"role": "user", "content": QUESTION}], max_tokens=24).encode()])
     assert record["token_ids"] == list(ChatAnswer.decode(own).ids)
 
@@ -92,3 +94,22 @@ def test_a_wrong_r1_chat_answer_is_challenged_and_the_liar_slashed(cluster, chat
     # The bond came back, and the liar's slash compensates the challenger.
     assert bond > 0 and after.deposited >= before.deposited
     assert after.stake_credits > before.stake_credits
+
+
+def test_a_chat_input_no_provider_can_answer_is_refused_by_every_agent(cluster):
+    """Posted past the SDK (the contract takes any bytes): every agent refuses it, none
+    crashes, and the client learns why from the chain."""
+    market, client = cluster.market, cluster.client
+    bad = ChatRequest(messages=[{"role": "user", "content": QUESTION}], max_tokens=4).encode().replace(b",", b", ")
+    client.deposit(market.job_price(1, REWARD, 1))
+    call = market.build_post_job(cluster.model_ids[1], bad, 1, REWARD, *astuple(WINDOWS))
+    [job] = [e.job_id for e in client.send(call).of(JobPosted)]
+
+    def refused() -> bool:
+        records = [agent.job(job) for agent in cluster.agents]
+        return all(r is not None and r.state is JobState.REFUSED for r in records)
+
+    cluster.wait(refused, "every agent's refusal")
+    assert market.job(job).nclaimed == 0 and all(agent.alive for agent in cluster.agents)
+    [reason] = client.why(job).reasons
+    assert "no honest provider can answer its input" in reason and "canonical form" in reason

@@ -200,9 +200,10 @@ def _run(console: Console, workdir: Path, levels: tuple[int, ...], per_client: i
 
             def ask_sdk(text: str) -> None:
                 with post_lock:  # one account: its posts one at a time
+                    head = sdk.w3.eth.block_number  # its reveal comes later: searched from here, as the gateway does
                     [job] = sdk.post_many([text], reward=REWARD, r=1)
                 sdk.wait([job], timeout=600)
-                sdk.results([job], from_block=start_block)
+                sdk.results([job], from_block=head + 1)
 
             def ask_gateway(text: str) -> None:
                 api.embeddings.create(model=name, input=text)

@@ -29,6 +29,8 @@ from gateway.errors import APIError, error_for, unknown_model
 
 log = logging.getLogger("verinfer.gateway")
 
+WAITERS = 256  # requests waiting for their jobs at once; more queue for a thread
+
 
 @dataclass(frozen=True)
 class Terms:
@@ -173,6 +175,9 @@ class Batcher:
         self._queue: asyncio.Queue[Order] = asyncio.Queue()
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="gateway-send")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="gateway-read")
+        # A thread per request waiting for its jobs (each polls the chain): apart from
+        # the readers, so that a crowd of waits never holds up a quick read.
+        self._waiters = ThreadPoolExecutor(WAITERS, thread_name_prefix="gateway-wait")
         self._task: asyncio.Task | None = None
         self._waits: set[asyncio.Task] = set()
         self.posts = 0  # post transactions sent (a metric, and for tests)
@@ -196,6 +201,7 @@ class Batcher:
             await asyncio.gather(self._task, *self._waits, return_exceptions=True)
         self._sender.shutdown(wait=False, cancel_futures=True)
         self._readers.shutdown(wait=False, cancel_futures=True)
+        self._waiters.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, terms: Terms, inputs: list[bytes], *, audit: float = 0.0,
                      key: str | None = None) -> list[Answer]:
@@ -240,31 +246,39 @@ class Batcher:
                 task.add_done_callback(self._waits.discard)
 
     async def _finish(self, terms: Terms, chunk: list[Order], posted: Posted) -> None:
+        """Each order of the post answered as soon as its own jobs are done: a request
+        does not wait for the slowest job of the requests it shared the post with."""
+        waits, start = [], 0
+        for order in chunk:
+            ids = posted.job_ids[start:start + len(order.inputs)]
+            start += len(order.inputs)
+            waits.append(self._finish_order(terms, order, Posted(ids, posted.from_block)))
+        await asyncio.gather(*waits)
+
+    async def _finish_order(self, terms: Terms, order: Order, posted: Posted) -> None:
+        ids = list(posted.job_ids)
         try:
-            infos, timed_out = await self.read(self.market.wait, posted, terms.until)
-            start = 0
-            for order in chunk:
-                ids = list(posted.job_ids[start:start + len(order.inputs)])
-                start += len(order.inputs)
-                outcome = await self._answers(terms, posted, ids, infos, timed_out)
-                if self.auditor is not None and not isinstance(outcome, APIError):
-                    # Also when the caller went away: the jobs are paid for all the same.
-                    outcome = self.auditor.schedule(outcome, order.inputs, fraction=order.audit, until=terms.until,
-                                                    key=order.key, from_block=posted.from_block)
-                if order.future.done():  # the caller went away
-                    continue
-                if isinstance(outcome, APIError):
-                    order.future.set_exception(outcome)
-                else:
-                    order.future.set_result(outcome)
+            infos, timed_out = await asyncio.get_running_loop().run_in_executor(
+                self._waiters, self.market.wait, posted, terms.until)
+            outcome = await self._answers(terms, posted, ids, infos, timed_out)
+            if self.auditor is not None and not isinstance(outcome, APIError):
+                # Also when the caller went away: the jobs are paid for all the same.
+                outcome = self.auditor.schedule(outcome, order.inputs, fraction=order.audit, until=terms.until,
+                                                key=order.key, from_block=posted.from_block)
+            if order.future.done():  # the caller went away
+                return
+            if isinstance(outcome, APIError):
+                order.future.set_exception(outcome)
+            else:
+                order.future.set_result(outcome)
         except APIError as exc:
-            _fail(chunk, exc)
+            _fail([order], exc)
         except VerinferError as exc:
-            _fail(chunk, error_for(exc, jobs=list(posted.job_ids)))
+            _fail([order], error_for(exc, jobs=ids))
         except Exception as exc:
-            log.exception("waiting for jobs %s failed", list(posted.job_ids))
-            _fail(chunk, APIError(500, f"waiting failed: {type(exc).__name__}", type="api_error",
-                                  code="internal_error", extra={"jobs": list(posted.job_ids)}))
+            log.exception("waiting for jobs %s failed", ids)
+            _fail([order], APIError(500, f"waiting failed: {type(exc).__name__}", type="api_error",
+                                    code="internal_error", extra={"jobs": ids}))
 
     async def _answers(self, terms: Terms, posted: Posted, ids: list[int], infos: dict[int, JobInfo],
                        timed_out: bool) -> list[Answer] | APIError:

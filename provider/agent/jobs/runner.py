@@ -18,6 +18,10 @@ class JobRunner(Protocol):
     def model_id(self) -> bytes:
         """The model this engine reproduces bit for bit (its on-chain id)."""
 
+    @property
+    def route(self) -> str:
+        """The arithmetic route in words (backend, library, ISA): for `doctor` and errors."""
+
     def check(self, job_input: bytes) -> None:
         """Raise a ValueError (with a message a client can act on) if `job_input` would
         be refused by `run`: the agent refuses such a job instead of claiming it."""

@@ -318,6 +318,7 @@ def post_all(client, texts: list[str], r: int, model_id: bytes) -> dict[int, flo
 
 def run_phase(client, anvil_pid: int, agents: list[AgentProc], model_id: bytes, r: int, n: int,
               timeout: float, console: Console) -> Phase:
+    from bench.gas_steps import gas_by_step
     from client.errors import ResultUnavailable, RpcUnavailable
     from client.events import JobFinalized, ResultRevealed
 
@@ -360,7 +361,7 @@ def run_phase(client, anvil_pid: int, agents: list[AgentProc], model_id: bytes, 
     wall = (max(done_at.values()) if len(done_at) == n else time.monotonic()) - start
     after = [scrape(a.metrics_port) for a in agents]
     cpu = Cpu.read(anvil_pid, agents, after) - cpu_before
-    steps = patient(lambda: market.gas_by_step(first_block))
+    steps = patient(lambda: gas_by_step(market, first_block))
     return Phase(
         r=r, jobs=n, completed=len(done_at), wall=wall, posting=posting,
         latencies=[done_at[j] - posted_at[j] for j in done_at],

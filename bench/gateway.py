@@ -89,7 +89,9 @@ def drive(clients: int, per_client: int, ask, texts: list[str]) -> tuple[list[fl
 
 def post_transactions(market, first_block: int) -> int:
     """Post transactions since ``first_block`` (levels and paths run one at a time)."""
-    steps = market.gas_by_step(first_block)
+    from bench.gas_steps import gas_by_step
+
+    steps = gas_by_step(market, first_block)
     return sum(steps[f].txs for f in ("post_job", "post_jobs") if f in steps)
 
 

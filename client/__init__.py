@@ -2,8 +2,9 @@
 deployed, the seal/commitment format and the result encoding.
 
 Layers, bottom up: ``protocol`` (limits, states, seals), ``abi`` (shipped ABIs),
-``marketplace`` (call builders, typed views, event decoding: what the provider agent
-builds on), ``transport`` (web3 connection and local signing), ``client`` (the
+``abi_codec`` (calldata, results and logs as bytes), ``contract`` (calls, batched views,
+logs of one contract), ``marketplace`` (call builders, typed views, events: what the
+provider agent builds on), ``transport`` (web3 connection and local signing), ``client`` (the
 customer API) and ``cli`` (the ``verinfer`` command).
 
 >>> from client import Client, seal_result, JobStatus
@@ -18,7 +19,7 @@ import importlib
 # (which the inference engine uses) doesn't pull in web3 and its stack.
 _EXPORTS = {
     "Client": "client.client", "VerinferError": "client.errors",
-    "Call": "client.marketplace", "Marketplace": "client.marketplace", "Token": "client.marketplace",
+    "Call": "client.abi_codec", "Marketplace": "client.marketplace", "Token": "client.marketplace",
     "Fault": "client.protocol", "JobStatus": "client.protocol", "new_salt": "client.protocol",
     "result_digest": "client.protocol", "seal": "client.protocol", "seal_result": "client.protocol",
     "Deadlines": "client.records", "Estimate": "client.records", "JobInfo": "client.records",

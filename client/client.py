@@ -22,6 +22,7 @@ import numpy as np
 from eth_utils import is_address, to_checksum_address
 from rich.console import Console
 
+from client.abi_codec import Call, to_bytes32
 from client.chat import CHAT_FORMAT, TOP_P_ONE, ChatRequest, chat_request
 from client.deployments import load_deployment
 from client.diagnosis import Diagnosis, diagnose, takers
@@ -30,7 +31,7 @@ from client.errors import (ConfigError, ContractError, DeploymentNotFound, Insuf
                            ResultMismatch, ResultUnavailable, WaitTimeout)
 from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultRevealed, Withdrawn
 from client.inputs import job_payload
-from client.marketplace import Call, Marketplace, Token, to_bytes32
+from client.marketplace import Marketplace, Token
 from client.progress import WaitDisplay
 from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, R_CHALLENGE, JobStatus, result_digest
 from client.records import (Balances, Deadlines, Estimate, JobInfo, ModelInfo, Params, ProviderInfo,

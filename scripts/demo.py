@@ -41,11 +41,12 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from bench.gas_steps import StepGas, gas_by_step
 from client import Client
 from client.chat import CHAT_FORMAT, ChatAnswer, ChatRequest
 from client.events import (BondReturned, Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
                            ProviderSlashed, ResultRevealed, SealCommitted, SeatDrawn, SlashShareCredited)
-from client.marketplace import Marketplace, StepGas
+from client.marketplace import Marketplace
 from client.protocol import Fault, JobStatus, majority_chance
 from client.records import Deadlines
 from client.transport import ape_local_account
@@ -416,7 +417,7 @@ def run_demo(console: Console, network: str, workdir: Path, port: int | None = N
 
     console.print(neighbours_table(texts, {j: r.embedding for j, r in results.items()}))
     console.print(paths_table(client, all_jobs + [chat_job], names))
-    console.print(gas_table(market.gas_by_step(start_block)))
+    console.print(gas_table(gas_by_step(market, start_block)))
     after = {a: holdings(market, token, a) for a in names}
     console.print(balances_table(names, before, after))
     console.rule(f"done in {time.monotonic() - t0:.0f}s")

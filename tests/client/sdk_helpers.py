@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from eth_utils import keccak
 
+from client.abi_codec import Call
 from client.encoding import encode_embedding
-from client.marketplace import Call, Marketplace
+from client.marketplace import Marketplace
 from client.protocol import new_salt, seal_result
 from client.records import Deadlines
 from client.transport import Signer

@@ -6,7 +6,7 @@ import pytest
 from eth_utils import keccak
 from sdk_helpers import MODEL, REWARD, WINDOWS, draw, seated
 
-import client.marketplace as marketplace_module
+import client.contract as contract_module
 from client.errors import JobNotFound
 from client.marketplace import Marketplace, Token
 from client.protocol import JobStatus
@@ -67,7 +67,7 @@ def test_jobs_over_http_come_in_json_rpc_batches_at_one_block(http_market, monke
     market, user, ids = http_market
     counter = CountingBatches(market.w3.provider)
     monkeypatch.setattr(market.w3.provider, "make_batch_request", counter)
-    monkeypatch.setattr(marketplace_module, "BATCH_CALLS", 3)
+    monkeypatch.setattr(contract_module, "BATCH_CALLS", 3)
     before = market.w3.eth.block_number
     single = [market.job(j) for j in ids]
     assert market.jobs(ids) == single

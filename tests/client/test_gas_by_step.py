@@ -1,10 +1,10 @@
-"""``Marketplace.gas_by_step``: gas per function from receipts, marketplace and token
+"""``bench.gas_steps.gas_by_step``: gas per function from receipts, marketplace and token
 transactions alike, with the jobs each batched entry point moved."""
 from __future__ import annotations
 
 from sdk_helpers import REWARD, WINDOWS, draw
 
-from client.marketplace import StepGas
+from bench.gas_steps import StepGas, gas_by_step
 
 
 def test_gas_by_step_sums_receipts_per_function(client, bots, sdk_market, token, chain):
@@ -23,7 +23,7 @@ def test_gas_by_step_sums_receipts_per_function(client, bots, sdk_market, token,
     single = client.post(b"r = 1", reward=REWARD, r=1, deadlines=WINDOWS)
     claims.append(bots[0].send(m.build_claim(single)))  # an r = 1 claim logs no event, but moves its job
 
-    steps = m.gas_by_step(first)
+    steps = gas_by_step(m, first)
     assert steps["approve"] == StepGas("approve", txs=1, items=0, gas=approve["gasUsed"])
     assert (steps["post_jobs"].txs, steps["post_jobs"].items) == (1, 3)
     assert (steps["post_job"].txs, steps["post_job"].items) == (1, 1)
@@ -31,4 +31,4 @@ def test_gas_by_step_sums_receipts_per_function(client, bots, sdk_market, token,
                                           gas=sum(c["gasUsed"] for c in draws + claims[:4]))
     assert steps["claim"] == StepGas("claim", txs=1, items=1, gas=claims[4]["gasUsed"])
     assert set(steps) == {"approve", "post_jobs", "claim_many", "post_job", "claim"}
-    assert set(m.gas_by_step(first, draws[0]["blockNumber"] - 1)) == {"approve", "post_jobs"}
+    assert set(gas_by_step(m, first, draws[0]["blockNumber"] - 1)) == {"approve", "post_jobs"}

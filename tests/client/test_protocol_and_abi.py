@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from client.abi import load_abi
 from client.abi.__main__ import stale_abis
+from client.abi_codec import abi_tables, decode_words, encode_words, pythonic
 from client.events import EVENT_TYPES
-from client.marketplace import Marketplace, _decode_words, _encode_words, _pythonic, _tables
+from client.marketplace import Marketplace
 from client.protocol import (BPS, DEFAULT_MIN_DRAW_STAKE, MAX_BATCH, MAX_ID_BATCH, MAX_INPUT, MAX_MIN_DRAW_STAKE,
                              MAX_REDUNDANCY, MAX_RESULT, MAX_RESULT_BATCH, MAX_REWARD, MAX_STAKE, MAX_WEIGHT, MAX_WINDOW,
                              R_CHALLENGE, WEIGHT_SHIFT, Fault, JobStatus, majority_chance, result_digest, seal,
@@ -93,7 +94,7 @@ def test_every_non_owner_entry_point_has_a_builder():
 WORD_VALUES = {"uint256": st.integers(0, 2**256 - 1), "bytes32": st.binary(min_size=32, max_size=32),
                "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
                "bool": st.booleans()}
-WORD_VIEWS = [f for f in _tables("Marketplace")[0].values() if f.words]
+WORD_VIEWS = [f for f in abi_tables("Marketplace")[0].values() if f.words]
 
 
 @settings(max_examples=30, deadline=None)
@@ -104,14 +105,14 @@ def test_word_views_decode_as_eth_abi_does(data):
     fn = data.draw(st.sampled_from(WORD_VIEWS))
     values = tuple(data.draw(WORD_VALUES[t]) for t in fn.words)
     raw = abi_encode(fn.outputs, [values])
-    assert fn.decode(raw) == _pythonic(fn.outputs_abi[0], abi_decode(fn.outputs, raw)[0])
+    assert fn.decode(raw) == pythonic(fn.outputs_abi[0], abi_decode(fn.outputs, raw)[0])
     first = fn.words.index("address") if "address" in fn.words else None
     if first is not None:  # dirty padding: left to eth_abi, which refuses it
         with pytest.raises(DecodingError):
             fn.decode(raw[:32 * first] + b"\x01" + raw[32 * first + 1:])
 
 
-EVENTS = [e for e in _tables("Marketplace")[1].values() if e.cls is not None]
+EVENTS = [e for e in abi_tables("Marketplace")[1].values() if e.cls is not None]
 
 
 @settings(max_examples=60, deadline=None)
@@ -123,7 +124,7 @@ def test_event_data_decodes_as_eth_abi_does(data):
     event = data.draw(st.sampled_from([e for e in EVENTS if "bytes" in e.data_types]))
     values = [data.draw(st.binary(max_size=200) if t == "bytes" else WORD_VALUES[t]) for t in event.data_types]
     raw = abi_encode(event.data_types, values)
-    assert _decode_words(event.data_types, raw) == abi_decode(event.data_types, raw)
+    assert decode_words(event.data_types, raw) == abi_decode(event.data_types, raw)
     size = len(values[event.data_types.index("bytes")])
     variants = [raw + b"\x00" * 32, raw[:-1]]
     if size % 32:  # a non-zero byte in the padding after the bytes value
@@ -131,7 +132,7 @@ def test_event_data_decodes_as_eth_abi_does(data):
     first = 32 * event.data_types.index("bytes")
     variants.append(raw[:first + 31] + bytes([raw[first + 31] + 32]) + raw[first + 32:])  # offset off
     for bad in variants:
-        assert _decode_words(event.data_types, bad) is None
+        assert decode_words(event.data_types, bad) is None
 
 
 WORD_ARG = {"uint256": st.one_of(st.integers(0, 2**256 - 1), st.integers(-5, -1), st.integers(2**256, 2**257),
@@ -146,7 +147,7 @@ def test_word_arguments_encode_as_eth_abi_does(data):
     takes the values; where it might not (range, type, a short bytes32), eth_abi decides."""
     types = data.draw(st.lists(st.sampled_from(["uint256", "bytes32"]), max_size=3))
     args = [data.draw(WORD_ARG[t]) for t in types] + data.draw(st.lists(st.integers(0, 9), max_size=1))
-    fast = _encode_words(types, args)
+    fast = encode_words(types, args)
     if fast is not None:
         assert fast == abi_encode(types, args)
     else:

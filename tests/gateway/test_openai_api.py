@@ -12,6 +12,7 @@ import openai
 import pytest
 from eth_utils import keccak
 
+from bench.gas_steps import gas_by_step
 from client.encoding import decode_embedding
 from client.protocol import MAX_BATCH, MAX_INPUT
 from tests.e2e.cluster import CLIENT, REWARD
@@ -91,7 +92,7 @@ def test_concurrent_requests_share_post_transactions(gateway, api_keys, cluster,
     for i, answer in answers.items():
         assert np.array(answer.data[0].embedding, dtype=np.float32).tobytes() == expected[i].tobytes()
     posts = {answer.data[0].model_extra["verinfer"]["transaction"] for answer in answers.values()}
-    steps = cluster.market.gas_by_step(start)
+    steps = gas_by_step(cluster.market, start)
     sent = sum(steps[f].txs for f in ("post_job", "post_jobs") if f in steps)
     assert sent == len(posts) < len(texts), f"{len(texts)} requests took {sent} post transactions"
     assert sum(steps[f].items for f in ("post_job", "post_jobs") if f in steps) == len(texts)

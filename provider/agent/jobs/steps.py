@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.abi_codec import Call
 from client.chain import Header
-from client.marketplace import Call, Marketplace
+from client.marketplace import Marketplace
 from provider.agent.config import PolicyConfig
 from provider.agent.errors import TxWouldRevert
 from provider.agent.gaslimits import GasLimits

@@ -45,8 +45,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from client.encoding import EncodingError
-from client.errors import InvalidInput
+from client.errors import EncodingError, InvalidInput
 from client.protocol import MAX_INPUT, MAX_RESULT
 
 CHAT_FORMAT = 2  # the registry's format_version of chat models (1: embeddings)

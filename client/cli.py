@@ -21,7 +21,6 @@ from rich.table import Table
 
 from client.chat import CHAT_FORMAT, MAX_TOKENS
 from client.client import Client
-from client.encoding import EncodingError
 from client.errors import VerinferError
 from client.events import Event
 from client.progress import stage
@@ -87,7 +86,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (VerinferError, EncodingError) as exc:
+        except VerinferError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from client.errors import EncodingError  # the SDK's root; web3-free, as the engine imports this module
+
 EMBEDDING_FORMAT_VERSION = 1
 EMBEDDING_DIM = 384
 EMBEDDING_SIZE = 1 + EMBEDDING_DIM
-
-
-class EncodingError(ValueError):
-    """Bytes that are not a valid result in a known format."""
 
 
 def encode_embedding(vector: np.ndarray) -> bytes:

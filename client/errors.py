@@ -25,7 +25,8 @@ class VerinferError(Exception):
 
 
 class ConfigError(VerinferError, ValueError):
-    """Bad connection settings: unknown network, missing account or key."""
+    """Bad settings: unknown network, missing account or key, an invalid config file
+    (the provider agent's, the gateway's)."""
 
 
 class DeploymentNotFound(VerinferError, LookupError):
@@ -37,7 +38,7 @@ class InvalidInput(VerinferError, ValueError):
 
 
 class RpcUnavailable(VerinferError, ConnectionError):
-    """The RPC endpoint did not answer."""
+    """The RPC endpoint did not answer (the provider agent: for every retry)."""
 
 
 class TransactionTimeout(VerinferError, TimeoutError):
@@ -62,6 +63,10 @@ class ResultUnavailable(VerinferError, LookupError):
 
 class ResultMismatch(VerinferError, ValueError):
     """Result bytes whose digest differs from the one the chain settled on."""
+
+
+class EncodingError(VerinferError, ValueError):
+    """Bytes that are not a valid result in a known format (``client.encoding``, ``client.chat``)."""
 
 
 # ---------------------------------------------------------------- contract reverts

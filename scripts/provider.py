@@ -28,7 +28,6 @@ def cli(provider, account, config_path, no_dashboard) -> None:
     """Run a Verinfer provider agent on the connected network until SIGINT / SIGTERM."""
     from client.transport import ape_local_account
     from provider.agent.config import load_config
-    from provider.agent.errors import AgentError
     from provider.agent.logs import configure_logging
     from provider.agent.main import build_agent, locate_marketplace, preflight
     from provider.engine import Engine, EngineError
@@ -46,7 +45,7 @@ def cli(provider, account, config_path, no_dashboard) -> None:
         preflight(config, w3, marketplace, signer.address)
         agent = build_agent(config, w3, signer, marketplace=marketplace, start_block=start_block,
                             engines={engine.model_id: engine})
-    except (AgentError, VerinferError, EngineError) as err:
+    except (VerinferError, EngineError) as err:
         for line in str(err).splitlines():
             click.echo(f"error: {line}", err=True)
         sys.exit(2)

@@ -16,7 +16,7 @@ from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from provider.agent.errors import ConfigError
+from client.errors import ConfigError
 
 SAMPLE_CONFIG = Path(__file__).with_name("sample-config.toml")
 

@@ -1,14 +1,15 @@
-"""Typed errors of the provider agent: one root; subclasses also inherit the matching builtin."""
+"""Typed errors of the provider agent, under the SDK's root (``client.errors.VerinferError``):
+one ``except VerinferError`` catches the agent's and the SDK's alike. Bad settings and an
+unreachable node are the SDK's ``ConfigError`` and ``RpcUnavailable``. Each subclass also
+inherits the matching builtin."""
 
 from __future__ import annotations
 
-
-class AgentError(Exception):
-    """Root of every error the agent raises on purpose."""
+from client.errors import VerinferError
 
 
-class ConfigError(AgentError, ValueError):
-    """The agent configuration file or environment is invalid."""
+class AgentError(VerinferError):
+    """Root of every error the agent raises on purpose, other than the SDK's."""
 
 
 class PreflightError(AgentError, RuntimeError):
@@ -21,10 +22,6 @@ class AccountError(AgentError, ValueError):
 
 class StoreError(AgentError, RuntimeError):
     """The agent database is unusable (written by a newer agent, corrupt)."""
-
-
-class RpcUnavailable(AgentError, ConnectionError):
-    """The RPC endpoint stayed unreachable for every retry."""
 
 
 class TxError(AgentError, RuntimeError):

@@ -19,12 +19,13 @@ import click
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from client.errors import ConfigError, VerinferError
 from client.marketplace import Marketplace
 from provider.agent.accounts import load_signer
 from provider.agent.config import AgentConfig, load_config
 from provider.agent.dashboard import Dashboard, snapshot_from_store
 from provider.agent.doctor import Check, run_checks
-from provider.agent.errors import AgentError, ConfigError, PreflightError
+from provider.agent.errors import PreflightError
 from provider.agent.jobs import RECEIPT_STEPS, JobBook, JobRunner, JobWorker, MarketplaceLogs
 from provider.agent.logs import configure_logging
 from provider.agent.metrics import Metrics, MetricsServer, watch_store
@@ -230,10 +231,10 @@ def doctor(config_path: Path | None) -> None:
 
 @contextlib.contextmanager
 def _errors_reported() -> Iterator[None]:
-    """The agent's own errors as one `error:` line each and exit status 2, no traceback."""
+    """The agent's and the SDK's errors as one `error:` line each and exit status 2, no traceback."""
     try:
         yield
-    except (AgentError, EngineError) as err:
+    except (VerinferError, EngineError) as err:
         for line in str(err).splitlines():
             click.echo(f"error: {line}", err=True)
         sys.exit(2)

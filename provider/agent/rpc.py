@@ -13,7 +13,7 @@ from web3 import Web3
 from web3.exceptions import ProviderConnectionError
 
 from client.chain import http_web3
-from provider.agent.errors import RpcUnavailable
+from client.errors import RpcUnavailable
 
 log = logging.getLogger("verinfer.agent.rpc")
 

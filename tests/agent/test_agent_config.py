@@ -5,8 +5,9 @@ import os
 import pytest
 from pydantic import ValidationError
 
+from client.errors import ConfigError, VerinferError
 from provider.agent.config import SAMPLE_CONFIG, AgentConfig, load_config
-from provider.agent.errors import ConfigError
+from provider.agent.errors import AgentError
 
 MODEL = "0x" + "ab" * 32
 
@@ -110,5 +111,7 @@ def test_unreadable_and_malformed_files(tmp_path):
 def test_config_error_is_a_value_error_and_config_is_frozen():
     config = AgentConfig(models=[MODEL])
     assert issubclass(ConfigError, ValueError)
+    # One root for the agent's errors and the SDK's: one except clause catches both.
+    assert issubclass(AgentError, VerinferError) and issubclass(ConfigError, VerinferError)
     with pytest.raises(ValidationError):
         config.network = "x:y"  # type: ignore[misc]

@@ -10,8 +10,9 @@ import pytest
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
+from client.errors import RpcUnavailable
 from provider.agent.config import TxConfig
-from provider.agent.errors import RpcUnavailable, TxError, TxWouldRevert
+from provider.agent.errors import TxError, TxWouldRevert
 from provider.agent.metrics import Metrics
 from provider.agent.rpc import connect
 from provider.agent.store import Broadcast, Store, TxStatus

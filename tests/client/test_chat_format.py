@@ -7,8 +7,7 @@ import json
 import pytest
 
 from client.chat import (CHAT_FORMAT, MAX_CONTEXT, MAX_TOKENS, ChatAnswer, ChatMessage, ChatRequest)
-from client.encoding import EncodingError
-from client.errors import InvalidInput
+from client.errors import EncodingError, InvalidInput
 from client.protocol import MAX_INPUT, MAX_RESULT
 
 HI = [ChatMessage(role="user", content="Hi")]

@@ -1,9 +1,12 @@
-"""The versioned result format: round trip and rejection of malformed bytes."""
+"""The versioned result format: round trip, rejection of malformed bytes, the SDK's error root."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from client.encoding import (EMBEDDING_DIM, EMBEDDING_FORMAT_VERSION, EncodingError,
-                             decode_embedding, encode_embedding)
+from client.encoding import EMBEDDING_DIM, EMBEDDING_FORMAT_VERSION, decode_embedding, encode_embedding
+from client.errors import EncodingError, VerinferError
 
 
 def _vector(seed=0):
@@ -39,3 +42,11 @@ def test_malformed_results_are_rejected(data):
 def test_encoder_rejects_non_normalised_vectors(vector):
     with pytest.raises(EncodingError):
         encode_embedding(vector)
+
+
+def test_encoding_errors_share_the_sdk_root_and_keep_the_engine_off_web3():
+    assert issubclass(EncodingError, VerinferError) and issubclass(EncodingError, ValueError)
+    # The engine imports client.encoding: its error must not pull in the chain stack.
+    probe = "import provider.engine, sys; print('web3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -33,7 +33,7 @@ from client.events import Event, JobChallenged, JobFinalized, JobPosted, ResultR
 from client.inputs import job_payload
 from client.marketplace import Marketplace, Token
 from client.progress import WaitDisplay
-from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, R_CHALLENGE, JobStatus, result_digest
+from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, JobStatus, result_digest
 from client.records import (Balances, Deadlines, Estimate, JobInfo, ModelInfo, Params, ProviderInfo,
                             TxResult, VerifiedResult)
 from client.transport import Connection, Signer, account_from_key, ape_local_account, connect_ape, \
@@ -435,7 +435,7 @@ class Client:
         """Finalize the jobs among ``infos`` that are due, confirmed by a dry run each."""
         now = self.w3.eth.get_block("latest")["timestamp"]
         due = [i.job_id for i in infos
-               if _maybe_due(i, now) and self._dry_run(self.marketplace.build_finalize(i.job_id))]
+               if i.finalize_due(now) and self._dry_run(self.marketplace.build_finalize(i.job_id))]
         settled: list[JobFinalized] = []
         for start in range(0, len(due), MAX_ID_BATCH):
             chunk = due[start:start + MAX_ID_BATCH]
@@ -559,17 +559,3 @@ class Client:
 
 def _reached(status: JobStatus, until: Until) -> bool:
     return status.settled or (until == "result" and status.has_result)
-
-
-def _maybe_due(info: JobInfo, now: int) -> bool:
-    """Cheap filter before a dry run: could ``finalize`` succeed now? (The contract decides.)
-
-    Past the claim deadline an open job nobody claimed is cancelled, and an r = 1 job
-    claimed but not delivered is settled too (the claimant slashed, the client refunded).
-    """
-    if info.status == JobStatus.DELIVERED or info.status.settled:
-        return False  # a delivery settles by itself once its challenge window is over
-    seats = R_CHALLENGE if info.status == JobStatus.CHALLENGED else info.r
-    expired = (info.status == JobStatus.OPEN and now > info.claim_deadline
-               and (info.nclaimed == 0 or info.r == 1))
-    return info.nrevealed == seats or now > info.commit_deadline or expired

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from client.errors import InvalidInput
 from client.events import JobPosted
 from client.inputs import job_payload
-from client.protocol import R_CHALLENGE, JobStatus
+from client.protocol import JobStatus
 from client.records import JobInfo, ProviderInfo
 
 
@@ -67,7 +67,7 @@ class Diagnosis:
 def diagnose(client, job_id: int) -> Diagnosis:
     """The reasons of ``Diagnosis`` for one job (``client``: a ``client.Client``)."""
     info = client.job(job_id)
-    seats = R_CHALLENGE if info.status == JobStatus.CHALLENGED else info.r
+    seats = info.round_seats
     model = client.model(info.model_id)
     reasons: list[str] = []
     [posted] = [e for e in client.history(job_id) if isinstance(e, JobPosted)]

@@ -15,7 +15,7 @@ import numpy as np
 from client.chat import ChatAnswer
 from client.encoding import decode_embedding
 from client.events import Event
-from client.protocol import JobStatus
+from client.protocol import R_CHALLENGE, JobStatus
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,26 @@ class JobInfo:
     def price(self) -> int:
         """The escrow the job was posted with: r x (reward + fee)."""
         return self.r * (self.reward + self.fee_per_seat)
+
+    @property
+    def round_seats(self) -> int:
+        """Seats of the current round: R_CHALLENGE in a challenge's re-execution round,
+        else r."""
+        return R_CHALLENGE if self.status == JobStatus.CHALLENGED else self.r
+
+    def finalize_due(self, now: int) -> bool:
+        """Whether ``finalize`` settles the job at chain time ``now`` (contracts/README.md,
+        "finalize is due"): every seat of the round revealed; after the commit deadline,
+        every committed seat revealed; after the reveal deadline; an open job after its
+        claim deadline with no seat claimed (cancelled), or (r = 1) claimed and not
+        delivered. Never a delivery: it settles by itself once its window ends."""
+        if self.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
+            return False
+        if self.status == JobStatus.OPEN and now > self.claim_deadline and (self.nclaimed == 0 or self.r == 1):
+            return True
+        return (self.nrevealed == self.round_seats
+                or (now > self.commit_deadline and self.nrevealed == self.ncommitted)
+                or now > self.reveal_deadline)
 
 
 @dataclass(frozen=True)

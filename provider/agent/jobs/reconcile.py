@@ -27,7 +27,7 @@ from client.chain import block_hash, block_number, headers
 from client.events import ItemSkipped, JobClaimed, ResultRevealed
 from client.protocol import R_CHALLENGE, JobStatus, redraw_delay
 from provider.agent.jobs.book import challenge_round
-from provider.agent.jobs.settlement import round_size, settle
+from provider.agent.jobs.settlement import settle
 from provider.agent.jobs.steps import MAX_FAILURES, JobSteps, given_up
 from provider.agent.records import JobRecord, JobState, Pending, Step
 from provider.agent.store import TxRecord, TxStatus
@@ -282,7 +282,7 @@ class Reconciler:
         if mine:
             state = (JobState.REVEALED if mine[0].revealed
                      else JobState.COMMITTED if mine[0].committed else JobState.CLAIMED)
-        elif info.status in (JobStatus.OPEN, JobStatus.CHALLENGED) and info.nclaimed < round_size(info):
+        elif info.status in (JobStatus.OPEN, JobStatus.CHALLENGED) and info.nclaimed < info.round_seats:
             state = JobState.SEEN  # seats untaken: drawn to us, or to be drawn again
         elif held:
             state = JobState.REVEALED  # our delivery, waiting for its round's settlement

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from client.protocol import MAX_ID_BATCH, MAX_RESULT_BATCH, R_CHALLENGE, JobStatus
-from provider.agent.jobs.settlement import finalize_due, round_size, settle
+from provider.agent.jobs.settlement import settle
 from provider.agent.jobs.steps import JobSteps, chunks
 from provider.agent.partition import claim_delay
 from provider.agent.records import JobRecord, JobState, Settlement, Step
@@ -61,7 +61,7 @@ class Settler:
                 self.store.update_job(job.job_id, state=JobState.FAILED, reason="reveal deadline passed")
                 log.error("reveal deadline missed", extra={"job_id": job.job_id})
                 continue
-            if info.ncommitted == round_size(info) or now > info.commit_deadline:
+            if info.ncommitted == info.round_seats or now > info.commit_deadline:
                 ready.append(job)
         stored = {j.job_id: self.store.result(j.job_id) for j in ready}
         for chunk in chunks(ready, MAX_RESULT_BATCH):
@@ -84,10 +84,10 @@ class Settler:
                 head = self.steps.head
                 settle(self.store, job, Settlement(info.status, bytes(info.result_digest),
                                                    head.number, head.hash))
-            elif not finalize_due(info, now):
+            elif not info.finalize_due(now):
                 continue
-            elif not self.steps.policy.takeover_grace or info.status is JobStatus.DELIVERED:
-                due.append(job.job_id)  # a delivery has one holder: nobody to race with
+            elif not self.steps.policy.takeover_grace:
+                due.append(job.job_id)
             elif job.job_id not in self.finalize_at:
                 unranked.append((job, info))
             elif time.monotonic() >= self.finalize_at[job.job_id]:

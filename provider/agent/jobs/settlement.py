@@ -1,5 +1,6 @@
-"""The one place that decides a settled job's outcome, and the protocol facts the
-phases read from a job's view.
+"""The one place that decides a settled job's outcome. (The protocol facts the phases
+read from a job's view, the seats of a round and when finalize is due, are the SDK's:
+``client.records.JobInfo.round_seats`` and ``finalize_due``.)
 
 Both the job book (a JobFinalized event) and the worker (a view that shows the job
 settled, or a receipt applied after it settled) record a settlement through `settle`.
@@ -8,9 +9,8 @@ settled, or a receipt applied after it settled) record a settlement through `set
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from client.protocol import R_CHALLENGE, JobStatus
+from client.protocol import JobStatus
 from provider.agent.records import JobRecord, JobState, Settlement
 from provider.agent.store import Store
 
@@ -45,19 +45,3 @@ def settle(store: Store, job: JobRecord, settled: Settlement) -> JobState:
     log.info("job settled", extra={"job_id": job.job_id, "state": state.value,
                                    "status": settled.status.name})
     return state
-
-
-def round_size(info: Any) -> int:
-    """Seats of the job's current round (a challenge round has R_CHALLENGE)."""
-    return R_CHALLENGE if info.status is JobStatus.CHALLENGED else info.r
-
-
-def finalize_due(info: Any, now: int) -> bool:
-    """Whether `finalize` settles the job now (contracts/README.md, "finalize is due")."""
-    if info.status is JobStatus.DELIVERED:
-        return now > info.challenge_end
-    if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED):
-        return False
-    return (info.nrevealed == round_size(info)
-            or (now > info.commit_deadline and info.nrevealed == info.ncommitted)
-            or now > info.reveal_deadline)

@@ -11,7 +11,6 @@ from client.protocol import MAX_ID_BATCH, R_CHALLENGE, JobStatus
 from provider.agent.batching import Batcher
 from provider.agent.config import BatchConfig
 from provider.agent.jobs.runner import JobRunner
-from provider.agent.jobs.settlement import round_size
 from provider.agent.jobs.steps import JobSteps, chunks
 from provider.agent.partition import ProviderDirectory, claim_delay
 from provider.agent.records import JobRecord, JobState, Step
@@ -101,7 +100,7 @@ class Taker:
         with self.store.atomic():
             for job, info in zip(due, infos):
                 if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
-                    info.nclaimed >= round_size(info)
+                    info.nclaimed >= info.round_seats
                 ):
                     self.steps.give_up(job, "not drawn; every seat taken" if job.redraw_at else "taken")
                     continue

@@ -20,7 +20,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from bench.devchain import REPO, Anvil, free_port, start_anvil
 from client.protocol import MAX_BATCH, MAX_ID_BATCH
 
-REPO = Path(__file__).resolve().parents[1]
 REWARD = 10**15
 STAKE = 10**22
 WINDOW = 3600
@@ -69,38 +68,16 @@ def sentences(n: int, salt: int = 0) -> list[str]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_anvil(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_node(workdir: Path) -> Anvil:
     """anvil on a free port (automine), started here rather than by ape's foundry provider:
     that one always adds --steps-tracing, which keeps every EVM step of every transaction
     in memory; a 1,000-job r = 3 run grew anvil past 22 GB until the kernel killed it.
     Blocks hold 1e9 gas: with interval mining (--block-time) a burst of batched posts
     fits a block, instead of raising the base fee past what the client offered."""
-    binary = shutil.which("anvil", path=str(REPO / "node_modules" / ".bin")) or shutil.which("anvil")
-    if binary is None:
-        raise click.ClickException("anvil not found: run ./verinfer.sh setup (npm install)")
-    port = free_port()
-    log = (workdir / "anvil.log").open("w")
-    proc = subprocess.Popen([binary, "--port", str(port), "--accounts", "12", "--gas-limit", str(10**9)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    give_up = time.monotonic() + 30
-    while True:
-        try:
-            request = urllib.request.Request(url, data=b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}',
-                                             headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=2).read()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > give_up:
-                proc.kill()
-                raise click.ClickException(f"anvil did not start; log: {workdir / 'anvil.log'}") from None
-            time.sleep(0.1)
+    try:
+        return start_anvil("--accounts", "12", "--gas-limit", str(10**9), log=workdir / "anvil.log")
+    except RuntimeError as exc:
+        raise click.ClickException(f"{exc}; log: {workdir / 'anvil.log'}") from None
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -411,8 +388,9 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
         console = Console(width=200)
     workdir = Path(tempfile.mkdtemp(prefix="verinfer-bench-"))  # agents' stores and logs
     phases: list[Phase] = []
-    anvil, anvil_url = start_anvil(workdir)
-    os.environ["APE_FOUNDRY_HOST"] = anvil_url  # ape's foundry provider connects to it
+    node = start_node(workdir)
+    anvil = node.proc
+    os.environ["APE_FOUNDRY_HOST"] = node.url  # ape's foundry provider connects to it
     try:
         _run(console, workdir, anvil.pid, jobs, rs, n_agents, threads, engine_batch, timeout, block_time, phases)
     finally:

@@ -35,7 +35,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.e2e import (REPO, REWARD, process_tree, sentences, start_agent, start_anvil, stop_agents,
+from bench.e2e import (REPO, REWARD, process_tree, sentences, start_agent, start_node, stop_agents,
                        wait_staked)
 
 @dataclass
@@ -154,8 +154,9 @@ def main(levels: tuple[int, ...], per_client: int, n_agents: int, audit: float) 
     if not console.is_terminal:  # piped: wide enough for the table
         console = Console(width=160)
     workdir = Path(tempfile.mkdtemp(prefix="verinfer-bench-gateway-"))
-    anvil, anvil_url = start_anvil(workdir)
-    os.environ["APE_FOUNDRY_HOST"] = anvil_url  # ape's foundry provider connects to it
+    node = start_node(workdir)
+    anvil = node.proc
+    os.environ["APE_FOUNDRY_HOST"] = node.url  # ape's foundry provider connects to it
     runs: list[Run] = []
     try:
         _run(console, workdir, levels, per_client, n_agents, audit, runs)

@@ -1,27 +1,19 @@
-"""anvil nodes for tests: start one on a free port, talk JSON-RPC to it, relay it through
-a proxy that can go down; anvil's funded test accounts and plain signed sends."""
+"""anvil nodes for tests (started by bench.devchain, the launcher the benches use too):
+relay one through a proxy that can go down; anvil's funded test accounts and plain
+signed sends."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 import urllib.request
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from provider.agent.rpc import connect
-
-REPO = Path(__file__).resolve().parents[2]
-ANVIL = shutil.which("anvil", path=str(REPO / "node_modules" / ".bin")) or shutil.which("anvil")
+from bench.devchain import REPO, Anvil, free_port, start_anvil  # noqa: F401 (the tests' names for them)
 
 # Keys of anvil's (and ape's) default test mnemonic.
 ANVIL_KEYS = {
@@ -29,63 +21,11 @@ ANVIL_KEYS = {
     9: "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 }
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def subprocess_env() -> dict[str, str]:
     """Environment for helper scripts: the repo importable, no stray VERINFER_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERINFER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
-
-
-@dataclass
-class Anvil:
-    proc: subprocess.Popen
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def w3(self) -> Web3:
-        return connect(self.url, timeout=5)
-
-    def rpc(self, method: str, *params):
-        response = self.w3().provider.make_request(method, list(params))
-        if "error" in response:
-            raise RuntimeError(f"{method}: {response['error']}")
-        return response.get("result")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_anvil(*args: str) -> Anvil:
-    """An anvil on a free port, answering RPC; the caller must stop() it."""
-    if ANVIL is None:
-        raise RuntimeError("anvil not found: run ./verinfer.sh setup (npm install)")
-    port = free_port()
-    node = Anvil(subprocess.Popen([ANVIL, "--port", str(port), "--silent", *args]), port)
-    give_up = time.monotonic() + 20
-    while True:
-        try:
-            node.rpc("eth_blockNumber")
-            return node
-        except OSError:
-            if node.proc.poll() is not None or time.monotonic() > give_up:
-                node.stop()
-                raise RuntimeError(f"anvil did not start (exit {node.proc.poll()})") from None
-            time.sleep(0.05)
 
 
 def send_signed(w3: Web3, account: LocalAccount, tx: dict, *, wait: bool = True):

@@ -159,9 +159,7 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
     async def embeddings(request: Request) -> JSONResponse:
         key = await caller(request)
         body = await json_body(request)
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
-            raise invalid("model: a model id is required (GET /v1/models lists them)", param="model")
+        name = model_of(body)
         inputs = texts_of(body.get("input"), config.max_inputs)
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
@@ -209,9 +207,7 @@ def create_app(client: Client, config: GatewayConfig, keys: KeyStore | None = No
     async def chat_completions(request: Request) -> Response:
         key = await caller(request)
         body = await json_body(request)
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
-            raise invalid("model: a model id is required (GET /v1/models lists them)", param="model")
+        name = model_of(body)
         options = body.get("verinfer")
         top_k = options.pop("top_k", 0) if isinstance(options, dict) else 0
         job = chat_job(body, top_k)
@@ -258,6 +254,14 @@ async def json_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise invalid("the body must be a JSON object")
     return body
+
+
+def model_of(body: dict) -> str:
+    """The model a request names (required)."""
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise invalid("model: a model id is required (GET /v1/models lists them)", param="model")
+    return name
 
 
 def texts_of(value: Any, max_inputs: int) -> list[bytes]:

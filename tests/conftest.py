@@ -21,6 +21,22 @@ def engine():
 
 
 @pytest.fixture(scope="session")
+def llm():
+    """The integer LLM on its CPU path, self-tested (loaded once: about 20 s)."""
+    from provider.llm import LLMEngine
+
+    return LLMEngine.load(backend="cpu")
+
+
+@pytest.fixture(scope="session")
+def chat_runner(llm):
+    """The LLM behind the chat job format (what agents serving the chat model run)."""
+    from provider.llm.chat_jobs import ChatRunner
+
+    return ChatRunner(llm)
+
+
+@pytest.fixture(scope="session")
 def model_id():
     """The model registered by the `market` fixture."""
     return TEST_MODEL_ID

@@ -18,18 +18,10 @@ from scripts.deploy import ModelEntry
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="module")
-def runner():
-    from provider.llm import LLMEngine
-    from provider.llm.chat_jobs import ChatRunner
-
-    return ChatRunner(LLMEngine.load(backend="cpu"))
-
-
 @pytest.fixture
-def chat_model(runner, deployed, owner, bots, sdk_market) -> ModelEntry:
+def chat_model(chat_runner, deployed, owner, bots, sdk_market) -> ModelEntry:
     """The LLM registered (by the owner, as scripts/deploy.py does) and served by the bots."""
-    info = runner.engine.model_info
+    info = chat_runner.engine.model_info
     entry = ModelEntry(info.model_id, info.name, info.weights_digest, info.format_version)
     deployed.marketplace.register_model(entry.model_id, entry.name, entry.weights_digest,
                                         entry.format_version, sender=owner)
@@ -38,18 +30,18 @@ def chat_model(runner, deployed, owner, bots, sdk_market) -> ModelEntry:
     return entry
 
 
-def test_a_chat_job_is_answered_verified_and_decoded(client, chat_model, runner, bots):
+def test_a_chat_job_is_answered_verified_and_decoded(client, chat_model, chat_runner, bots):
     assert client.model(format_version=CHAT_FORMAT).name == chat_model.name
     request = ChatRequest(messages=FRANCE, max_tokens=16)
     job = client.post(request, reward=10**15, r=1, deadlines=WINDOWS)
     posted = client.job(job)
     assert posted.model_id == chat_model.model_id  # routed to the chat model by its kind
-    [raw] = runner.run([request.encode()])
+    [raw] = chat_runner.run([request.encode()])
     bots[0].deliver([job], [raw])
     assert client.wait([job], timeout=30)[job].status == JobStatus.DELIVERED
     answer = client.result(job).answer
     assert answer.text == "The capital of France is Paris." and answer.finish == "stop"
-    assert list(answer.ids) == runner.engine.generate(FRANCE, 16)
+    assert list(answer.ids) == chat_runner.engine.generate(FRANCE, 16)
 
     # The CLI decodes by the model's format.
     cli = CliRunner().invoke(main, ["--network", "ethereum:local:test", "--account", "TEST::2", "--marketplace",

@@ -26,14 +26,6 @@ LIAR = 8  # a funded test account that is no agent
 
 
 @pytest.fixture(scope="module")
-def chat_runner():
-    from provider.llm import LLMEngine
-    from provider.llm.chat_jobs import ChatRunner
-
-    return ChatRunner(LLMEngine.load(backend="cpu"))
-
-
-@pytest.fixture(scope="module")
 def cluster(engine, chat_runner, tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("chat"), engine, chat=chat_runner)
     cluster.start_agents(timeout=400)  # each loads both engines and runs their self-tests

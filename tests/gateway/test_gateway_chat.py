@@ -18,24 +18,16 @@ FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def runner():
-    from provider.llm import LLMEngine
-    from provider.llm.chat_jobs import ChatRunner
-
-    return ChatRunner(LLMEngine.load(backend="cpu"))
-
-
-@pytest.fixture(scope="module")
-def served(engine, runner, tmp_path_factory):
+def served(engine, chat_runner, tmp_path_factory):
     """(gateway, chat model name) on a cluster whose agents serve both models."""
-    cluster = Cluster(tmp_path_factory.mktemp("chat-cluster"), engine, chat=runner)
+    cluster = Cluster(tmp_path_factory.mktemp("chat-cluster"), engine, chat=chat_runner)
     try:
         cluster.start_agents(timeout=400)
         workdir = tmp_path_factory.mktemp("chat-gateway")
         secret = KeyStore(workdir / "keys.json").create("app")[1]
         gateway = GatewayProcess(cluster, workdir, workdir / "keys.json", "--no-explorer")
         gateway.secret = secret
-        yield gateway, runner.engine.model_info.name
+        yield gateway, chat_runner.engine.model_info.name
         gateway.stop()
         assert gateway.proc.returncode == 0, gateway.log.read_text()[-3000:]
     finally:
@@ -46,22 +38,22 @@ def api(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url, api_key=gateway.secret, timeout=300, max_retries=0)
 
 
-def local(runner, **fields) -> ChatAnswer:
-    return ChatAnswer.decode(runner.run([ChatRequest(**fields).encode()])[0])
+def local(chat_runner, **fields) -> ChatAnswer:
+    return ChatAnswer.decode(chat_runner.run([ChatRequest(**fields).encode()])[0])
 
 
-def test_a_greedy_answer_is_the_local_llms(served, runner):
+def test_a_greedy_answer_is_the_local_llms(served, chat_runner):
     gateway, model = served
     reply = api(gateway).chat.completions.create(model=model, messages=FRANCE, max_tokens=24)
     [choice] = reply.choices
     assert choice.message.content == "The capital of France is Paris." and choice.finish_reason == "stop"
     extension = reply.model_extra["verinfer"]
-    assert extension["token_ids"] == list(local(runner, messages=FRANCE, max_tokens=24).ids)
+    assert extension["token_ids"] == list(local(chat_runner, messages=FRANCE, max_tokens=24).ids)
     assert extension["status"] == "delivered" and extension["r"] == 1
     assert reply.usage.completion_tokens == len(extension["token_ids"])
 
 
-def test_a_sampled_answer_replays_from_its_seed_and_streams_at_r3(served, runner):
+def test_a_sampled_answer_replays_from_its_seed_and_streams_at_r3(served, chat_runner):
     gateway, model = served
     ask = [{"role": "user", "content": "Name three colours."}]
     stream = api(gateway).chat.completions.create(
@@ -69,7 +61,7 @@ def test_a_sampled_answer_replays_from_its_seed_and_streams_at_r3(served, runner
         extra_body={"verinfer": {"r": 3, "top_k": 40}})
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    want = local(runner, messages=ask, max_tokens=12, temperature_milli=900, top_p_micro=950_000, seed=7, top_k=40)
+    want = local(chat_runner, messages=ask, max_tokens=12, temperature_milli=900, top_p_micro=950_000, seed=7, top_k=40)
     assert text == want.text and chunks[-1].choices[0].finish_reason in ("stop", "length")
     extension = chunks[-1].model_extra["verinfer"]
     assert extension["token_ids"] == list(want.ids) and extension["r"] == 3 and extension["final"] is True

@@ -39,13 +39,6 @@ def chats() -> list[list[dict]]:
 
 
 @pytest.fixture(scope="session")
-def llm():
-    from provider.llm import LLMEngine
-
-    return LLMEngine.load(backend="cpu")
-
-
-@pytest.fixture(scope="session")
 def reference():
     """(model, tokenizer) of transformers on the packaged GGUF, dequantised to fp32."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -10,24 +10,18 @@ from client.chat import CHAT_FORMAT, MAX_CONTEXT, MAX_TOKENS, ChatAnswer, ChatRe
 from client.errors import InvalidInput
 from provider.engine.errors import EmptyInputError
 from provider.llm import intops
-from provider.llm.chat_jobs import ChatRunner
 from provider.llm.engine import MAX_NEW_TOKENS
 from provider.llm.sampling import SamplingParams
 from tests.llm.conftest import FRANCE
-
-
-@pytest.fixture(scope="module")
-def runner(llm):
-    return ChatRunner(llm)
 
 
 def test_the_job_format_fits_the_decoder():
     assert MAX_CONTEXT == intops.MAX_CONTEXT and MAX_TOKENS <= MAX_NEW_TOKENS
 
 
-def test_a_greedy_chat_job_answers_as_the_engine_does(runner, llm):
+def test_a_greedy_chat_job_answers_as_the_engine_does(chat_runner, llm):
     raw = ChatRequest(messages=FRANCE, max_tokens=16).encode()
-    [result] = runner.run([raw])
+    [result] = chat_runner.run([raw])
     answer = ChatAnswer.decode(result)
     assert result[0] == CHAT_FORMAT and llm.model_info.format_version == CHAT_FORMAT
     assert list(answer.ids) == llm.generate(FRANCE, 16)
@@ -35,48 +29,48 @@ def test_a_greedy_chat_job_answers_as_the_engine_does(runner, llm):
     assert answer.text == "The capital of France is Paris."
 
 
-def test_a_batch_gives_each_job_the_bytes_it_gets_alone(runner):
+def test_a_batch_gives_each_job_the_bytes_it_gets_alone(chat_runner):
     requests = [ChatRequest(messages=FRANCE, max_tokens=3),  # stops at max_tokens
                 ChatRequest(prompt="The old harbour town", max_tokens=5),
                 ChatRequest(messages=[{"role": "user", "content": "Name a colour."}], max_tokens=6,
                             temperature_milli=900, top_k=40, top_p_micro=950_000, seed=11),
                 ChatRequest(messages=FRANCE, max_tokens=3)]
     raws = [r.encode() for r in requests]
-    together = runner.run(raws)
-    assert together == [runner.run([raw])[0] for raw in raws]
+    together = chat_runner.run(raws)
+    assert together == [chat_runner.run([raw])[0] for raw in raws]
     first = ChatAnswer.decode(together[0])
     assert first.finish == "length" and len(first.ids) == 3 and together[0] == together[3]
-    assert ChatAnswer.decode(together[1]).ids == tuple(runner.engine.generate("The old harbour town", 5))
+    assert ChatAnswer.decode(together[1]).ids == tuple(chat_runner.engine.generate("The old harbour town", 5))
 
 
-def test_a_sampled_job_replays_from_its_seed(runner, llm):
+def test_a_sampled_job_replays_from_its_seed(chat_runner, llm):
     def job(seed):
         return ChatRequest(messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=8,
                            temperature_milli=1200, seed=seed).encode()
 
-    first = runner.run([job(1)])[0]
-    assert runner.run([job(1)])[0] == first
+    first = chat_runner.run([job(1)])[0]
+    assert chat_runner.run([job(1)])[0] == first
     assert list(ChatAnswer.decode(first).ids) == llm.generate(
         [{"role": "user", "content": "Tell me a story."}], 8, SamplingParams(temperature_milli=1200, seed=1))
-    assert len({runner.run([job(s)])[0] for s in range(2, 6)} | {first}) > 1
+    assert len({chat_runner.run([job(s)])[0] for s in range(2, 6)} | {first}) > 1
 
 
-def test_inputs_no_provider_could_answer_are_refused_before_any_work(runner):
+def test_inputs_no_provider_could_answer_are_refused_before_any_work(chat_runner):
     good = ChatRequest(messages=FRANCE, max_tokens=2).encode()
     with pytest.raises(InvalidInput, match="input 1: chat request not in canonical form"):
-        runner.run([good, good.replace(b",", b", ")])
+        chat_runner.run([good, good.replace(b",", b", ")])
     with pytest.raises(InvalidInput):
-        runner.check("What is the capital of France?".encode())  # plain text is not a chat job
-    runner.check(good)
+        chat_runner.check("What is the capital of France?".encode())  # plain text is not a chat job
+    chat_runner.check(good)
     # Text that is all special-token markup still has tokens; nothing at all has none.
-    runner.check(ChatRequest(prompt="<|im_end|>", max_tokens=1).encode())
+    chat_runner.check(ChatRequest(prompt="<|im_end|>", max_tokens=1).encode())
     with pytest.raises(InvalidInput, match="no text"):
-        runner.check(ChatRequest(prompt="x", max_tokens=1).encode().replace(b'"x"', b'"   "'))
+        chat_runner.check(ChatRequest(prompt="x", max_tokens=1).encode().replace(b'"x"', b'"   "'))
     assert issubclass(EmptyInputError, ValueError) and issubclass(InvalidInput, ValueError)
 
 
 @pytest.mark.parametrize("unit", ["7", "🙂", "<|im_start|>", '"\\\n', "a b"])
-def test_a_valid_request_never_has_more_prompt_tokens_than_bytes(runner, unit):
+def test_a_valid_request_never_has_more_prompt_tokens_than_bytes(chat_runner, unit):
     """The SDK's size rule (bytes + max_tokens <= context) is safe only if a prompt never
     has more tokens than its JSON has bytes: digits and emoji bytes are a token each,
     and the template's tokens per message are fewer than the JSON's bytes per message.
@@ -95,5 +89,5 @@ def test_a_valid_request_never_has_more_prompt_tokens_than_bytes(runner, unit):
             raw = ChatRequest(messages=[*messages[:-1], {"role": messages[-1]["role"], "content": last}],
                               max_tokens=max_tokens).encode()
             assert len(raw) + max_tokens > MAX_CONTEXT - unit_bytes  # filled
-            request, ids = runner._prompt(raw)
+            request, ids = chat_runner._prompt(raw)
             assert len(ids) <= len(raw)

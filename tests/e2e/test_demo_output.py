@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from openai import OpenAI
@@ -76,6 +78,13 @@ def test_demo_tells_its_story_then_serves_the_openai_api(engine):
         chat = OpenAI(base_url=url, api_key="none", timeout=120).chat.completions.create(
             model=chat_model, messages=[{"role": "user", "content": "What is the capital of France?"}])
         assert chat.choices[0].message.content == "The capital of France is Paris."
+        # The explorer page's data shows the demo's jobs (11) and the two just asked.
+        state, give_up = {}, time.monotonic() + 60
+        while state.get("totals", {}).get("jobs", 0) < 13 and time.monotonic() < give_up:
+            time.sleep(0.5)
+            state = httpx.get(url.removesuffix("/v1") + "/explorer/state", timeout=30).json()
+        assert state["totals"]["jobs"] == 13, state.get("totals")
+        assert {p["address"] for p in state["providers"]} >= {extension["providers"][0]}
     finally:
         output = demo.stop()
     assert demo.proc.returncode == 0, output[-3000:]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-from eth_abi import decode as abi_decode
-
 
 class VerinferError(Exception):
     """Root of every error raised by the Verinfer SDK."""
@@ -285,6 +283,10 @@ def _decode_error_data(data: str | bytes) -> str | None:
     raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
     if raw[:4] != _ERROR_SELECTOR:
         return None
+    # Imported here: the engine raises these errors too, and a GPU box running
+    # only the engine must not load the chain stack (tests/engine/test_engine.py).
+    from eth_abi import decode as abi_decode
+
     try:
         return abi_decode(["string"], raw[4:])[0]
     except Exception:  # malformed revert data: fall back to the message text

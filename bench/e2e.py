@@ -33,7 +33,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.devchain import REPO, Anvil, free_port, start_anvil
+from bench.engine_alone import engine_alone_rate
 from client.protocol import MAX_BATCH, MAX_ID_BATCH
+from provider.engine.selftest import cpu_description
 
 REWARD = 10**15
 STAKE = 10**22
@@ -45,6 +47,7 @@ TAKEOVER_GRACE = 30.0
 # each), so shorter ones buy latency with throughput on a 2-core machine.
 POLL = 0.5
 WARM_UP_JOBS = 8  # r = 1 jobs per agent before the measured runs
+SALT = 7919  # a run of redundancy r posts sentences(n, salt=r * SALT): texts differ between runs
 
 SUBJECTS = ["The old fisherman", "A young engineer", "The city council", "My neighbour's cat",
             "The orchestra", "A small startup", "The football team", "Our history teacher",
@@ -300,7 +303,7 @@ def run_phase(client, anvil_pid: int, agents: list[AgentProc], model_id: bytes, 
     from client.events import JobFinalized, ResultRevealed
 
     w3, market = client.w3, client.marketplace
-    texts = sentences(n, salt=r * 7919)
+    texts = sentences(n, salt=r * SALT)
     before = [scrape(a.metrics_port) for a in agents]
     cpu_before = Cpu.read(anvil_pid, agents, before)
     first_block = w3.eth.block_number + 1
@@ -399,6 +402,16 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
         anvil.wait(30)
     console.print(table(phases, threads))
     shutil.rmtree(workdir)
+    r1 = next((p for p in phases if p.r == 1 and p.wall), None)
+    if r1 is not None:
+        with console.status("the engine alone on the same jobs (the peer of r = 1)"):
+            alone = engine_alone_rate(jobs, n_agents, threads, engine_batch, salt=SALT)
+        end_to_end = r1.completed / r1.wall
+        console.print(
+            f"r = 1 end to end {end_to_end:.1f} jobs/s; engine alone {alone:.1f} jobs/s ({n_agents} "
+            f"processes x {threads} thread(s), batch {engine_batch}, the same {jobs} sentences): "
+            f"[bold]{end_to_end / alone:.0%}[/bold] of engine-alone throughput")
+    console.print(f"CPU: {cpu_description()}")
     console.print(
         f"machine: {os.cpu_count()} CPUs. engine share (wall) = mean over agents of the wall time inside the "
         "engine / run wall time. chain share (CPU) = CPU time of anvil, the client and the agents outside "

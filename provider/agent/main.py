@@ -47,7 +47,6 @@ class Agent:
     store: Store
     txm: TxManager
     worker: JobWorker
-    watcher: Watcher
     metrics: Metrics
     services: list[Service]
 
@@ -57,11 +56,11 @@ class Agent:
     def step(self) -> None:
         """One turn of the services without their threads, for a caller that drives the
         agent itself (the embedded chain lives in the caller's process and only moves
-        when someone acts on it): catch up on events, move jobs forward, track
+        when someone acts on it): worker ticks (events first, then jobs forward; again
+        at once while the events are behind, as its thread does), then track
         transactions. The tx manager and the worker must have been set up."""
-        while not self.watcher.step():
+        while self.worker.tick():
             pass
-        self.worker.tick()
         self.txm.poll()
 
 
@@ -75,7 +74,8 @@ def build_agent(
     engines: Mapping[bytes, JobRunner],
     result_hook: Callable[[int, bytes], bytes] | None = None,
 ) -> Agent:
-    """Wire store, tx manager, job worker, watcher, metrics endpoint and dashboard.
+    """Wire store, tx manager, job worker (its first phase the watcher), metrics endpoint
+    and dashboard: the tx manager and the worker are the threads that write the store.
 
     Each engine runs its self-test first: an engine that doesn't compute the pinned bytes
     on this host raises ``SelfTestError`` before anything is registered or claimed.
@@ -94,25 +94,26 @@ def build_agent(
     market = Marketplace(w3, marketplace)
     txm = TxManager(w3, signer, store, config.tx, metrics=metrics,
                     reorg_window=config.watcher.reorg_window, receipt_logs=RECEIPT_STEPS)
-    worker = JobWorker(
-        w3=w3, store=store, txm=txm, market=market, engines=engines, policy=config.policy,
-        claim_batch=config.claim_batch, engine_batch=config.engine_batch,
-        poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
-        result_hook=result_hook, start_block=start_block, reorg_window=config.watcher.reorg_window,
-    )
     watcher = Watcher(
         w3, store, MarketplaceLogs(market), JobBook(store, signer.address, engines),
         config.watcher, addresses=[market.address], start_block=start_block, metrics=metrics,
     )
+    worker = JobWorker(
+        w3=w3, store=store, txm=txm, market=market, watcher=watcher, engines=engines,
+        policy=config.policy,
+        claim_batch=config.claim_batch, engine_batch=config.engine_batch,
+        poll_interval=min(config.watcher.poll_interval, 0.5), metrics=metrics,
+        result_hook=result_hook, start_block=start_block, reorg_window=config.watcher.reorg_window,
+    )
     # Set up in this order (the worker registers through the tx manager), stopped in reverse.
-    services: list[Service] = [txm, worker, watcher]
+    services: list[Service] = [txm, worker]
     if config.metrics.enabled:
         services.append(MetricsServer(metrics, config.metrics.host, config.metrics.port))
     if config.dashboard:
         services.append(Dashboard(lambda: snapshot_from_store(
             store, address=signer.address, network=config.network,
-            head_block=watcher.head_block, stake_free=worker.stake_free)))
-    return Agent(store, txm, worker, watcher, metrics, services)
+            head_block=worker.head_block, stake_free=worker.stake_free)))
+    return Agent(store, txm, worker, metrics, services)
 
 
 def _check_reachable(config: AgentConfig) -> None:

@@ -8,6 +8,10 @@ before handlers finish; we do not). Before each step the stored hash of the chec
 block is compared with the chain; on a mismatch the watcher walks back through the
 remembered hashes to the fork point, tells the handler to `rewind`, and re-delivers
 from there. RPC outages only delay it: the checkpoint never moves past unread blocks.
+
+It runs no thread of its own: the job worker's tick runs it first (`catch_up`), so the
+job book's writes and the worker's share one thread (jobs/worker.py), which also
+retries a failed range and stops the agent on `ReorgTooDeep`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ from client.chain import Header, block_hash, get_logs, headers
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff
-from provider.agent.service import Service
 from provider.agent.store import Checkpoint, Store
 
 log = logging.getLogger("verinfer.agent.watcher")
@@ -109,8 +111,8 @@ class EventHandler(Protocol):
         from the new chain. Undo whatever must not survive that."""
 
 
-class Watcher(Service):
-    name = "watcher"
+class Watcher:
+    """Delivers the contract's events, range by range, to one handler; see the module doc."""
 
     def __init__(
         self,
@@ -124,7 +126,6 @@ class Watcher(Service):
         start_block: int = 0,
         metrics: Metrics | None = None,
     ):
-        super().__init__()
         self.w3, self.store, self.decoder, self.handler = w3, store, decoder, handler
         self.config = config
         self.addresses = [to_checksum_address(a) for a in addresses]
@@ -136,24 +137,14 @@ class Watcher(Service):
         self._reorgs = metrics.counter("verinfer_reorgs_total", "Reorgs detected")
         self._synced = metrics.gauge("verinfer_synced_block", "Last block processed")
 
-    def run_forever(self) -> None:
-        delays = Backoff().delays()
-        while not self.stop_event.is_set():
-            try:
-                caught_up = self.step()
-                delays = Backoff().delays()
-                delay = self.config.poll_interval if caught_up else 0.0
-            except ReorgTooDeep:
-                raise
-            except TRANSIENT_ERRORS as err:
-                delay = next(delays)
-                log.warning("watcher: rpc unavailable",
-                            extra={"error": type(err).__name__, "retry_in": round(delay, 2)})
-            except Exception:  # the range is retried; nothing was checkpointed
-                delay = next(delays)
-                log.exception("watcher: step failed; retrying")
-            if delay:
-                self.stop_event.wait(delay)
+    def catch_up(self, max_ranges: int) -> bool:
+        """Process up to `max_ranges` ranges (a reorg's rewind counts as one). Returns True
+        when caught up with the safe head. Raises what `step` raises: nothing of the range
+        that failed was checkpointed, so calling again retries it."""
+        for _ in range(max_ranges):
+            if self.step():
+                return True
+        return False
 
     def step(self) -> bool:
         """Process one range (or one reorg). Returns True when caught up with the safe head."""

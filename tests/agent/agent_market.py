@@ -35,9 +35,10 @@ class Env:
         transact(self.w3, self.client, self.token.build_approve(self.market.address, 10**24))
 
     def agent(self, index: int, tmp_path, result_hook=None, tx_confirmations: int = 1,
-              **sections):
-        """An agent set up (registered, staked) on this market; `sections` replace the
-        config sections given here (e.g. watcher={"confirmations": 2})."""
+              w3=None, **sections):
+        """An agent set up (registered, staked) on this market, talking to the chain
+        through `w3` (default: anvil directly); `sections` replace the config sections
+        given here (e.g. watcher={"confirmations": 2})."""
         config = AgentConfig(**{
             "models": ["0x" + self.engine.model_id.hex()],
             "db_path": tmp_path / f"agent{index}.db",
@@ -47,7 +48,7 @@ class Env:
             "watcher": {"confirmations": 0, "poll_interval": 0.05}, "tx": {"confirmations": 1},
             **sections,
         })
-        agent = build_agent(config, self.w3, funded_account(index),
+        agent = build_agent(config, w3 or self.w3, funded_account(index),
                             marketplace=self.market.address, start_block=self.start_block,
                             engines={self.engine.model_id: self.engine}, result_hook=result_hook)
         agent.txm.setup()
@@ -88,6 +89,15 @@ def drive(agents, done, rounds=200, anvil=None):
             anvil.rpc("evm_mine")
         time.sleep(0.02)  # lets the batchers' max_wait pass
     raise AssertionError("agents did not get there")
+
+
+def wait_for(condition, timeout=30.0) -> None:
+    """Poll `condition` until it holds; AssertionError after `timeout` seconds."""
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
 
 
 def assert_clean_transactions(env, store, address) -> None:

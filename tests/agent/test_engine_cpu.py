@@ -32,4 +32,4 @@ def _cpu_of_a_thread_named(name: str) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_engine_workers_count_and_other_services_do_not():
     assert _cpu_of_a_thread_named(f"{ENGINE_POOL}_0") >= 0.15  # clock ticks are 10 ms
-    assert _cpu_of_a_thread_named("watcher") < 0.1  # only this thread's own polling
+    assert _cpu_of_a_thread_named("txmanager") < 0.1  # only this thread's own polling

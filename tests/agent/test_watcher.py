@@ -1,8 +1,7 @@
 """The event watcher on real anvil nodes: confirmations, bounded ranges, reorgs
-(anvil_reorg), RPC outages, exactly-once delivery across failures and restarts."""
-
-import threading
-import time
+(anvil_reorg), RPC outages, exactly-once delivery across failures and restarts. It is
+a component (the job worker's first phase): its retries and stopping are the worker's
+loop's, tested in test_worker_threads.py."""
 
 import pytest
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
@@ -10,7 +9,7 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from client.chain import Header, block_hash, get_logs, headers, mined_receipt
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
-from provider.agent.rpc import connect
+from provider.agent.rpc import TRANSIENT_ERRORS, connect
 from provider.agent.store import JobState, Store
 from provider.agent.watcher import EventDecoder, Watcher
 
@@ -40,7 +39,7 @@ class Recorder:
 def make_watcher(url, ping, store, handler, **config) -> Watcher:
     w3 = connect(url, timeout=5)
     return Watcher(w3, store, EventDecoder(w3, ping.abi), handler,
-                   WatcherConfig(**{"poll_interval": 0.05, **config}),
+                   WatcherConfig(**config),
                    addresses=[ping.address], start_block=ping.deploy_block)
 
 
@@ -145,9 +144,10 @@ def test_reorg_deeper_than_the_remembered_hashes_is_refused(anvil, ping, tmp_pat
     anvil.rpc("anvil_reorg", 3, [])
     with pytest.raises(ReorgTooDeep):
         watcher.step()
-    # As a service, that ends run_forever with the error, so the runner exits 1.
+    # Tried again, it refuses again: nothing was rewound (the worker stops the agent).
     with pytest.raises(ReorgTooDeep):
-        watcher.run_forever()
+        watcher.catch_up(10)
+    assert recorder.rewinds == []
 
 
 def test_reorg_with_short_history_starts_over(anvil, ping, tmp_path):
@@ -204,35 +204,23 @@ def test_exactly_once_across_handler_failure_and_restart(anvil, ping, tmp_path):
     assert [j.job_id for j in store.jobs()] == [0, 1, 2, 3]
 
 
-def wait_for(condition, timeout=30.0):
-    give_up = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
-
-
 def test_rpc_outage_delays_but_loses_and_repeats_nothing(anvil, ping, proxy, tmp_path):
-    recorder = Recorder()
-    watcher = make_watcher(proxy.url, ping, Store(tmp_path / "w.db"), recorder)
-    thread = threading.Thread(target=watcher.run_forever)
-    thread.start()
-    try:
-        for n in range(3):
-            ping.ping(n)
-        wait_for(lambda: recorder.deliveries == 3)
-        proxy.down()
-        for n in range(3, 6):
-            ping.ping(n)  # straight to anvil: the chain moves on during the outage
-        time.sleep(0.5)
-        assert thread.is_alive() and recorder.deliveries == 3
-        proxy.up()
-        wait_for(lambda: recorder.deliveries == 6)
-        assert recorder.view == ping.logged()
-    finally:
-        watcher.stop()
-        thread.join(10)
-    assert not thread.is_alive()
+    recorder, store = Recorder(), Store(tmp_path / "w.db")
+    watcher = make_watcher(proxy.url, ping, store, recorder)
+    for n in range(3):
+        ping.ping(n)
+    assert watcher.catch_up(10) and recorder.deliveries == 3
+    synced = store.checkpoint()
+    proxy.down()
+    for n in range(3, 6):
+        ping.ping(n)  # straight to anvil: the chain moves on during the outage
+    for _ in range(3):  # each try fails before anything is delivered or checkpointed
+        with pytest.raises(TRANSIENT_ERRORS):
+            watcher.catch_up(10)
+    assert recorder.deliveries == 3 and store.checkpoint() == synced
+    proxy.up()
+    assert watcher.catch_up(10)
+    assert recorder.view == ping.logged() and recorder.deliveries == 6
 
 
 def test_log_ranges_narrow_when_the_node_refuses_wide_queries(anvil, ping, proxy, tmp_path):

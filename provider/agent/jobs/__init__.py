@@ -1,15 +1,16 @@
 """The provider's job logic: which jobs to take, and carrying each one to payment.
 
 The store is the only source of truth (so a restart simply carries on from it); each
-job is a typed `JobRecord` (provider/agent/records.py). Two parts write it:
+job is a typed `JobRecord` (provider/agent/records.py). One thread writes it, the
+`JobWorker`'s (worker.py, a service), whose tick runs these phases in order:
 
-- `JobBook` (book.py, a watcher handler) records what the chain announces: jobs
-  posted for the models we serve, challenges, and each held job's final outcome.
-- `JobWorker` (worker.py, a service) moves held jobs forward each tick, always
-  through the tx manager and the batch entry points, in phases:
-  reconcile.py (our mined steps and reorgs) -> take.py (claims) -> seal.py (engine,
-  then commit or deliver) -> settle.py (reveal, finalize), sharing steps.py (send,
-  fail, refuse, give up). settlement.py alone decides a settled job's outcome.
+- events: the watcher (provider/agent/watcher.py) hands each range of marketplace
+  events to `JobBook` (book.py), which records what the chain announces: jobs posted
+  for the models we serve, challenges, and each held job's final outcome;
+- then it moves held jobs forward, always through the tx manager and the batch entry
+  points: reconcile.py (our mined steps and reorgs) -> take.py (claims) -> seal.py
+  (engine, then commit or deliver) -> settle.py (reveal, finalize), sharing steps.py
+  (send, fail, refuse, give up). settlement.py alone decides a settled job's outcome.
 
   r >= 2 and re-execution rounds (seats drawn by stake, contracts/modules/sortition.vy):
            SEEN -claim_many-> CLAIMING -> CLAIMED -engine, salt stored, commit_many->

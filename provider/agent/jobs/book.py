@@ -3,8 +3,9 @@
 Each handler is registered for its event where it is defined (`@EVENTS.on(JobPosted)`,
 the way silverback's `@app.on_(...)` ties a subscription to its handler), so the
 events the watcher asks the node for (`WATCHED_EVENTS`) are exactly those handled.
-The watcher hands each range's events over inside the store transaction that moves
-its checkpoint: a crash records each event exactly once.
+The watcher (the job worker's first phase, on its thread) hands each range's events
+over inside the store transaction that moves its checkpoint: a crash records each
+event exactly once.
 """
 
 from __future__ import annotations

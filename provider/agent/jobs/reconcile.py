@@ -112,8 +112,7 @@ class Reconciler:
                 self.market.min_windows().claim) + 1
         failed: dict[int, str] = {}
         delivered: list[int] = []
-        # One commit for the batch; each job is re-read inside it, as the watcher's
-        # thread may have moved it meanwhile.
+        # One commit (one fsync) for the batch's jobs.
         with self.store.atomic():
             for job in self.store.jobs(ids=ids):
                 if job.pending is None or job.pending.tx != record.id:
@@ -292,7 +291,7 @@ class Reconciler:
             self.store.update_job(job.job_id, state=state, collateral=info.collateral_per_seat * len(held),
                                   pending=None, failures=0, last_tx=record.id,
                                   seat_collateral=info.collateral_per_seat, **extra)
-            job = self.store.job(job.job_id) or job  # as the watcher's thread may have left it
+            job = self.store.job(job.job_id) or job  # as just updated: its seats decide
             if job.settled is not None:
                 state = settle(self.store, job, job.settled)
         log.info("job re-derived from the contract", extra={"job_id": job.job_id,

@@ -51,9 +51,7 @@ class Taker:
         due = [i for i, at in self._redraw_at.items() if at <= now]
         if not due:
             return
-        with self.store.atomic():  # as the watcher's thread may have settled some meanwhile
-            due = [j.job_id for j in self.store.jobs(JobState.UNDRAWN, ids=due)]
-            self.store.update_jobs(due, state=JobState.SEEN)
+        self.store.update_jobs(due, state=JobState.SEEN)  # all UNDRAWN: read above, one writer
         for job_id in due:
             del self._redraw_at[job_id]
         log.info("undrawn jobs claimed again", extra={"jobs": len(due)})

@@ -1,10 +1,17 @@
-"""The job worker: a service whose tick runs the phases in order, each a small object
-over the shared `JobSteps`: reconcile (our mined transactions and reorgs), take
-(claim), seal (compute, then deliver or commit), settle (reveal, finalize)."""
+"""The job worker: a service whose tick runs the phases in order: events (the watcher,
+into the job book), then small objects over the shared `JobSteps`: reconcile (our
+mined transactions and reorgs), take (claim), seal (compute, then deliver or commit),
+settle (reveal, finalize).
+
+Its thread is the only one that writes job rows: the job book writes them from the
+events phase, the other phases through `JobSteps`; the tx manager's thread writes
+transaction rows alone. So a phase reads a job and writes it back with no other
+writer in between."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 
 from web3 import Web3
@@ -13,6 +20,7 @@ from client.chain import headers
 from client.errors import ContractError
 from client.marketplace import Marketplace, Token
 from provider.agent.config import BatchConfig, PolicyConfig
+from provider.agent.errors import ReorgTooDeep
 from provider.agent.jobs.reconcile import Reconciler
 from provider.agent.jobs.runner import JobRunner
 from provider.agent.jobs.seal import Sealer
@@ -25,10 +33,16 @@ from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
+from provider.agent.watcher import Watcher
 
 log = logging.getLogger("verinfer.agent.jobs")
 
 BOOTSTRAP = ("register", "update_provider", "approve", "stake")  # kinds of ensure_registered
+# Log ranges (of watcher.max_range blocks each) the events phase reads per tick. An agent
+# far behind (a first start on a long-lived marketplace, a long outage) thus still runs
+# the other phases between ranges: reveals and finalizes have deadlines that do not
+# wait for the catch-up. While behind, the next tick follows at once.
+RANGES_PER_TICK = 8
 
 
 class JobWorker(Service):
@@ -43,6 +57,7 @@ class JobWorker(Service):
         store: Store,
         txm: TxManager,
         market: Marketplace,
+        watcher: Watcher,
         engines: Mapping[bytes, JobRunner],
         policy: PolicyConfig,
         claim_batch: BatchConfig,
@@ -53,13 +68,16 @@ class JobWorker(Service):
         start_block: int = 0,
         reorg_window: int = 64,
     ):
-        """`engines`: one per model served, keyed by model id. `result_hook(job_id,
-        result) -> result` replaces results before they are sealed: only for demos and
-        fault tests of a dishonest provider. `start_block`: where to look for provider
-        registrations (the marketplace's deploy block). `reorg_window`: how many blocks
-        a settlement stays open to a reorg (the watcher's)."""
+        """`watcher`: delivers the marketplace's events to the job book, run as the
+        tick's first phase. `engines`: one per model served, keyed by model id.
+        `result_hook(job_id, result) -> result` replaces results before they are sealed:
+        only for demos and fault tests of a dishonest provider. `start_block`: where to
+        look for provider registrations (the marketplace's deploy block). `reorg_window`:
+        how many blocks a settlement stays open to a reorg (the watcher's)."""
         super().__init__()
-        self.w3, self.store, self.txm, self.market = w3, store, txm, market
+        self.w3, self.store, self.txm, self.market, self.watcher = w3, store, txm, market, watcher
+        self._watch_delays = Backoff().delays()
+        self._watch_after = 0.0  # monotonic time before which a failed range isn't retried
         self.engines, self.poll_interval = dict(engines), poll_interval
         metrics = metrics or Metrics()
         self.steps = JobSteps(store=store, txm=txm, market=market, policy=policy,
@@ -69,6 +87,11 @@ class JobWorker(Service):
         self.take = Taker(self.steps, self.engines, claim_batch,
                           ProviderDirectory(market, start_block=start_block), self.seal.queue)
         self.settle = Settler(self.steps, poll_interval)
+
+    @property
+    def head_block(self) -> int | None:
+        """The chain head the events phase last saw (for the dashboard)."""
+        return self.watcher.head_block
 
     @property
     def stake_free(self) -> int | None:
@@ -85,9 +108,11 @@ class JobWorker(Service):
         delays = Backoff().delays()
         while not self.stop_event.is_set():
             try:
-                self.tick()
+                behind = self.tick()
                 delays = Backoff().delays()
-                delay = self.poll_interval
+                delay = 0.0 if behind else self.poll_interval
+            except ReorgTooDeep:  # our records may hold what the chain lost: stop the agent
+                raise
             except ContractError:  # a view reverted: a job-level surprise, not an outage
                 delay = next(delays)
                 log.exception("job step failed")
@@ -98,7 +123,8 @@ class JobWorker(Service):
             except Exception:  # a failing job never kills the agent
                 delay = next(delays)
                 log.exception("job step failed")
-            self.stop_event.wait(delay)
+            if delay:
+                self.stop_event.wait(delay)
 
     def ensure_registered(self) -> None:
         """Register, declare models and top up stake to `policy.stake` when needed."""
@@ -126,7 +152,10 @@ class JobWorker(Service):
 
     # ---- one tick --------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """Run every phase once. Returns True while the events phase is behind the safe
+        head (the caller ticks again at once)."""
+        behind = self._watch()
         self.steps.head = head = headers(self.w3, ["latest"])[0]
         now = head.timestamp
         self.reconcile.run(now)
@@ -134,3 +163,24 @@ class JobWorker(Service):
         self.seal.run()
         self.settle.reveal(now)
         self.settle.finalize(now)
+        return behind
+
+    def _watch(self) -> bool:
+        """The events phase: up to RANGES_PER_TICK ranges into the job book. Returns
+        True if it stopped short of the safe head. An unreachable node and a reorg
+        deeper than remembered end the tick (`run_forever` backs off, or stops); any
+        other failure of a range (nothing of it was checkpointed) is logged and retried
+        after a backoff while the other phases go on."""
+        if time.monotonic() < self._watch_after:
+            return False
+        try:
+            caught_up = self.watcher.catch_up(RANGES_PER_TICK)
+        except (ReorgTooDeep, *TRANSIENT_ERRORS):
+            raise
+        except Exception:
+            delay = next(self._watch_delays)
+            self._watch_after = time.monotonic() + delay
+            log.exception("watcher: range failed; retrying", extra={"retry_in": round(delay, 2)})
+            return False
+        self._watch_delays = Backoff().delays()
+        return not caught_up

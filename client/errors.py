@@ -27,6 +27,11 @@ class ConfigError(VerinferError, ValueError):
     (the provider agent's, the gateway's)."""
 
 
+class AccountError(ConfigError):
+    """The signing account cannot be loaded (``client.accounts``): a malformed key, an
+    unknown alias or test account, a missing or wrong passphrase."""
+
+
 class DeploymentNotFound(VerinferError, LookupError):
     """No marketplace recorded (or no code at the recorded address) for this chain."""
 

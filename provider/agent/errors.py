@@ -1,7 +1,7 @@
 """Typed errors of the provider agent, under the SDK's root (``client.errors.VerinferError``):
-one ``except VerinferError`` catches the agent's and the SDK's alike. Bad settings and an
-unreachable node are the SDK's ``ConfigError`` and ``RpcUnavailable``. Each subclass also
-inherits the matching builtin."""
+one ``except VerinferError`` catches the agent's and the SDK's alike. Bad settings, an
+unusable account and an unreachable node are the SDK's ``ConfigError``, ``AccountError``
+and ``RpcUnavailable``. Each subclass also inherits the matching builtin."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ class AgentError(VerinferError):
 
 class PreflightError(AgentError, RuntimeError):
     """A start-up check failed (no gas funds, no stake, wrong chain, ...): one line each."""
-
-
-class AccountError(AgentError, ValueError):
-    """The signing account cannot be loaded (unknown alias, missing passphrase, bad keyfile)."""
 
 
 class StoreError(AgentError, RuntimeError):

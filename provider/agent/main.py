@@ -19,9 +19,9 @@ import click
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from client.accounts import load_account
 from client.errors import ConfigError, VerinferError
 from client.marketplace import Marketplace
-from provider.agent.accounts import load_signer
 from provider.agent.config import AgentConfig, load_config
 from provider.agent.dashboard import Dashboard, snapshot_from_store
 from provider.agent.doctor import Check, run_checks
@@ -164,7 +164,7 @@ def _connected(config_path: Path | None, no_dashboard: bool = False):
         config = config.model_copy(update={"dashboard": False})
     configure_logging(config.log.level, config.log.format)
     _check_reachable(config)
-    return config, load_signer(config.account)
+    return config, load_account(config.account)
 
 
 def preflight(config: AgentConfig, w3: Web3, marketplace: str, address: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from web3 import Web3
 
-from provider.agent.rpc import connect
+from client.transport import http_web3
 
 REPO = Path(__file__).resolve().parents[1]
 ANVIL = shutil.which("anvil", path=str(REPO / "node_modules" / ".bin")) or shutil.which("anvil")
@@ -39,7 +39,7 @@ class Anvil:
         return f"http://127.0.0.1:{self.port}"
 
     def w3(self) -> Web3:
-        return connect(self.url, timeout=5)
+        return http_web3(self.url, timeout=5)
 
     def rpc(self, method: str, *params):
         response = self.w3().provider.make_request(method, list(params))

@@ -5,123 +5,21 @@ web3's result formatters cost more CPU than a local node's round trip (``get_blo
 formats every field of a block; receipts and logs checksum every log's address, a keccak
 each), and agents and clients poll these all the time.
 
+This module holds only those reads; how requests reach the node (``http_web3``) and how
+failures are retried and translated is ``client.transport``'s.
+
 >>> Header(1, b"\\x00" * 32, 0, None).number
 1
 """
 from __future__ import annotations
 
-import base64
-import http.client
-import os
-import ssl
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import certifi
-import requests
 from hexbytes import HexBytes
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import Web3RPCError
-
-
-def http_web3(url: str, timeout: float) -> Web3:
-    """A Web3 for an HTTP endpoint, without web3's own silent retries (callers retry
-    visibly) and without its default middlewares: they cost more CPU than a local node's
-    round trip, and none serves Verinfer (it signs locally, gives every fee and gas, uses
-    no ENS names and reads results by key).
-
-    Requests go over one kept-alive ``http.client`` connection per thread (``KeepAlive``):
-    requests' session machinery costs ~0.4 ms of CPU per call, twice what a local node
-    takes to answer. Where the environment names a proxy for ``url``, they go through a
-    requests session instead, which reads the proxy settings once, here."""
-    proxies = requests.utils.get_environ_proxies(url)
-    session = None
-    if proxies:
-        session = requests.Session()
-        session.trust_env = False  # or it re-reads the environment on every request
-        session.proxies = proxies
-        session.verify = _ca_bundle() or True
-    provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session,
-                            exception_retry_configuration=None)
-    if session is None:
-        provider._request_session_manager = KeepAlive(url, timeout)  # web3's one seam for its HTTP client
-    return Web3(provider, middleware=[])
-
-
-class KeepAlive:
-    """POSTs to one JSON-RPC URL over a persistent ``http.client`` connection per thread,
-    in the shape of web3's HTTP session manager (``make_post_request``).
-
-    Failures are ``OSError``s, as requests' are: a refused or dropped connection, a
-    timeout, a malformed or non-2xx answer (``ConnectionError``). A kept-alive connection
-    the node closed while idle is re-opened once, transparently.
-    """
-
-    def __init__(self, url: str, timeout: float):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self._https = parts.scheme == "https"
-        self._address = (parts.hostname, parts.port)
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._headers = {"Content-Type": "application/json"}
-        if parts.username is not None:  # credentials in the URL: HTTP basic auth, as requests does
-            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-        self._timeout = timeout
-        self._local = threading.local()
-
-    def make_post_request(self, endpoint_uri: str, data: bytes, **_: Any) -> bytes:
-        for attempt in (1, 2):
-            conn = self._connection()
-            reused = conn.sock is not None
-            try:
-                conn.request("POST", self._path, data, self._headers)
-                response = conn.getresponse()
-                body = response.read()
-            except (ConnectionResetError, BrokenPipeError) as err:  # incl. RemoteDisconnected
-                self._drop()
-                if reused and attempt == 1:  # the node closed it while idle: open a new one
-                    continue
-                raise ConnectionError(f"connection to {self._address[0]} lost: {err}") from err
-            except http.client.HTTPException as err:  # a malformed answer (not an OSError)
-                self._drop()
-                raise ConnectionError(f"bad HTTP answer from {self._address[0]}: {err!r}") from err
-            except OSError:
-                self._drop()
-                raise
-            if response.will_close:
-                self._drop()
-            if not 200 <= response.status < 300:
-                raise ConnectionError(f"HTTP {response.status} {response.reason} from {self._address[0]}")
-            return body
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            host, port = self._address
-            if self._https:
-                context = ssl.create_default_context(cafile=_ca_bundle() or certifi.where())
-                conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=context)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            self._local.conn = conn
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-
-def _ca_bundle() -> str | None:
-    # The CA bundle settings requests honours.
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from client.progress import WaitDisplay
 from client.protocol import BPS, MAX_BATCH, MAX_ID_BATCH, MAX_WINDOW, JobStatus, result_digest
 from client.records import (Balances, Deadlines, Estimate, JobInfo, ModelInfo, Params, ProviderInfo,
                             TxResult, VerifiedResult)
-from client.transport import Connection, Signer, account_from_key, ape_local_account, connect_ape, \
-    connect_rpc, translate_errors
+from client.signer import Signer
+from client.transport import Connection, connect_ape, connect_rpc, translate_errors
 
 Until = Literal["result", "settled"]
 
@@ -69,7 +69,8 @@ class Client:
                 poll_interval: float = 0.5) -> Client:
         """Connect through an ape network choice (default) or an RPC URL.
 
-        ``account``: an ape account, alias or ``"TEST::<n>"``; or ``private_key``.
+        ``account``: an ape account, alias or ``"TEST::<n>"``; or ``private_key``
+        (``client.accounts.load_account`` reads either).
         ``marketplace``: its address; default, the one recorded for this chain.
 
         >>> Client.connect("ethereum:local:foundry", account="TEST::1")  # doctest: +SKIP
@@ -77,16 +78,14 @@ class Client:
         """
         if account is not None and private_key is not None:
             raise ConfigError("give an account or a private key, not both")
+        # One loader takes both; a key reads as one even without its 0x.
+        spec = account if private_key is None else "0x" + private_key.removeprefix("0x")
         if rpc is not None:
             if network is not None:
                 raise ConfigError("give an ape network or an RPC URL, not both")
-            connection = connect_rpc(rpc, private_key)
-            if account is not None:
-                connection.account = ape_local_account(account)
+            connection = connect_rpc(rpc, spec)
         else:
-            connection = connect_ape(network, account)
-            if private_key is not None:
-                connection.account = account_from_key(private_key)
+            connection = connect_ape(network, spec)
         try:
             with translate_errors():
                 chain_id = connection.w3.eth.chain_id

@@ -1,33 +1,198 @@
-"""Getting a Web3 and a signing account, and sending transactions.
+"""How requests reach a node, how failures are retried and translated, and connecting.
 
-Two ways in: an ape network choice (``ethereum:local:test``, ``ethereum:local:foundry``,
-...) using the connected ape provider's ``web3`` and an ape account, or a plain RPC URL
-plus a private key. Either way transactions are signed locally with eth_account and
-sent raw: much faster than going through ape for every transaction.
+- ``http_web3``: a Web3 for an HTTP(S) JSON-RPC endpoint over a kept-alive connection
+  per thread (``KeepAlive``);
+- ``retry`` with ``Backoff``: call again while the node is unreachable
+  (``TRANSIENT_ERRORS``); the provider agent rides out outages with it;
+- ``translate_errors``: web3 / eth-tester / HTTP failures as ``VerinferError``s;
+- ``connect_rpc`` / ``connect_ape``: a ``Connection`` (a Web3 and the account that signs,
+  from ``client.accounts.load_account``) through a plain RPC URL or an ape network choice.
 
->>> isinstance(fee_fields({"baseFeePerGas": 10}, priority=1), dict)
-True
+Raw chain reads are in ``client.chain``, sending transactions in ``client.signer``.
+
+>>> from itertools import islice
+>>> list(islice(Backoff(base=0.5, cap=3).delays(), 5))
+[0.5, 1.0, 2.0, 3, 3]
 """
 from __future__ import annotations
 
+import base64
 import contextlib
-import json
+import http.client
+import logging
 import os
+import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from eth_account import Account
+import certifi
+import requests
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.exceptions import ProviderConnectionError, TransactionNotFound
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ProviderConnectionError
 
-from client.chain import http_web3
-from client.errors import (ConfigError, ContractError, RpcUnavailable, TransactionTimeout,
-                           UnknownRevert, error_for_revert, revert_reason)
+from client.accounts import load_account
+from client.errors import ConfigError, ContractError, RpcUnavailable, error_for_revert, revert_reason
 
-DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei when the node can't suggest one
+log = logging.getLogger("verinfer.transport")
+
+T = TypeVar("T")
+
+# requests' ConnectionError / Timeout / HTTPError and KeepAlive's failures are OSErrors;
+# JSON-RPC error *answers* (web3's Web3RPCError, a ValueError) are not transient and are
+# never retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, ProviderConnectionError)
+
+
+def http_web3(url: str, timeout: float = 10.0) -> Web3:
+    """A Web3 for an HTTP endpoint, without web3's own silent retries (callers retry
+    visibly) and without its default middlewares: they cost more CPU than a local node's
+    round trip, and none serves Verinfer (it signs locally, gives every fee and gas, uses
+    no ENS names and reads results by key).
+
+    Requests go over one kept-alive ``http.client`` connection per thread (``KeepAlive``):
+    requests' session machinery costs ~0.4 ms of CPU per call, twice what a local node
+    takes to answer. Where the environment names a proxy for ``url``, they go through a
+    requests session instead, which reads the proxy settings once, here."""
+    proxies = requests.utils.get_environ_proxies(url)
+    session = None
+    if proxies:
+        session = requests.Session()
+        session.trust_env = False  # or it re-reads the environment on every request
+        session.proxies = proxies
+        session.verify = _ca_bundle() or True
+    provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session,
+                            exception_retry_configuration=None)
+    if session is None:
+        provider._request_session_manager = KeepAlive(url, timeout)  # web3's one seam for its HTTP client
+    return Web3(provider, middleware=[])
+
+
+class KeepAlive:
+    """POSTs to one JSON-RPC URL over a persistent ``http.client`` connection per thread,
+    in the shape of web3's HTTP session manager (``make_post_request``).
+
+    Failures are ``OSError``s, as requests' are: a refused or dropped connection, a
+    timeout, a malformed or non-2xx answer (``ConnectionError``). A kept-alive connection
+    the node closed while idle is re-opened once, transparently.
+    """
+
+    def __init__(self, url: str, timeout: float):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self._https = parts.scheme == "https"
+        self._address = (parts.hostname, parts.port)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json"}
+        if parts.username is not None:  # credentials in the URL: HTTP basic auth, as requests does
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def make_post_request(self, endpoint_uri: str, data: bytes, **_: Any) -> bytes:
+        for attempt in (1, 2):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", self._path, data, self._headers)
+                response = conn.getresponse()
+                body = response.read()
+            except (ConnectionResetError, BrokenPipeError) as err:  # incl. RemoteDisconnected
+                self._drop()
+                if reused and attempt == 1:  # the node closed it while idle: open a new one
+                    continue
+                raise ConnectionError(f"connection to {self._address[0]} lost: {err}") from err
+            except http.client.HTTPException as err:  # a malformed answer (not an OSError)
+                self._drop()
+                raise ConnectionError(f"bad HTTP answer from {self._address[0]}: {err!r}") from err
+            except OSError:
+                self._drop()
+                raise
+            if response.will_close:
+                self._drop()
+            if not 200 <= response.status < 300:
+                raise ConnectionError(f"HTTP {response.status} {response.reason} from {self._address[0]}")
+            return body
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            host, port = self._address
+            if self._https:
+                context = ssl.create_default_context(cafile=_ca_bundle() or certifi.where())
+                conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=context)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _ca_bundle() -> str | None:
+    # The CA bundle settings requests honours.
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays base, base*factor, ... capped at `cap` seconds."""
+
+    base: float = 0.2
+    factor: float = 2.0
+    cap: float = 10.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.base
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.cap)
+
+
+def retry(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    stop: threading.Event | None = None,
+    deadline: float | None = None,
+    backoff: Backoff = Backoff(),
+) -> T:
+    """Call `fn` until it does not raise a transient RPC error.
+
+    Gives up with RpcUnavailable when `stop` is set or `deadline` (seconds from now)
+    has passed; with neither, it retries for as long as the endpoint is down.
+    """
+    give_up_at = None if deadline is None else time.monotonic() + deadline
+    attempt = 0
+    for delay in backoff.delays():
+        attempt += 1
+        try:
+            return fn()
+        except TRANSIENT_ERRORS as err:
+            if give_up_at is not None and time.monotonic() + delay > give_up_at:
+                raise RpcUnavailable(f"{what}: endpoint unreachable after {attempt} tries") from err
+            log.warning(
+                "rpc unavailable",
+                extra={"what": what, "attempt": attempt, "retry_in": round(delay, 2),
+                       "error": type(err).__name__},
+            )
+            if stop is not None:
+                if stop.wait(delay):
+                    raise RpcUnavailable(f"{what}: stopped while endpoint unreachable") from err
+            else:
+                time.sleep(delay)
+    raise AssertionError("unreachable")  # Backoff.delays never ends
 
 
 @contextlib.contextmanager
@@ -44,7 +209,7 @@ def translate_errors() -> Iterator[None]:
         yield
     except ContractError:
         raise
-    except (OSError, ProviderConnectionError) as exc:
+    except TRANSIENT_ERRORS as exc:
         raise RpcUnavailable(f"RPC endpoint unreachable: {exc}") from exc
     except Exception as exc:
         reason = revert_reason(exc)
@@ -72,8 +237,10 @@ class Connection:
             self._ape_context = None
 
 
-def connect_rpc(url: str, private_key: str | None = None, *, timeout: float = 30.0) -> Connection:
-    """A connection to an HTTP(S) JSON-RPC endpoint, signing with ``private_key`` if given.
+def connect_rpc(url: str, account: Any = None, *, timeout: float = 30.0) -> Connection:
+    """A connection to an HTTP(S) JSON-RPC endpoint, signing (if ``account`` is given)
+    with the account it names (``client.accounts.load_account``: a private key, an ape
+    alias, ``"TEST::<n>"``, an ape account).
 
     >>> conn = connect_rpc("http://127.0.0.1:1")  # no request is made yet
     >>> conn.network
@@ -81,12 +248,12 @@ def connect_rpc(url: str, private_key: str | None = None, *, timeout: float = 30
     """
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"RPC URL must be http(s)://..., got {url!r}")
-    return Connection(http_web3(url, timeout), url, account_from_key(private_key) if private_key else None)
+    return Connection(http_web3(url, timeout), url, None if account is None else load_account(account))
 
 
 def connect_ape(network: str | None = None, account: Any = None) -> Connection:
     """A connection through ape: ``network`` is an ape network choice (None: the connected
-    or default one), ``account`` an ape account, an alias or ``"TEST::<n>"``.
+    or default one), ``account`` as ``connect_rpc``'s.
 
     Inside ``ape test`` / ``ape run`` the already connected provider is reused.
 
@@ -95,6 +262,7 @@ def connect_ape(network: str | None = None, account: Any = None) -> Connection:
     from ape import networks
     from ape.exceptions import ApeException
 
+    local = None if account is None else load_account(account)  # before entering a network it would leave open
     context = None
     provider = networks.active_provider
     if provider is None or (network and not _same_network(provider.network_choice, network)):
@@ -103,7 +271,6 @@ def connect_ape(network: str | None = None, account: Any = None) -> Connection:
             provider = context.__enter__()
         except ApeException as exc:
             raise ConfigError(f"cannot connect to ape network {network!r}: {exc}") from exc
-    local = ape_local_account(account) if account is not None else None
     # ape's embedded chain (eth-tester) estimates gas by bisection: use the block limit.
     gas_limit = provider.web3.eth.get_block("latest")["gasLimit"] if provider.name == "test" else None
     return Connection(provider.web3, provider.network_choice, local, gas_limit, context)
@@ -112,160 +279,3 @@ def connect_ape(network: str | None = None, account: Any = None) -> Connection:
 def _same_network(active: str, wanted: str) -> bool:
     # "ethereum:local" matches "ethereum:local:test"; a given provider must match too.
     return active.split(":")[: len(wanted.split(":"))] == wanted.split(":")
-
-
-def account_from_key(private_key: str) -> LocalAccount:
-    """An eth_account signer from a hex private key.
-
-    >>> account_from_key("0x" + "01" * 32).address[:6]
-    '0x1a64'
-    """
-    try:
-        return Account.from_key(private_key)
-    except Exception as exc:  # eth_account raises several types for malformed keys
-        raise ConfigError(f"invalid private key: {exc}") from None
-
-
-def ape_local_account(account: Any) -> LocalAccount:
-    """An eth_account signer for an ape account (object, alias or ``"TEST::<n>"``).
-
-    Test accounts expose their keys; keyfile accounts are decrypted with the passphrase
-    in ``APE_ACCOUNTS_<alias>_PASSPHRASE``.
-
-    >>> ape_local_account("TEST::0").address  # doctest: +SKIP
-    '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266'
-    """
-    from ape import accounts
-
-    if isinstance(account, str):
-        if account.upper().startswith("TEST::"):
-            try:
-                account = accounts.test_accounts[int(account.split("::", 1)[1])]
-            except (ValueError, IndexError) as exc:
-                raise ConfigError(f"no ape test account {account!r}") from exc
-        else:
-            try:
-                account = accounts.load(account)
-            except Exception as exc:  # ape raises its own AccountsError for unknown aliases
-                raise ConfigError(f"no ape account with alias {account!r}") from exc
-    key = getattr(account, "private_key", None)
-    if key:
-        return account_from_key(key)
-    keyfile = getattr(account, "keyfile_path", None)
-    if keyfile is None:
-        raise ConfigError(f"ape account {account} exposes no key (hardware or remote signer?)")
-    alias = getattr(account, "alias", "")
-    passphrase = os.environ.get(f"APE_ACCOUNTS_{alias}_PASSPHRASE")
-    if passphrase is None:
-        raise ConfigError(f"set APE_ACCOUNTS_{alias}_PASSPHRASE to unlock ape account {alias!r}")
-    try:
-        return Account.from_key(Account.decrypt(json.loads(keyfile.read_text()), passphrase))
-    except ValueError as exc:
-        raise ConfigError(f"cannot decrypt ape account {alias!r}: {exc}") from None
-
-
-def fee_fields(latest_block: dict, priority: int) -> dict:
-    """Fee fields for a new transaction: EIP-1559 where the chain has a base fee.
-
-    The max fee allows the base fee to double before the transaction is stuck.
-
-    >>> fee_fields({"baseFeePerGas": 100}, priority=1)
-    {'maxFeePerGas': 201, 'maxPriorityFeePerGas': 1}
-    """
-    base = latest_block.get("baseFeePerGas")
-    if base is None:
-        return {}
-    return {"maxFeePerGas": 2 * base + priority, "maxPriorityFeePerGas": priority}
-
-
-class Signer:
-    """Signs with a local account, sends raw, waits for the receipt, maps reverts.
-
-    A reverting transaction is caught before sending, at gas estimation or, with a
-    fixed ``gas_limit``, by a dry run (``eth_call``): the revert string becomes a named
-    error. One that reverts once mined is replayed to learn why. A fixed limit suits
-    ape's embedded chain, whose gas estimation re-executes a transaction a dozen times
-    (EIP-1559 charges the gas used, not the limit).
-
-    >>> signer = Signer(connect_rpc("http://127.0.0.1:1").w3, account_from_key("0x" + "01" * 32))
-    >>> signer.address[:6]
-    '0x1a64'
-    """
-
-    def __init__(self, w3: Web3, account: LocalAccount, *, gas_limit: int | None = None,
-                 gas_margin: float = 1.25, receipt_timeout: float = 120.0, poll_interval: float = 0.05):
-        self.w3, self.account = w3, account
-        self.gas_limit, self.gas_margin = gas_limit, gas_margin
-        self.receipt_timeout, self.poll_interval = receipt_timeout, poll_interval
-        self._chain_id: int | None = None
-
-    @property
-    def address(self) -> str:
-        return self.account.address
-
-    def send(self, tx: dict, *, gas: int | None = None, wait: bool = True) -> Any:
-        """Sign and send ``tx`` (``to``, ``data``, optional ``value``); the receipt, or the
-        transaction hash when ``wait`` is False.
-
-        >>> signer.send({"to": signer.address, "data": "0x"})  # doctest: +SKIP
-        """
-        with translate_errors():
-            if self._chain_id is None:
-                self._chain_id = self.w3.eth.chain_id
-            request = {"from": self.address, "value": 0, **tx}
-            # Estimated (or dry-run) in the pending block, where the transaction will land:
-            # a claim right after a post draws the seats there, but not in the post's own
-            # block (nodes simulate "latest" in its block: "jobs: draw not ready", ~5x less gas).
-            if gas is None and self.gas_limit is None:
-                gas = int(self.w3.eth.estimate_gas(request, "pending") * self.gas_margin)
-            elif gas is None:
-                self.w3.eth.call(request, "pending")
-                gas = self.gas_limit
-            full = {
-                **request,
-                "gas": gas,
-                "chainId": self._chain_id,
-                "nonce": self.w3.eth.get_transaction_count(self.address, "pending"),
-                **self._fees(),
-            }
-            full.pop("from")
-            tx_hash = self.w3.eth.send_raw_transaction(self.account.sign_transaction(full).raw_transaction)
-        if not wait:
-            return tx_hash
-        receipt = self.wait(tx_hash)
-        if receipt["status"] != 1:
-            raise self._why_reverted(request, receipt)
-        return receipt
-
-    def wait(self, tx_hash: bytes) -> Any:
-        """The receipt of ``tx_hash`` once mined; ``TransactionTimeout`` after ``receipt_timeout``."""
-        give_up = time.monotonic() + self.receipt_timeout
-        while True:
-            with translate_errors():
-                try:
-                    return self.w3.eth.get_transaction_receipt(tx_hash)
-                except TransactionNotFound:
-                    pass
-            if time.monotonic() > give_up:
-                raise TransactionTimeout(f"transaction 0x{bytes(tx_hash).hex()} not mined after "
-                                         f"{self.receipt_timeout:.0f}s", "0x" + bytes(tx_hash).hex())
-            time.sleep(self.poll_interval)
-
-    def _fees(self) -> dict:
-        latest = self.w3.eth.get_block("latest")
-        if latest.get("baseFeePerGas") is None:
-            return {"gasPrice": self.w3.eth.gas_price}
-        try:
-            priority = self.w3.eth.max_priority_fee
-        except Exception:  # nodes without eth_maxPriorityFeePerGas
-            priority = DEFAULT_PRIORITY_FEE
-        return fee_fields(latest, priority)
-
-    def _why_reverted(self, request: dict, receipt: Any) -> ContractError:
-        # The state moved between estimation and inclusion: replay on the parent block.
-        try:
-            with translate_errors():
-                self.w3.eth.call(request, receipt["blockNumber"] - 1)
-        except ContractError as exc:
-            return exc
-        return UnknownRevert("", f"transaction 0x{bytes(receipt['transactionHash']).hex()} reverted")

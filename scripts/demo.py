@@ -43,13 +43,13 @@ from rich.table import Table
 
 from bench.gas_steps import StepGas, gas_by_step
 from client import Client
+from client.accounts import load_account
 from client.chat import CHAT_FORMAT, ChatAnswer, ChatRequest
 from client.events import (BondReturned, Event, ItemSkipped, JobChallenged, JobClaimed, JobFinalized, JobPosted,
                            ProviderSlashed, ResultRevealed, SealCommitted, SeatDrawn, SlashShareCredited)
 from client.marketplace import Marketplace
 from client.protocol import Fault, JobStatus, majority_chance
 from client.records import Deadlines
-from client.transport import ape_local_account
 from gateway.config import GatewayConfig
 from gateway.server import serve as serve_gateway
 from provider.agent.config import AgentConfig
@@ -321,7 +321,7 @@ def run_demo(console: Console, network: str, workdir: Path, port: int | None = N
         return canned if result[0] == CHAT_FORMAT else cached  # the format byte tells the kind
 
     with console.status("starting three provider agents serving both models (register + stake)"):
-        signers = {n: ape_local_account(a) for n, a in provider_accounts.items()}
+        signers = {n: load_account(a) for n, a in provider_accounts.items()}
         agents = start_agents(w3, market_address, start_block, [engine, llm], signers, workdir,
                               network=network, result_hooks={"mallory": mallory_lies})
     alice, bob, mallory = agents

@@ -22,6 +22,7 @@ from web3 import Web3
 from client.accounts import load_account
 from client.errors import ConfigError, VerinferError
 from client.marketplace import Marketplace
+from client.transport import http_web3
 from provider.agent.config import AgentConfig, load_config
 from provider.agent.dashboard import Dashboard, snapshot_from_store
 from provider.agent.doctor import Check, run_checks
@@ -29,7 +30,6 @@ from provider.agent.errors import PreflightError
 from provider.agent.jobs import RECEIPT_STEPS, JobBook, JobRunner, JobWorker, MarketplaceLogs
 from provider.agent.logs import configure_logging
 from provider.agent.metrics import Metrics, MetricsServer, watch_store
-from provider.agent.rpc import connect
 from provider.agent.service import Runner, Service
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
@@ -127,7 +127,7 @@ def _check_reachable(config: AgentConfig) -> None:
 def _web3(config: AgentConfig) -> Iterator[Web3]:
     """The configured RPC endpoint, or the ape network's provider while connected."""
     if config.rpc_url is not None:
-        yield connect(config.rpc_url)
+        yield http_web3(config.rpc_url)
         return
     import ape
 

@@ -31,10 +31,10 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from client.chain import block_hash, estimate_gas, headers, known_tx, mined_receipt, nonce, send_raw
+from client.transport import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxTimeout, TxWouldRevert
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import Broadcast, Store, TxRecord, TxStatus
 

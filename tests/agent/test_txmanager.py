@@ -11,10 +11,10 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
 from client.errors import RpcUnavailable
+from client.transport import http_web3
 from provider.agent.config import TxConfig
 from provider.agent.errors import TxError, TxWouldRevert
 from provider.agent.metrics import Metrics
-from provider.agent.rpc import connect
 from provider.agent.store import Broadcast, Store, TxStatus
 from provider.agent.txmanager import TxManager
 from tests.support.anvil import send_signed
@@ -24,7 +24,7 @@ GWEI = 10**9
 
 
 def manager(url, signer, db, **tx_config) -> TxManager:
-    txm = TxManager(connect(url, timeout=5), signer, Store(db), TxConfig(**tx_config),
+    txm = TxManager(http_web3(url, timeout=5), signer, Store(db), TxConfig(**tx_config),
                     metrics=Metrics())
     txm.setup()
     return txm
@@ -93,7 +93,7 @@ def test_sends_with_contiguous_nonces_and_refuses_reverting_calls(anvil, ping, s
 
 
 def test_send_before_setup_is_an_error(anvil, signer, tmp_path):
-    txm = TxManager(connect(anvil.url), signer, Store(tmp_path / "a.db"), TxConfig())
+    txm = TxManager(http_web3(anvil.url), signer, Store(tmp_path / "a.db"), TxConfig())
     with pytest.raises(TxError, match="not set up"):
         txm.send(signer.address, b"", kind="x", gas=21_000)
 
@@ -193,7 +193,7 @@ def test_stuck_transaction_is_replaced_with_a_fee_bump_up_to_the_cap(anvil, ping
 
 
 def test_fee_bump_arithmetic(signer, tmp_path):
-    txm = TxManager(connect("http://127.0.0.1:1"), signer, Store(tmp_path / "a.db"),
+    txm = TxManager(http_web3("http://127.0.0.1:1"), signer, Store(tmp_path / "a.db"),
                     TxConfig(max_fee_gwei=100, priority_fee_gwei=2, fee_bump_percent=10))
     last = Broadcast(b"", max_fee=10 * GWEI, priority_fee=2 * GWEI, raw=b"", head_block=0,
                      sent_at=0)

@@ -7,9 +7,9 @@ import pytest
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 from client.chain import Header, block_hash, get_logs, headers, mined_receipt
+from client.transport import TRANSIENT_ERRORS, http_web3
 from provider.agent.config import WatcherConfig
 from provider.agent.errors import ReorgTooDeep
-from provider.agent.rpc import TRANSIENT_ERRORS, connect
 from provider.agent.store import JobState, Store
 from provider.agent.watcher import EventDecoder, Watcher
 
@@ -37,7 +37,7 @@ class Recorder:
 
 
 def make_watcher(url, ping, store, handler, **config) -> Watcher:
-    w3 = connect(url, timeout=5)
+    w3 = http_web3(url, timeout=5)
     return Watcher(w3, store, EventDecoder(w3, ping.abi), handler,
                    WatcherConfig(**config),
                    addresses=[ping.address], start_block=ping.deploy_block)

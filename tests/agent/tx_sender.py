@@ -10,8 +10,8 @@ import time
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
 
+from client.transport import http_web3
 from provider.agent.config import TxConfig
-from provider.agent.rpc import connect
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager
 from tests.support.anvil import ANVIL_KEYS
@@ -19,7 +19,7 @@ from tests.support.anvil import ANVIL_KEYS
 url, db_path, ping_address = sys.argv[1:4]
 # ping(uint256 n, bytes note) with note = b"": head (n, offset 0x40), then length 0.
 selector = function_signature_to_4byte_selector("ping(uint256,bytes)")
-txm = TxManager(connect(url), Account.from_key(ANVIL_KEYS[1]), Store(db_path),
+txm = TxManager(http_web3(url), Account.from_key(ANVIL_KEYS[1]), Store(db_path),
                 TxConfig(stuck_blocks=1000, stuck_seconds=3600))
 txm.setup()
 for n in range(10_000):

@@ -10,7 +10,8 @@ from sdk_helpers import FUNDS, MODEL, PRICE, STAKE, ProviderBot
 
 from client import Client
 from client.marketplace import Marketplace, Token
-from client.transport import Signer, ape_local_account
+from client.accounts import load_account
+from client.signer import Signer
 from scripts.deploy import deploy
 from tests.support.anvil import start_anvil
 
@@ -42,7 +43,7 @@ def web3(deployed, networks):
 def signer_for(web3):
     """signer_for(ape_account) -> Signer with the fixed gas limit the Client uses on this chain."""
     gas_limit = web3.eth.get_block("latest")["gasLimit"]
-    return lambda account: Signer(web3, ape_local_account(account), gas_limit=gas_limit)
+    return lambda account: Signer(web3, load_account(account), gas_limit=gas_limit)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from client.encoding import encode_embedding
 from client.marketplace import Marketplace
 from client.protocol import new_salt, seal_result
 from client.records import Deadlines
-from client.transport import Signer
+from client.signer import Signer
 from scripts.deploy import ModelEntry
 
 MODEL = ModelEntry(keccak(text="verinfer-sdk-test-model"), "sdk-test-model", keccak(text="sdk-weights"), 1)

@@ -18,7 +18,7 @@ from client.errors import (REVERTS, ConfigError, DeadlinePassed, DeploymentNotFo
                            RpcUnavailable, SealMismatch, TooEarly, TransactionTimeout, Unauthorized, UnknownRevert,
                            VerinferError, error_for_revert, revert_reason)
 from client.protocol import new_salt
-from client.transport import Signer
+from client.signer import Signer
 
 REPO = Path(__file__).resolve().parents[2]
 SNEKMATE = Path(next(iter(snekmate.__path__)))

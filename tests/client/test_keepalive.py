@@ -1,4 +1,4 @@
-"""client.chain.KeepAlive, the SDK's JSON-RPC transport, against a local HTTP server that
+"""client.transport.KeepAlive, the SDK's JSON-RPC transport, against a local HTTP server that
 misbehaves on request: idle connections closed, error statuses, garbage answers."""
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from client.chain import KeepAlive, http_web3
 from client.errors import RpcUnavailable
-from client.transport import translate_errors
+from client.transport import KeepAlive, http_web3, translate_errors
 
 
 class Node(BaseHTTPRequestHandler):

@@ -56,7 +56,7 @@ def test_http_connections_read_proxy_settings_once(monkeypatch, node):
     """The environment's proxies apply as requests would apply them (NO_PROXY included),
     read when connecting rather than on every request; without one, requests go over
     kept-alive connections of our own."""
-    from client.chain import KeepAlive, http_web3
+    from client.transport import KeepAlive, http_web3
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -10,10 +10,10 @@ every r = 3 job and in the upheld challenge's round, none in the convicting roun
 import pytest
 
 from client import Client
+from client.accounts import load_account
 from client.events import JobFinalized, ProviderSlashed
 from client.protocol import BPS, R_CHALLENGE, Fault, JobStatus
 from client.records import Deadlines
-from client.transport import ape_local_account
 from provider.agent.store import JobState, TxStatus
 from scripts.demo import advance_time, drive, pin_draw, start_agents
 from scripts.deploy import ModelEntry, deploy
@@ -66,7 +66,7 @@ def test_many_jobs_with_a_dishonest_provider_and_two_challenges(accounts, chain,
     client = Client.connect(account=accounts[2], marketplace=address, poll_interval=0.01)
     challenger = Client.connect(account=accounts[10], marketplace=address, poll_interval=0.01)
     lie = engine.embed(["a cached answer instead of the real one"])[0]
-    signers = {name: ape_local_account(accounts[i]) for name, i in
+    signers = {name: load_account(accounts[i]) for name, i in
                (("a", 4), ("b", 5), ("c", 6), ("m", 7))}
     agents = start_agents(client.w3, address, start, [engine], signers, tmp_path,
                           network="ethereum:local:test", stake=10**20,

@@ -19,6 +19,7 @@ from web3 import Web3
 from client.chain import headers
 from client.errors import ContractError
 from client.marketplace import Marketplace, Token
+from client.transport import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.config import BatchConfig, PolicyConfig
 from provider.agent.errors import ReorgTooDeep
 from provider.agent.jobs.reconcile import Reconciler
@@ -29,7 +30,6 @@ from provider.agent.jobs.steps import JobSteps
 from provider.agent.jobs.take import Taker
 from provider.agent.metrics import Metrics
 from provider.agent.partition import ProviderDirectory
-from provider.agent.rpc import TRANSIENT_ERRORS, Backoff, retry
 from provider.agent.service import Service
 from provider.agent.store import Store
 from provider.agent.txmanager import TxManager

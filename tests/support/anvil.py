@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from bench.devchain import REPO, Anvil, free_port, start_anvil  # noqa: F401 (the tests' names for them)
+from client.accounts import load_account
 
 # Keys of anvil's (and ape's) default test mnemonic.
 ANVIL_KEYS = {
@@ -134,7 +135,4 @@ class RpcProxy:
 
 def funded_account(index: int) -> LocalAccount:
     """ape's (= anvil's) funded test account `index`."""
-    import ape
-    from eth_account import Account
-
-    return Account.from_key(ape.accounts.test_accounts[index].private_key)
+    return load_account(f"TEST::{index}")

@@ -14,10 +14,10 @@ import pytest
 from agent_market import SENTENCES, SINGLE, Env, drive, wait_for
 
 from client.protocol import JobStatus
+from client.transport import http_web3
 from provider.agent.cputime import ENGINE_POOL
 from provider.agent.errors import ReorgTooDeep
 from provider.agent.jobs import JobBook
-from provider.agent.rpc import connect
 from provider.agent.store import JobState, Store
 
 pytestmark = pytest.mark.anvil
@@ -130,7 +130,7 @@ def test_a_failing_events_phase_holds_back_only_the_events(anvil, engine, tmp_pa
 def test_an_unreachable_node_backs_the_tick_off_and_loses_nothing(anvil, engine, proxy, tmp_path,
                                                                   agent_log):
     env = Env(anvil, engine)
-    agent = env.agent(1, tmp_path, w3=connect(proxy.url, timeout=5))
+    agent = env.agent(1, tmp_path, w3=http_web3(proxy.url, timeout=5))
     running = Running(agent)
     try:
         wait_for(lambda: agent.store.checkpoint() is not None)  # set up, ticking

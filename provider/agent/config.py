@@ -1,4 +1,5 @@
-"""Agent configuration: a TOML file, overridden by `VERINFER_...` environment variables.
+"""Agent configuration: a TOML file, overridden by `VERINFER_...` environment variables
+and by the command line's `--network`, `--rpc-url`, `--account`, `--no-dashboard`.
 
 Nested keys use `__` in the environment: `VERINFER_TX__MAX_FEE_GWEI=50` overrides
 `[tx] max_fee_gwei`. Token amounts are integers in base units; TOML integers stop at
@@ -7,6 +8,7 @@ Nested keys use `__` in the environment: `VERINFER_TX__MAX_FEE_GWEI=50` override
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -182,8 +184,9 @@ class AgentConfig(BaseSettings):
         return [bytes.fromhex(m[2:]) for m in self.models]
 
 
-def load_config(path: str | Path | None = None) -> AgentConfig:
-    """Load and validate the config file at `path` (or only the environment if None).
+def load_config(path: str | Path | None = None, **overrides: Any) -> AgentConfig:
+    """Load and validate the config file at `path` (or only the environment if None),
+    with `overrides` (the command line's; None: not given) over the file's fields.
 
     Raises ConfigError naming every invalid field.
     """
@@ -195,6 +198,15 @@ def load_config(path: str | Path | None = None) -> AgentConfig:
             raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config {path} is not valid TOML: {err}") from err
+    given = {name: value for name, value in overrides.items() if value is not None}
+    # The environment overrides the file's values (they arrive as init kwargs, as these
+    # do): a setting given both ways would silently lose its command-line value.
+    environment = {key.upper() for key in os.environ}
+    for name in given:
+        if f"VERINFER_{name.upper()}" in environment:
+            raise ConfigError(f"`{name}` is given both on the command line and as "
+                              f"VERINFER_{name.upper()}: drop one")
+    data |= given
     try:
         return AgentConfig(**data)
     except ValidationError as err:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from eth_account.signers.local import LocalAccount
@@ -157,11 +158,9 @@ def locate_marketplace(config: AgentConfig, chain_id: int) -> tuple[str, int]:
     return address, start
 
 
-def _connected(config_path: Path | None, no_dashboard: bool = False):
+def _connected(config_path: Path | None, **overrides: Any):
     """Config, signer and engine-independent setup shared by the agent and `doctor`."""
-    config = load_config(config_path)
-    if no_dashboard:
-        config = config.model_copy(update={"dashboard": False})
+    config = load_config(config_path, **overrides)
     configure_logging(config.log.level, config.log.format)
     _check_reachable(config)
     return config, load_account(config.account)
@@ -174,21 +173,32 @@ def preflight(config: AgentConfig, w3: Web3, marketplace: str, address: str) -> 
         raise PreflightError("\n".join(problems))
 
 
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                       envvar="VERINFER_CONFIG",
-                       help="TOML config (see provider/agent/sample-config.toml)")
+def _setup_options(command: Callable) -> Callable:
+    """The config file, and the settings an operator most often gives per run (the network,
+    the account) over the file's: the agent and `doctor` take the same."""
+    for option in reversed((
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="VERINFER_CONFIG",
+                     help="TOML config (see provider/agent/sample-config.toml)"),
+        click.option("--network", help="ape network choice, e.g. ethereum:local:foundry "
+                                       "(over the config's `network`)"),
+        click.option("--rpc-url", help="RPC endpoint (over the config's `rpc_url`)"),
+        click.option("--account", help="ape account alias or TEST::n (over the config's `account`)"),
+    )):
+        command = option(command)
+    return command
 
 
 @click.group(invoke_without_command=True)
-@_CONFIG
+@_setup_options
 @click.option("--no-dashboard", is_flag=True, help="Log to the terminal instead of the dashboard")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, no_dashboard: bool) -> None:
+def cli(ctx: click.Context, config_path: Path | None, no_dashboard: bool, **overrides: str | None) -> None:
     """Run a Verinfer provider agent until SIGINT / SIGTERM (`doctor`: only check the setup)."""
     if ctx.invoked_subcommand is not None:
         return
     with _errors_reported():
-        config, signer = _connected(config_path, no_dashboard)
+        config, signer = _connected(config_path, dashboard=False if no_dashboard else None, **overrides)
         engines = load_runners(config.model_ids)  # build_agent runs their self-tests
         with _web3(config) as w3:
             marketplace, start_block = locate_marketplace(config, w3.eth.chain_id)
@@ -203,12 +213,12 @@ def cli(ctx: click.Context, config_path: Path | None, no_dashboard: bool) -> Non
 
 
 @cli.command()
-@_CONFIG
-def doctor(config_path: Path | None) -> None:
+@_setup_options
+def doctor(config_path: Path | None, **overrides: str | None) -> None:
     """Check the setup an agent needs (chain, blocks, gas funds, stake, models), the
     engine's self-test included; print each result; exit 1 if one fails."""
     with _errors_reported():
-        config, signer = _connected(config_path, no_dashboard=True)
+        config, signer = _connected(config_path, dashboard=False, **overrides)
         engines = load_runners(config.model_ids)
         with _web3(config) as w3:
             marketplace, _ = locate_marketplace(config, w3.eth.chain_id)

@@ -115,3 +115,27 @@ def test_config_error_is_a_value_error_and_config_is_frozen():
     assert issubclass(AgentError, VerinferError) and issubclass(ConfigError, VerinferError)
     with pytest.raises(ValidationError):
         config.network = "x:y"  # type: ignore[misc]
+
+
+def test_command_line_settings_override_the_file(tmp_path):
+    path = write(tmp_path, f'models = ["{MODEL}"]\nnetwork = "ethereum:local:test"\naccount = "TEST::3"\n')
+    config = load_config(path, network="ethereum:local:foundry", rpc_url=None, account="TEST::1",
+                         dashboard=False)
+    assert (config.network, config.account, config.dashboard) == ("ethereum:local:foundry", "TEST::1", False)
+    assert config.rpc_url is None  # not given (None): the file's (absent) value stays
+
+
+def test_command_line_settings_are_validated_like_the_file(tmp_path):
+    path = write(tmp_path, f'models = ["{MODEL}"]\n')
+    with pytest.raises(ConfigError, match="network"):
+        load_config(path, network="mainnet")
+    with pytest.raises(ConfigError, match="test accounts"):
+        load_config(path, network="ethereum:mainnet:node", account="TEST::1")
+
+
+def test_a_setting_given_on_the_command_line_and_in_the_environment_is_refused(tmp_path, monkeypatch):
+    path = write(tmp_path, f'models = ["{MODEL}"]\n')
+    monkeypatch.setenv("VERINFER_ACCOUNT", "alice")
+    assert load_config(path, network="ethereum:local:foundry").account == "alice"
+    with pytest.raises(ConfigError, match="`account` is given both on the command line and as VERINFER_ACCOUNT"):
+        load_config(path, account="bob")

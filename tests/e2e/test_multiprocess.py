@@ -1,6 +1,8 @@
 """Multi-process end to end on anvil: three agents as separate processes (one started
-with `ape run provider`, two with `python -m provider.agent`) and the client as
-another process (the `verinfer` CLI); results verified against the engine's bytes."""
+with the `verinfer-provider` command, its network and account given on the command line
+and the node reached through ape's foundry network; two with `python -m provider.agent`
+and an rpc_url) and the client as another process (the `verinfer` CLI); results
+verified against the engine's bytes."""
 
 import json
 import subprocess
@@ -37,9 +39,18 @@ def verinfer(cluster: Cluster, *args: str, timeout: float = 300) -> str:
 def cluster(engine, tmp_path):
     cluster = Cluster(tmp_path, engine)
     first = cluster.agents[0]
-    first.command = [str(Path(sys.executable).with_name("ape")), "run", "provider", "--network", "ethereum:local:foundry",
-                     "--account", "TEST::1", "--config", str(first.config), "--no-dashboard"]
-    first.env = {"APE_FOUNDRY_HOST": cluster.proxy.url}  # ape's foundry provider joins this node
+    # No rpc_url, and another network and account in the file: the command line's --network
+    # and --account decide, and ape's foundry provider joins this node.
+    config = first.config.read_text()
+    for line, instead in ((f'rpc_url = "{cluster.proxy.url}"\n', ""),
+                          ('network = "ethereum:local:foundry"', 'network = "ethereum:local:test"'),
+                          ('account = "TEST::1"', 'account = "TEST::7"')):
+        assert line in config
+        config = config.replace(line, instead)
+    first.config.write_text(config)
+    first.command = [str(Path(sys.executable).with_name("verinfer-provider")), "--config", str(first.config),
+                     "--network", "ethereum:local:foundry", "--account", "TEST::1", "--no-dashboard"]
+    first.env = {"APE_FOUNDRY_HOST": cluster.proxy.url}
     yield cluster
     cluster.stop()
 

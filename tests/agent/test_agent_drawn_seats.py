@@ -176,3 +176,33 @@ def test_a_claim_sent_after_the_draw_still_draws_when_a_reorg_takes_the_draw(anv
     assert {a.txm.address: a.store.job(job_id).state for a in agents} == {
         a.txm.address: JobState.PAID if a.txm.address in env.holders(job_id) else JobState.LOST
         for a in agents}
+
+
+def test_a_claim_re_sent_after_a_reorg_draws_the_seats_it_was_estimated_without(anvil, engine, tmp_path):
+    """The re-sent claim batch in a new position: estimated and mined as a later claim of
+    a drawn round, then re-mined first by the tx manager (the same signed bytes, so the
+    same gas limit) after a reorg took the draw and the claims away."""
+    env = Env(anvil, engine)
+    agents = [env.agent(i, tmp_path) for i in (1, 2, 3)]
+    [job_id] = env.post(SENTENCES[:1], r=3)
+    env.draw(job_id, lambda drawn: True)  # the keeper's claim drew the seats
+    draw_block = env.w3.eth.block_number
+    drive(agents, lambda: all(c and c[0].block_number for c in (intents(a, "claim", job_id) for a in agents)))
+    first = {a.txm.address: intents(a, "claim", job_id)[0] for a in agents}
+    assert not any(isinstance(e, SeatDrawn) for tx in first.values() for e in events(env, tx))
+
+    anvil.rpc("anvil_reorg", env.w3.eth.block_number - draw_block + 1, [])  # the draw, the claims
+    assert env.market.round_seats(job_id)[0].provider == "0x" + "00" * 20
+    drive(agents, lambda: all(a.store.job(job_id).state.final for a in agents), anvil=anvil)
+
+    assert env.status(job_id) is JobStatus.FINALIZED
+    claims = [intents(a, "claim", job_id) for a in agents]
+    # Each claim is the same intent sent again (not a new one), mined in a block of the
+    # new chain, and none ran out of gas although the first re-mined one drew the seats.
+    assert all(len(c) == 1 and c[0].succeeded and c[0].reorgs >= 1 for c in claims)
+    assert all(c[0].id == first[a.txm.address].id and c[0].block_hash != first[a.txm.address].block_hash
+               for a, c in zip(agents, claims))
+    assert any(isinstance(e, SeatDrawn) for c in claims for e in events(env, c[0]))
+    assert {a.txm.address: a.store.job(job_id).state for a in agents} == {
+        a.txm.address: JobState.PAID if a.txm.address in env.holders(job_id) else JobState.LOST
+        for a in agents}

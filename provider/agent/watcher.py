@@ -106,9 +106,10 @@ class EventHandler(Protocol):
     def handle(self, events: list[Any], to_block: int) -> None:
         """Events of blocks up to `to_block` (inclusive), in chain order; may be empty."""
 
-    def rewind(self, fork_block: int) -> None:
-        """Blocks above `fork_block` were orphaned; their events will be delivered again
-        from the new chain. Undo whatever must not survive that."""
+    def rewind(self, fork_block: int, fork_time: int) -> None:
+        """Blocks above `fork_block` (mined at chain time `fork_time`) were orphaned;
+        their events will be delivered again from the new chain. Undo whatever must not
+        survive that."""
 
 
 class Watcher:
@@ -209,8 +210,11 @@ class Watcher:
             )
         # With nothing matching but the whole history remembered, start over.
         fork_block = fork.number if fork is not None else self.start_block - 1
+        fork_header = headers(self.w3, [fork_block])[0] if fork_block >= 0 else None
+        # Unknown (before genesis, or gone again): anything may have changed since time 0.
+        fork_time = fork_header.timestamp if fork_header is not None else 0
         with self.store.atomic():
-            self.handler.rewind(fork_block)
+            self.handler.rewind(fork_block, fork_time)
             self.store.rewind(fork)
         self._reorgs.inc()
         log.warning("reorg detected; rewinding", extra={

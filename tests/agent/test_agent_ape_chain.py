@@ -34,7 +34,7 @@ def test_transactions_and_events_on_the_embedded_chain(ape_w3, signer, other, pi
         def handle(self, events, to_block):
             seen.extend((e.args["sender"], e.args["n"], e.args["note"]) for e in events)
 
-        def rewind(self, fork_block):
+        def rewind(self, fork_block, fork_time):
             raise AssertionError("no reorg expected")
 
     watcher = Watcher(ape_w3, store, EventDecoder(ape_w3, ping.abi), Handler(),

@@ -63,6 +63,28 @@ def test_the_job_book_records_typed_jobs_and_settles_them(tmp_path):
     assert job.settled == Settlement(JobStatus.FINALIZED, THEIRS, META.block_number, META.block_hash)
 
 
+def test_a_reorg_sends_jobs_given_up_as_taken_back_to_the_take_phase_while_claimable(tmp_path):
+    """The contract said every seat was taken, in blocks a reorg may have orphaned: the
+    take phase asks again, for jobs whose claim deadline is after the fork block's time.
+    Jobs lost through a step of ours (its receipt is re-checked by the tx manager) and
+    jobs no longer claimable stay as they are; posts we never acted on above the fork
+    are forgotten (they may come back with other contents)."""
+    from provider.agent.jobs.take import SEATS_TAKEN
+    from provider.agent.records import Round
+
+    store = Store(tmp_path / "agent.db")
+    book = JobBook(store, ME, [MODEL])
+    for job_id, deadline, reason, block in ((1, 500, SEATS_TAKEN, 5), (2, 100, SEATS_TAKEN, 5),
+                                            (3, 500, "jobs: already claimed", 5), (4, 500, None, 12)):
+        store.add_job(job_id, MODEL, state=JobState.LOST if reason else JobState.SEEN, reason=reason,
+                      terms=Terms(3, OTHER, b"x", block), round=Round(deadline, deadline + 1, deadline + 2))
+    book.rewind(fork_block=10, fork_time=200)
+    assert (store.job(1).state, store.job(1).reason) == (JobState.SEEN, None)
+    assert store.job(2).state is JobState.LOST  # claim deadline before the fork: nothing to retake
+    assert store.job(3).state is JobState.LOST and store.job(3).reason == "jobs: already claimed"
+    assert store.job(4) is None
+
+
 def test_the_engine_is_a_job_runner(engine):
     """Bytes in, result bytes out: `run` is `embed`, `check` refuses what `run` would."""
     runner: JobRunner = engine

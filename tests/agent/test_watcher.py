@@ -24,6 +24,7 @@ class Recorder:
         self.deliveries = 0
         self.to_blocks: list[int] = []
         self.rewinds: list[int] = []
+        self.fork_times: list[int] = []
 
     def handle(self, events, to_block):
         assert all(e.name == "Ping" for e in events)
@@ -31,8 +32,9 @@ class Recorder:
         self.deliveries += len(events)
         self.to_blocks.append(to_block)
 
-    def rewind(self, fork_block):
+    def rewind(self, fork_block, fork_time):
         self.rewinds.append(fork_block)
+        self.fork_times.append(fork_time)
         self.view = [item for item in self.view if item[0] <= fork_block]
 
 
@@ -131,6 +133,7 @@ def test_reorg_is_detected_rewound_to_the_fork_and_replayed(anvil, ping, other, 
 
     sync(watcher)
     assert recorder.rewinds == [head - 3]
+    assert recorder.fork_times == [anvil.w3().eth.get_block(head - 3)["timestamp"]]
     assert recorder.view == ping.logged()
     assert recorder.deliveries == 5 + 2  # only the new branch was delivered again
 
@@ -176,7 +179,7 @@ class StoringHandler:
             self.fail_next = False
             raise RuntimeError("handler crashed half-way")
 
-    def rewind(self, fork_block):
+    def rewind(self, fork_block, fork_time):
         raise AssertionError("no reorg in this test")
 
 

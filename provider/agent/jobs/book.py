@@ -18,6 +18,7 @@ from client.events import JobChallenged, JobFinalized, JobPosted, ProviderSlashe
 from client.marketplace import Marketplace
 from client.protocol import JobStatus
 from provider.agent.jobs.settlement import settle
+from provider.agent.jobs.take import SEATS_TAKEN
 from provider.agent.records import JobRecord, JobState, Round, Settlement, Step, Terms
 from provider.agent.store import Store
 
@@ -72,12 +73,22 @@ class JobBook:
             if handler is not None:
                 handler(self, event)
 
-    def rewind(self, fork_block: int) -> None:
+    def rewind(self, fork_block: int, fork_time: int) -> None:
         # Posts in orphaned blocks may come back with other contents: forget the ones
         # we never acted on. Anything we acted on is checked against contract state.
         orphaned = [j.job_id for j in self.store.jobs(JobState.SEEN)
                     if j.terms is not None and j.terms.block > fork_block and j.pending is None]
         self.store.forget_jobs(orphaned)
+        # A job given up because the contract said its seats were taken may have been
+        # taken in the orphaned blocks (a reorg takes others' claims too, and any draw
+        # among them): while it can still be claimed, the take phase asks again.
+        retake = [j.job_id for j in self.store.jobs(JobState.LOST)
+                  if j.reason == SEATS_TAKEN and j.round is not None
+                  and j.round.claim_deadline > fork_time]
+        self.store.update_jobs(retake, state=JobState.SEEN, reason=None)
+        if retake:
+            log.info("jobs given up as taken are looked at again after a reorg",
+                     extra={"jobs": len(retake), "fork_block": fork_block})
 
     def _held(self, job_id: int) -> JobRecord | None:
         """The job if we track it and it is not final yet."""

@@ -18,6 +18,9 @@ from provider.agent.records import JobRecord, JobState, Step
 log = logging.getLogger("verinfer.agent.jobs")
 
 CLAIM_MARGIN = 2  # seconds of chain time left before a deadline to still try
+# Why a job was given up from the contract's word alone (no step of ours): the seats are
+# taken or the job is no longer open. A reorg can undo that word (JobBook.rewind).
+SEATS_TAKEN = "taken"
 # Gas to draw one seat, cold (a weight tree walk, the seat's provider, SeatDrawn): ~33k warm.
 DRAW_GAS = 50_000
 
@@ -100,7 +103,7 @@ class Taker:
                 if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
                     info.nclaimed >= info.round_seats
                 ):
-                    self.steps.give_up(job, "not drawn; every seat taken" if job.redraw_at else "taken")
+                    self.steps.give_up(job, SEATS_TAKEN)
                     continue
                 # One seat's collateral: a draw may give us more, which the claim
                 # only takes if our free stake covers them.

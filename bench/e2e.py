@@ -11,9 +11,11 @@ delivery; r = 3: the finalized majority), and its latency runs from just before 
 post was sent. Prints a rich table per run: completed jobs/s, latency p50 /
 p95, transactions and gas per job, engine runs per job, the engine's share of the
 agents' wall time, and the chain side's share of all CPU time the run used (anvil, the
-agents outside the engine, the client), read from /proc and the agents' metrics.
+agents outside the engine, the client), read from /proc and the agents' metrics. Then
+its peer: the engine alone on the r = 1 run's sentences (bench/engine_alone.py), and r = 1
+end to end as a share of it, with the CPU's flags.
 
-    python -m bench.e2e --jobs 1000 --threads 1
+    python -m bench.e2e --jobs 4000 --threads 1
 """
 
 import itertools
@@ -375,7 +377,9 @@ def table(phases: list[Phase], threads: int) -> Table:
 
 
 @click.command()
-@click.option("--jobs", default=1000, show_default=True, help="Jobs per run (one run per redundancy).")
+# 4,000 by default: an r = 1 run of 1,000 jobs lasts about one job's latency (~6 s on 2
+# cores), so it measures the pipeline filling and draining more than throughput.
+@click.option("--jobs", default=4000, show_default=True, help="Jobs per run (one run per redundancy).")
 @click.option("--redundancy", "rs", multiple=True, type=int, default=(1, 3), show_default=True)
 @click.option("--agents", "n_agents", default=3, show_default=True)
 @click.option("--threads", default=1, show_default=True, help="Engine (torch) threads per agent.")
@@ -404,8 +408,10 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
     shutil.rmtree(workdir)
     r1 = next((p for p in phases if p.r == 1 and p.wall), None)
     if r1 is not None:
-        with console.status("the engine alone on the same jobs (the peer of r = 1)"):
-            alone = engine_alone_rate(jobs, n_agents, threads, engine_batch, salt=SALT)
+        with console.status("the engine alone on the same jobs (the peer of r = 1), twice"):
+            # The faster of two runs: a peer slowed by a noisy moment would flatter us.
+            alone = max(engine_alone_rate(jobs, n_agents, threads, engine_batch, salt=SALT)
+                        for _ in range(2))
         end_to_end = r1.completed / r1.wall
         console.print(
             f"r = 1 end to end {end_to_end:.1f} jobs/s; engine alone {alone:.1f} jobs/s ({n_agents} "

@@ -2,27 +2,30 @@
 receipts instead of estimated.
 
 eth_estimateGas runs a transaction on the node once more before it is sent: for the
-agent's batches (64 results, or 256 seals) that doubled the node's work per job. Every
-item of a delivery batch, and every seat of a commit or reveal batch (one commit or
-reveal covers each seat the provider holds in the job), writes the same slots, so
-after one batch of a kind in which every item went through, the limit is items (seats)
-x the most gas an item has cost x HEADROOM + FIXED (the transaction's own cost, a new
-payout bucket) and the estimate is skipped. Claims stay estimated: a claim may draw the
-job's seats, and takes as many as were drawn to us.
+agent's batches (64 results, or 256 seals) that doubled the node's work per job, and a
+node simulating in its pending block (anvil) re-runs every queued transaction for each
+estimate. Every item of a delivery batch, every seat of a commit or reveal batch (one
+commit or reveal covers each seat the provider holds in the job), and every job of a
+claim batch of r = 1 jobs (seat 0, no draw) writes the same slots, so after one batch of
+a kind in which every item went through, the limit is items (seats) x the most gas an
+item has cost x HEADROOM + FIXED (the transaction's own cost, a new payout bucket, a
+first lock of stake) and the estimate is skipped. Claims that may draw seats (r >= 2, a
+challenge round) stay estimated: a draw's cost depends on the weight tree and on how
+many seats come to us; the sender says so by giving no kind (`JobSteps.send`).
 
-What the estimate also did is catch a revert before sending: deliver_many skips the
-items that fail, but a commit or reveal batch is all or nothing. A batch sent with a
-learned limit that fails (a missed deadline, or out of gas should an item cost more
-than any before) makes the next batch of its kind be estimated again, which finds the
-failing item (JobWorker._send_all_or_each): a failure costs one transaction, not one
-per batch.
+What the estimate also did is catch a revert before sending: deliver_many and
+claim_many skip the items that fail, but a commit or reveal batch is all or nothing. A
+batch sent with a learned limit that fails (a missed deadline, or out of gas should an
+item cost more than any before) makes the next batch of its kind be estimated again,
+which finds the failing item (JobSteps.send_all_or_each): a failure costs one
+transaction, not one per batch.
 """
 
 from __future__ import annotations
 
 import math
 
-LEARNED = ("deliver", "commit", "reveal")  # job steps whose gas limits are learned
+LEARNED = ("deliver", "commit", "reveal", "claim")  # kinds whose gas limits are learned
 HEADROOM = 1.5
 FIXED = 100_000
 INTRINSIC = 21_000  # every transaction's base cost, not an item's

@@ -1,6 +1,7 @@
 """Delivery batches after the first go out with a gas limit learned from the agent's own
-receipts (no eth_estimateGas), as do commits and reveals (per seat); a batch that fails
-anyway sends the next one back to the estimate. Claims are always estimated."""
+receipts (no eth_estimateGas), as do claims of r = 1 jobs, commits and reveals (per
+seat); a batch that fails anyway sends the next one back to the estimate. Claims that
+may draw seats are always estimated and teach no limit."""
 
 import math
 
@@ -36,8 +37,10 @@ def test_limits_are_learned_from_batches_that_skipped_nothing():
     # One delivery into a new payout bucket with the transaction's own cost fits the
     # limit learned from a large batch.
     assert gas.limit("deliver", 1) > 108_901
-    gas.learn("claim", INTRINSIC + 40_000, items=1, won=1)  # may draw, may take seats: estimated
-    assert gas.limit("claim", 1) is None
+    gas.learn("claim", INTRINSIC + 40_000, items=1, won=1)  # r = 1 claims (JobSteps keeps drawn ones out)
+    assert gas.limit("claim", 2) == 2 * 40_000 * HEADROOM + FIXED
+    gas.learn("settle", INTRINSIC + 40_000, items=1, won=1)  # not a kind whose items cost alike
+    assert gas.limit("settle", 1) is None
     gas.forget("deliver")
     assert gas.limit("deliver", 1) is None
     gas.forget("deliver")  # forgetting twice is harmless
@@ -67,6 +70,9 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
     second = env.post(SENTENCES, r=1)
     drive([agent], delivered(second))
     assert estimated.count("deliver_many") == 1  # learned: sent as is
+    assert estimated.count("claim_many") == 1  # r = 1 claims too (seat 0, no draw)
+    claims = [t for t in agent.store.txs() if t.kind == "claim"]
+    assert claims[-1].meta.get("learned_gas") and claims[-1].succeeded
     assert delivers()[-1].gas == worker.steps.gas.limit("deliver", 3) and delivers()[-1].succeeded
 
     # A limit that is too low (as an unforeseen item cost would make it): the batch runs
@@ -79,6 +85,15 @@ def test_deliveries_after_the_first_are_not_estimated_and_a_failed_one_estimates
     assert not failed.succeeded and failed.gas == 1_000 * 2 * HEADROOM + FIXED
     assert retried.succeeded and estimated.count("deliver_many") == 2
     assert [agent.store.job(j).failures for j in third] == [0, 0]
+
+    # The same for a claim batch: out of gas once, claimed again on an estimate, delivered.
+    worker.steps.gas._per_item["claim"] = 1  # FIXED alone: four claims need more
+    fourth = env.post([b"A claim out of gas.", b"Then claimed", b"on an estimate,", b"and delivered."], r=1)
+    drive([agent], delivered(fourth))
+    claims = [t for t in agent.store.txs() if t.kind == "claim"]
+    assert [t.succeeded for t in claims[-2:]] == [False, True]
+    assert estimated.count("claim_many") == 2 and not claims[-1].meta.get("learned_gas")
+    assert [agent.store.job(j).failures for j in fourth] == [0, 0, 0, 0]
 
 
 @pytest.mark.anvil
@@ -107,6 +122,13 @@ def test_commits_and_reveals_learn_their_limits_and_a_failed_batch_blames_no_job
         steps = [t for t in agent.store.txs() if t.kind == "commit" and set(t.meta["jobs"]) & set(second)]
         assert steps and all(t.meta.get("learned_gas") and t.succeeded for t in steps)
         assert all(j.state.value == "paid" for j in agent.store.jobs(ids=first + second))
+
+    # Claims that draw seats: each estimated, none teaching a limit, however many went out.
+    for agent, names in zip(agents, estimated):
+        claims = [t for t in agent.store.txs() if t.kind == "claim"]
+        assert claims and names.count("claim_many") == len(claims)
+        assert all(t.meta.get("unlike_items") and not t.meta.get("learned_gas") for t in claims)
+        assert agent.worker.steps.gas.limit("claim", 1) is None
 
     low = agents[0]
     low.worker.steps.gas._per_item["commit"] = 1  # FIXED alone: three commits need more

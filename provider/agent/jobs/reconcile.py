@@ -99,7 +99,7 @@ class Reconciler:
         sent = record.meta.get("jobs", [])
         if step is Step.CLAIM:  # an r = 1 claim took seat 0 without an event, if not skipped
             won |= {job_id: [0] for job_id in sent if job_id not in skipped and job_id not in won}
-        if record.gas_used is not None:
+        if record.gas_used is not None and not record.meta.get("unlike_items"):
             units = record.meta.get("units", len(sent))
             self.steps.gas.learn(step, record.gas_used, units,
                                  units if receipt is None else len(won.keys() & set(sent)))

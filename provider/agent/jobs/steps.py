@@ -51,11 +51,13 @@ class JobSteps:
         self._sent = sent
 
     def send(self, call: Call, step: Step | str, job_ids: list[int], state: JobState | None = None,
-             units: int | None = None, extra_gas: int = 0) -> int:
+             units: int | None = None, extra_gas: int = 0, learn_gas: bool = True) -> int:
         """Send a step for `job_ids`; each job records the pending transaction (and its
         new `state`) atomically with the intent, so a crash can't leave either alone.
         `units`: what the step's gas grows with (GasLimits), if not one per job: the
-        seats a commit or reveal covers. `extra_gas`: added to an estimated limit."""
+        seats a commit or reveal covers. `extra_gas`: added to an estimated limit.
+        `learn_gas=False`: this batch's items may cost unalike (a claim that may draw):
+        always estimated, and its receipt teaches no limit."""
         kind = str(step)
 
         def mark(tx_id: int) -> None:
@@ -64,10 +66,12 @@ class JobSteps:
                                        **({} if state is None else {"state": state}))
 
         units = len(job_ids) if units is None else units
-        gas = self.gas.limit(kind, units)
+        gas = self.gas.limit(kind, units) if learn_gas else None
         meta: dict[str, Any] = {"jobs": job_ids}
         if units != len(job_ids):
             meta["units"] = units
+        if not learn_gas:
+            meta["unlike_items"] = True
         if gas is not None:
             meta["learned_gas"] = True
         tx_id = self.txm.send(call.to, call.data, kind=kind, meta=meta, gas=gas, extra_gas=extra_gas,

@@ -149,9 +149,11 @@ class Taker:
         return True
 
     def _send_claims(self) -> None:
-        """Claim batches. Each gets gas to draw its jobs' seats on top of its estimate: a
-        claim estimated after another's draw must make the draw itself if it lands
-        first after all (a reorg took that draw, or its take window ran out)."""
+        """Claim batches. One of r = 1 jobs alone (seat 0, no draw: every item costs
+        alike) goes out on a learned gas limit (GasLimits). One that may draw is
+        estimated, with gas to draw its jobs' seats on top: a claim estimated after
+        another's draw must make the draw itself if it lands first after all (a reorg
+        took that draw, or its take window ran out)."""
         while (batch := self._claims.ready()) is not None:
             ids = batch[1]
             self._claiming.difference_update(ids)
@@ -160,4 +162,4 @@ class Taker:
                 draws = sum(R_CHALLENGE if j.challenge else j.terms.r for j in chunk if not j.single)
                 chunk_ids = [j.job_id for j in chunk]
                 self.steps.send(self.market.build_claim_many(chunk_ids), Step.CLAIM, chunk_ids,
-                                JobState.CLAIMING, extra_gas=DRAW_GAS * draws)
+                                JobState.CLAIMING, extra_gas=DRAW_GAS * draws, learn_gas=not draws)

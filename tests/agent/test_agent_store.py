@@ -174,6 +174,29 @@ def test_job_ids_and_jobs_by_id(tmp_path):
     assert store.stake_at_risk() == 2**80 + 1
 
 
+def test_results_by_id_and_claimed_jobs_left_to_send(tmp_path):
+    """Results of many ids at once (more than one query takes, unknown ids left out), and
+    the claimed jobs with no transaction pending split by whether a result is stored:
+    other states and jobs waiting for a transaction left out, id order."""
+    store = Store(tmp_path / "agent.db")
+    n = IDS_PER_QUERY + 3
+    with store.atomic():
+        for i in range(n):
+            store.add_job(i, MODEL, state=JobState.CLAIMED)
+            if i % 2:
+                store.save_result(i, digest=bytes([i % 256]) * 32, result=b"r%d" % i, salt=b"s" * 32)
+        store.add_job(10**30, MODEL, state=JobState.COMMITTED)  # another state, with a result
+        store.save_result(10**30, digest=b"d" * 32, result=b"x", salt=b"s" * 32)
+        store.update_jobs([1, 2], pending=Pending(Step.DELIVER, 4))
+    found = store.results([*range(n), 10**30, 10**31][::-1])
+    assert sorted(found) == [i for i in range(n) if i % 2] + [10**30]
+    assert found[n - 2].result == b"r%d" % (n - 2) and store.result(2) is None
+    assert store.result(3) == found[3] and store.results([]) == {}
+    stored, todo = store.claimed_unsent()
+    assert stored == [i for i in range(3, n) if i % 2]  # 1: its delivery is pending
+    assert todo == [0] + [i for i in range(4, n) if not i % 2]  # 2: pending too
+
+
 def test_block_memory_is_bounded_and_rewinds(tmp_path):
     store = Store(tmp_path / "agent.db")
     for n in range(1, 11):

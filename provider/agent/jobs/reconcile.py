@@ -112,6 +112,7 @@ class Reconciler:
                 self.market.min_windows().claim) + 1
         failed: dict[int, str] = {}
         delivered: list[int] = []
+        applied: list[int] = []
         # One commit (one fsync) for the batch's jobs.
         with self.store.atomic():
             for job in self.store.jobs(ids=ids):
@@ -133,9 +134,11 @@ class Reconciler:
                     state = {Step.COMMIT: JobState.COMMITTED, Step.REVEAL: JobState.REVEALED}.get(step)
                     self.store.update_job(job.job_id, pending=None, **extra,
                                           **({} if state is None else {"state": state}))
-                now_job = self.store.job(job.job_id)
-                if step in RECEIPT_STEPS and now_job is not None and now_job.settled is not None:
-                    settle(self.store, now_job, now_job.settled)  # it settled while our receipt was in flight
+                applied.append(job.job_id)
+            if step in RECEIPT_STEPS:  # those that settled while our receipt was in flight
+                for job in self.store.jobs(ids=applied):
+                    if job.settled is not None:
+                        settle(self.store, job, job.settled)
         for job in self.store.jobs(ids=list(failed)):
             self.steps.fail(job, f"delivery skipped: {failed[job.job_id]}")
         if delivered:

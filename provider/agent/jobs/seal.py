@@ -49,16 +49,12 @@ class Sealer:
         deliver_at = self.steps.schedule.deliver_at
         for done in [j for j, at in deliver_at.items() if at <= mono]:
             del deliver_at[done]
-        stored = []
-        for job in self.store.jobs(JobState.CLAIMED):
-            if job.job_id in self._computing or job.pending is not None:
-                continue
-            if self.store.result(job.job_id) is not None:
-                stored.append(job)
-            else:
-                self.queue(job)
+        stored, todo = self.store.claimed_unsent()
+        for job in self.store.jobs(ids=[i for i in todo if i not in self._computing]):
+            self.queue(job)
+        stored = [i for i in stored if i not in self._computing]
         if stored:
-            self._send_results(stored)
+            self._send_results(self.store.jobs(ids=stored))
 
     def _compute_ready(self) -> None:
         while (batch := self._compute.ready()) is not None:
@@ -71,7 +67,8 @@ class Sealer:
 
     def _results(self, model_id: bytes, jobs: list[JobRecord]) -> None:
         """Compute and store the results of the jobs without one (never a second salt)."""
-        todo = [job for job in jobs if self.store.result(job.job_id) is None]
+        have = self.store.results([job.job_id for job in jobs])
+        todo = [job for job in jobs if job.job_id not in have]
         if not todo:
             return
         started, cpu = time.monotonic(), engine_cpu()
@@ -109,7 +106,7 @@ class Sealer:
         mono, deliver_at = time.monotonic(), self.steps.schedule.deliver_at
         deliver = [j.job_id for j in jobs if j.single and deliver_at.get(j.job_id, 0.0) <= mono]
         commit = [j for j in jobs if not j.single]
-        stored = {i: self.store.result(i) for i in deliver + [j.job_id for j in commit]}
+        stored = self.store.results(deliver + [j.job_id for j in commit])
         for chunk in chunks(deliver, MAX_RESULT_BATCH):
             call = self.market.build_deliver_many(chunk, [stored[i].result for i in chunk])
             self.steps.send(call, Step.DELIVER, chunk)

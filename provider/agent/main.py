@@ -58,8 +58,9 @@ class Agent:
         """One turn of the services without their threads, for a caller that drives the
         agent itself (the embedded chain lives in the caller's process and only moves
         when someone acts on it): worker ticks (events first, then jobs forward; again
-        at once while the events are behind, as its thread does), then track
-        transactions. The tx manager and the worker must have been set up."""
+        at once while the events are behind or the engine has a backlog, as its thread
+        does), then track transactions. The tx manager and the worker must have been set
+        up."""
         while self.worker.tick():
             pass
         self.txm.poll()

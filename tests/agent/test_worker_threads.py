@@ -158,3 +158,37 @@ def test_a_reorg_deeper_than_remembered_stops_the_agent(anvil, engine, tmp_path,
     [crash] = [r for r in agent_log.records if r.exc_info and r.exc_info[0] is ReorgTooDeep]
     assert crash.getMessage() == "service crashed" and crash.service == "jobs"
     assert "reorg below block" in str(crash.exc_info[1])
+
+
+def test_a_backlog_is_computed_one_batch_a_tick_with_deliveries_in_between(anvil, engine, tmp_path,
+                                                                          monkeypatch):
+    """The seal phase computes one engine batch a tick and asks to tick again at once:
+    the other phases run between two batches, so the first jobs' deliveries go out while
+    the last are still to compute (a tick computing a whole backlog held every delivery,
+    reveal and finalize until its end)."""
+    env = Env(anvil, engine)
+    agent = env.agent(1, tmp_path, engine_batch={"max_size": 1, "max_wait": 0.01})
+    runs: list[int] = []  # engine batches, by tick
+    deliveries_sent: list[int] = []  # at each engine batch
+    run = engine.run
+
+    def counted(inputs):
+        runs[-1] += 1
+        deliveries_sent.append(len([t for t in agent.store.txs() if t.kind == "deliver"]))
+        return run(inputs)
+
+    monkeypatch.setattr(engine, "run", counted)
+    jobs = env.post(SENTENCES, r=1)  # alone: every job its own at once
+    again = []
+    for _ in range(200):
+        runs.append(0)
+        again.append(agent.worker.tick())
+        anvil.rpc("evm_mine")  # a confirmation for the claim (on automine only txs make blocks)
+        agent.txm.poll()
+        if all(env.status(j) is JobStatus.DELIVERED for j in jobs):
+            break
+        time.sleep(0.02)
+    assert all(env.status(j) is JobStatus.DELIVERED for j in jobs)
+    assert max(runs) == 1 and sum(runs) == len(SENTENCES)
+    assert all(again[i] for i, n in enumerate(runs) if n)  # a batch computed: tick again at once
+    assert deliveries_sent[0] == 0 and deliveries_sent[-1] > 0  # the first delivered before the last computed

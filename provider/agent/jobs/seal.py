@@ -32,9 +32,14 @@ class Sealer:
         self._engine_cpu = metrics.counter("verinfer_engine_cpu_seconds_total",
                                            "Engine CPU time (its thread and thread pools)")
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Send what is computed, then compute one engine batch if one is ready. Returns
+        True if it computed one: the worker ticks again at once, so a backlog is worked
+        off batch by batch with every other phase between two batches (a claim mined
+        meanwhile is delivered from the next tick on, a reveal or finalize meets its
+        deadline) instead of all of it inside one tick."""
         self._queue_work()
-        self._compute_ready()
+        return self._compute_one()
 
     def queue(self, job: JobRecord) -> None:
         """Have the engine compute `job` with the next batch of its model."""
@@ -56,14 +61,17 @@ class Sealer:
         if stored:
             self._send_results(self.store.jobs(ids=stored))
 
-    def _compute_ready(self) -> None:
-        while (batch := self._compute.ready()) is not None:
-            model_id, ids = batch
-            self._computing.difference_update(ids)
-            # SEEN or CLAIMING: an r = 1 job whose claim is not mined yet
-            jobs = self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED, ids=ids)
-            if jobs:
-                self._compute_and_send(model_id, jobs)
+    def _compute_one(self) -> bool:
+        batch = self._compute.ready()
+        if batch is None:
+            return False
+        model_id, ids = batch
+        self._computing.difference_update(ids)
+        # SEEN or CLAIMING: an r = 1 job whose claim is not mined yet
+        jobs = self.store.jobs(JobState.SEEN, JobState.CLAIMING, JobState.CLAIMED, ids=ids)
+        if jobs:
+            self._compute_and_send(model_id, jobs)
+        return True
 
     def _results(self, model_id: bytes, jobs: list[JobRecord]) -> None:
         """Compute and store the results of the jobs without one (never a second salt)."""

@@ -108,9 +108,9 @@ class JobWorker(Service):
         delays = Backoff().delays()
         while not self.stop_event.is_set():
             try:
-                behind = self.tick()
+                again = self.tick()
                 delays = Backoff().delays()
-                delay = 0.0 if behind else self.poll_interval
+                delay = 0.0 if again else self.poll_interval
             except ReorgTooDeep:  # our records may hold what the chain lost: stop the agent
                 raise
             except ContractError:  # a view reverted: a job-level surprise, not an outage
@@ -154,16 +154,17 @@ class JobWorker(Service):
 
     def tick(self) -> bool:
         """Run every phase once. Returns True while the events phase is behind the safe
-        head (the caller ticks again at once)."""
+        head or the engine has a backlog (it computes one batch a tick): the caller
+        ticks again at once."""
         behind = self._watch()
         self.steps.head = head = headers(self.w3, ["latest"])[0]
         now = head.timestamp
         self.reconcile.run(now)
         self.take.run(now)
-        self.seal.run()
+        computed = self.seal.run()
         self.settle.reveal(now)
         self.settle.finalize(now)
-        return behind
+        return behind or computed
 
     def _watch(self) -> bool:
         """The events phase: up to RANGES_PER_TICK ranges into the job book. Returns

@@ -410,6 +410,14 @@ class Store:
             waiting.setdefault((row["pending_tx"], Step(row["pending_step"])), []).append(int(row["job_id"]))
         return waiting
 
+    def settled_among(self, job_ids: Iterable[int]) -> list[JobRecord]:
+        """Those of `job_ids` whose settlement is recorded (only their records decoded)."""
+        rows = []
+        for chunk in _id_chunks(job_ids):
+            rows += self._rows(f"SELECT {_JOB} FROM jobs WHERE job_id IN ({_marks(chunk)})"
+                               " AND json_extract(data, '$.settled') IS NOT NULL", chunk)
+        return sorted((job_record(r) for r in rows), key=lambda j: j.job_id)
+
     def settled_since(self, block: int, newest: bool = False) -> list[JobRecord]:
         """Jobs whose settlement a block after `block` showed, newest block first (only
         the newest job with `newest`): those a reorg may still un-settle."""

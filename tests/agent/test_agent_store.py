@@ -175,9 +175,10 @@ def test_job_ids_and_jobs_by_id(tmp_path):
 
 
 def test_results_by_id_and_claimed_jobs_left_to_send(tmp_path):
-    """Results of many ids at once (more than one query takes, unknown ids left out), and
-    the claimed jobs with no transaction pending split by whether a result is stored:
-    other states and jobs waiting for a transaction left out, id order."""
+    """Results of many ids at once (more than one query takes, unknown ids left out); the
+    settled among chosen jobs (a settlement without a block too); and the claimed jobs
+    with no transaction pending split by whether a result is stored: other states and
+    jobs waiting for a transaction left out, id order."""
     store = Store(tmp_path / "agent.db")
     n = IDS_PER_QUERY + 3
     with store.atomic():
@@ -192,6 +193,9 @@ def test_results_by_id_and_claimed_jobs_left_to_send(tmp_path):
     assert sorted(found) == [i for i in range(n) if i % 2] + [10**30]
     assert found[n - 2].result == b"r%d" % (n - 2) and store.result(2) is None
     assert store.result(3) == found[3] and store.results([]) == {}
+    store.update_job(5, settled=Settlement(JobStatus.FINALIZED, b"d" * 32, 0, b""))  # from a view: no block
+    store.update_job(n - 1, settled=Settlement(JobStatus.CANCELLED, b"d" * 32, 12, b"h" * 32))
+    assert [j.job_id for j in store.settled_among([n - 1, 4, 5, 10**31])] == [5, n - 1]
     stored, todo = store.claimed_unsent()
     assert stored == [i for i in range(3, n) if i % 2]  # 1: its delivery is pending
     assert todo == [0] + [i for i in range(4, n) if not i % 2]  # 2: pending too

@@ -136,9 +136,8 @@ class Reconciler:
                                           **({} if state is None else {"state": state}))
                 applied.append(job.job_id)
             if step in RECEIPT_STEPS:  # those that settled while our receipt was in flight
-                for job in self.store.jobs(ids=applied):
-                    if job.settled is not None:
-                        settle(self.store, job, job.settled)
+                for job in self.store.settled_among(applied):
+                    settle(self.store, job, job.settled)
         for job in self.store.jobs(ids=list(failed)):
             self.steps.fail(job, f"delivery skipped: {failed[job.job_id]}")
         if delivered:

@@ -31,7 +31,7 @@ import hmac
 import logging
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from client import Client
@@ -85,6 +85,7 @@ class Auditor:
         self._engine_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-audit")
         self._engines = {} if engine is None else {engine.model_id: engine}
         self._engine_lock = threading.Lock()
+        self._reexecuting: Future | None = None  # the engine thread's batch
         self._tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -100,6 +101,12 @@ class Auditor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._engine_thread.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the engine thread is loading or re-executing; after ``stop`` too (a
+        thread cannot be interrupted), then ``gateway.server`` exits without it."""
+        return self._reexecuting is not None and not self._reexecuting.done()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -146,13 +153,13 @@ class Auditor:
     # ------------------------------------------------------------ re-executing
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             try:
-                verdicts = await loop.run_in_executor(self._engine_thread, self._reexecute, batch)
+                self._reexecuting = self._engine_thread.submit(self._reexecute, batch)
+                verdicts = await asyncio.wrap_future(self._reexecuting)
             except Exception as exc:  # the engine failed to load or to run: no verdict
                 log.exception("audit engine failed")
                 for delivery in batch:

@@ -103,6 +103,7 @@ def extension(answer: Answer, reply: ChatAnswer, request: ChatRequest) -> dict[s
     result = answer.verified
     return {"job_id": answer.job_id, "digest": "0x" + result.digest.hex(), "r": answer.r,
             "status": result.status.name.lower(), "final": result.final,
+            "audit": "pending" if answer.audit else None,  # GET /v1/audit?job=<job_id> tells its outcome
             "transaction": "0x" + answer.post_tx.hex(), "result_transaction": "0x" + answer.result_tx.hex(),
             "providers": list(result.providers), "token_ids": list(reply.ids), "finish": reply.finish,
             "seed": str(request.seed), "temperature_milli": request.temperature_milli,

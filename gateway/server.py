@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -103,11 +104,34 @@ def serve(client: Client, config: GatewayConfig, keys: KeyStore | None = None, *
     # for the handler it found: make that a clean exit rather than death by signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_cleanly)
-    _Server(uv, lambda: (announce or _print)(url)).run(sockets=[sock])
+    try:
+        _Server(uv, lambda: (announce or _print)(url)).run(sockets=[sock])
+    finally:
+        if app.state.auditor.busy:
+            _exit_without_the_audit_engine(sys.exc_info()[1])
 
 
 def _exit_cleanly(_signum, _frame) -> None:
     raise SystemExit(0)
+
+
+def _exit_without_the_audit_engine(error: BaseException | None) -> None:
+    """Exit now, everything else stopped, while the audit engine's thread still loads or
+    re-executes: a normal exit would join it (minutes for the LLM) and a daemon thread
+    would abort inside torch's teardown. Its audits are pending in the log, resumed at
+    the next start. The exit status is the one ``error`` (what ended the server) gives."""
+    log = logging.getLogger("verinfer.gateway")
+    log.warning("the audit engine is still working: exiting without it (its audits resume at the next start)")
+    if isinstance(error, SystemExit):
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    else:
+        code = int(error is not None)
+        if error is not None:
+            log.error("the gateway stopped on an error", exc_info=error)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _print(url: str) -> None:

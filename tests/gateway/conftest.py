@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.keys import KeyPolicy, KeyStore
@@ -49,6 +50,18 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def audit_of(gateway, key: str, job_id: int, timeout: float = 400) -> dict:
+    """The gateway's audit record of a job, once done, and its counters."""
+    give_up = time.monotonic() + timeout
+    while True:
+        answer = httpx.get(f"{gateway.url}/audit", params={"job": job_id},
+                           headers={"Authorization": f"Bearer {key}"}).json()
+        if answer["data"] and answer["data"][0]["state"] == "done":
+            return answer
+        assert time.monotonic() < give_up, f"no finished audit of job {job_id}: {answer}"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from gateway.config import GatewayConfig
 from gateway.service import Answer, Batcher, Market
 from tests.e2e.cluster import CLIENT, REWARD, WINDOWS
 from tests.support.anvil import funded_account
-from tests.gateway.conftest import GatewayProcess
+from tests.gateway.conftest import GatewayProcess, audit_of
 from tests.support.market import transact
 
 pytestmark = pytest.mark.anvil
@@ -81,18 +81,6 @@ def lie_about(cluster, liar, job_id: int) -> bytes:
     transact(cluster.w3, liar, cluster.market.build_deliver_many([job_id], [lie]))
     assert cluster.market.job(job_id).status == JobStatus.DELIVERED  # (deliver_many skips what fails)
     return lie
-
-
-def audit_of(gateway, key: str, job_id: int, timeout: float = SETTLE_TIMEOUT) -> dict:
-    """The gateway's audit record of a job, once done, and its counters."""
-    give_up = time.monotonic() + timeout
-    while True:
-        answer = httpx.get(f"{gateway.url}/audit", params={"job": job_id},
-                           headers={"Authorization": f"Bearer {key}"}).json()
-        if answer["data"] and answer["data"][0]["state"] == "done":
-            return answer
-        assert time.monotonic() < give_up, f"no finished audit of job {job_id}: {answer}"
-        time.sleep(0.5)
 
 
 def embed(gateway, key: str, text: str, audit: float | None = 1.0):

@@ -8,9 +8,10 @@ import openai
 import pytest
 
 from client.chat import ChatAnswer, ChatRequest
+from gateway.audit_log import AuditLog, log_path
 from gateway.keys import KeyStore
 from tests.e2e.cluster import Cluster
-from tests.gateway.conftest import GatewayProcess
+from tests.gateway.conftest import GatewayProcess, audit_of
 
 pytestmark = pytest.mark.anvil
 
@@ -18,20 +19,30 @@ FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def served(engine, chat_runner, tmp_path_factory):
-    """(gateway, chat model name) on a cluster whose agents serve both models."""
+def chat_cluster(engine, chat_runner, tmp_path_factory):
+    """A cluster whose agents serve both models."""
     cluster = Cluster(tmp_path_factory.mktemp("chat-cluster"), engine, chat=chat_runner)
     try:
         cluster.start_agents(timeout=400)
-        workdir = tmp_path_factory.mktemp("chat-gateway")
-        secret = KeyStore(workdir / "keys.json").create("app")[1]
-        gateway = GatewayProcess(cluster, workdir, workdir / "keys.json", "--no-explorer")
-        gateway.secret = secret
-        yield gateway, chat_runner.engine.model_info.name
-        gateway.stop()
-        assert gateway.proc.returncode == 0, gateway.log.read_text()[-3000:]
+        yield cluster
     finally:
         cluster.stop()
+
+
+def start_gateway(cluster, workdir, *args) -> GatewayProcess:
+    secret = KeyStore(workdir / "keys.json").create("app")[1]
+    gateway = GatewayProcess(cluster, workdir, workdir / "keys.json", "--no-explorer", *args)
+    gateway.secret = secret
+    return gateway
+
+
+@pytest.fixture(scope="module")
+def served(chat_cluster, chat_runner, tmp_path_factory):
+    """(gateway, chat model name)."""
+    gateway = start_gateway(chat_cluster, tmp_path_factory.mktemp("chat-gateway"))
+    yield gateway, chat_runner.engine.model_info.name
+    gateway.stop()
+    assert gateway.proc.returncode == 0, gateway.log.read_text()[-3000:]
 
 
 def api(gateway) -> openai.OpenAI:
@@ -83,3 +94,29 @@ def test_requests_for_the_other_kind_of_model_or_unsupported_fields_are_refused(
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=model, messages=FRANCE, max_tokens=10_000)
     assert caught.value.response.json()["error"]["param"] == "max_tokens"
+
+
+def test_a_gateway_stopped_while_its_audit_engine_works_exits_and_resumes_the_audit(chat_cluster, chat_runner,
+                                                                                  tmp_path):
+    """SIGTERM right after an audited answer, the LLM still loading in the gateway's audit
+    thread: the gateway exits at once (not after the load and the generation) with
+    status 0, the audit pending in its log; started again, it finishes the audit."""
+    model = chat_runner.engine.model_info.name
+    gateway = start_gateway(chat_cluster, tmp_path)
+    reply = api(gateway).chat.completions.create(model=model, messages=FRANCE, max_tokens=8,
+                                                 extra_body={"verinfer": {"audit": 1.0}})
+    extension = reply.model_extra["verinfer"]
+    assert extension["audit"] == "pending" and extension["r"] == 1
+    gateway.stop()  # SIGTERM, then SIGKILL after 10 s
+    assert gateway.proc.returncode == 0, gateway.log.read_text()[-3000:]
+    assert "the audit engine is still working: exiting without it" in gateway.log.read_text()
+    path = log_path(tmp_path / "data", chat_cluster.w3.eth.chain_id, chat_cluster.market.address)
+    assert [(r.job_id, r.state) for r in AuditLog(path).unfinished()] == [(extension["job_id"], "pending")]
+
+    again = GatewayProcess(chat_cluster, tmp_path, tmp_path / "keys.json", "--no-explorer")
+    try:
+        record = audit_of(again, gateway.secret, extension["job_id"])["data"][0]
+        assert record["outcome"] == "match" and record["ours"] == extension["digest"]
+    finally:
+        again.stop()
+    assert again.proc.returncode == 0, again.log.read_text()[-3000:]

@@ -415,7 +415,8 @@ def main(jobs: int, rs: tuple[int, ...], n_agents: int, threads: int, engine_bat
         for pid in sorted(process_tree(anvil.pid), reverse=True):  # the node itself, then its launcher
             os.kill(pid, signal.SIGTERM)
         anvil.wait(30)
-    console.print(table(phases, threads))
+    if len(phases) > 1:  # each phase's table was printed as it ended
+        console.print(table(phases, threads))
     shutil.rmtree(workdir)
     r1 = next((p for p in phases if p.r == 1 and p.wall), None)
     if r1 is not None:
@@ -443,9 +444,10 @@ def _run(console: Console, workdir: Path, anvil_pid: int, jobs: int, rs: tuple[i
     from ape import accounts, chain, networks
 
     from client import Client
+    from scripts._quiet import quiet_ape
     from scripts.deploy import deploy
 
-    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+    with quiet_ape(), networks.parse_network_choice("ethereum:local:foundry") as provider:
         owner = accounts.test_accounts[0]
         client_account = accounts.test_accounts[n_agents + 1]
         with console.status("deploying (loads the engine once for its model id)"):

@@ -175,9 +175,10 @@ def _run(console: Console, workdir: Path, levels: tuple[int, ...], per_client: i
     from ape import accounts, chain, networks
 
     from client import Client
+    from scripts._quiet import quiet_ape
     from scripts.deploy import deploy
 
-    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+    with quiet_ape(), networks.parse_network_choice("ethereum:local:foundry") as provider:
         owner = accounts.test_accounts[0]
         sdk_account, gateway_account = accounts.test_accounts[n_agents + 1], accounts.test_accounts[n_agents + 2]
         with console.status("deploying (loads the engine once for its model id)"):

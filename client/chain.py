@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
@@ -111,10 +110,15 @@ def _quantity(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
-_LOG = {"address": str, "topics": lambda topics: [HexBytes(t) for t in topics], "data": HexBytes,
-        "blockNumber": _quantity, "blockHash": HexBytes, "transactionHash": HexBytes,
+def _bytes(value: Any) -> bytes:
+    # Hex on the wire (HexBytes' own parsing costs ~5x this; agents read every job's log).
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+
+
+_LOG = {"address": str, "topics": lambda topics: [_bytes(t) for t in topics], "data": _bytes,
+        "blockNumber": _quantity, "blockHash": _bytes, "transactionHash": _bytes,
         "transactionIndex": _quantity, "logIndex": _quantity, "removed": bool}
-_RECEIPT = {"transactionHash": HexBytes, "blockNumber": _quantity, "blockHash": HexBytes,
+_RECEIPT = {"transactionHash": _bytes, "blockNumber": _quantity, "blockHash": _bytes,
             "status": _quantity, "gasUsed": _quantity, "effectiveGasPrice": _quantity}
 
 
@@ -124,5 +128,5 @@ def _formatted(raw: dict[str, Any], fields: dict[str, Callable[[Any], Any]]) -> 
 
 def _header(block: dict[str, Any]) -> Header:
     base_fee = block.get("baseFeePerGas")
-    return Header(_quantity(block["number"]), bytes(HexBytes(block["hash"])),
+    return Header(_quantity(block["number"]), _bytes(block["hash"]),
                   _quantity(block["timestamp"]), None if base_fee is None else _quantity(base_fee))

@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -365,6 +365,16 @@ class Store:
                 cursor = self._db.execute(sql, args + chunk)
                 if cursor.rowcount != len(chunk):
                     raise KeyError(f"unknown job among {chunk}")
+
+    def update_each(self, changes: Mapping[int, Mapping[str, Any]]) -> None:
+        """`update_job` for many jobs, each with its own fields, in one transaction: the
+        jobs given equal fields (most of a batch a mined step moved) by one statement."""
+        alike: dict[str, tuple[Mapping[str, Any], list[int]]] = {}
+        for job_id, fields in changes.items():
+            alike.setdefault(repr(job_columns(fields)), (fields, []))[1].append(job_id)
+        with self.atomic():
+            for fields, job_ids in alike.values():
+                self.update_jobs(job_ids, **fields)
 
     def forget_jobs(self, job_ids: Iterable[int]) -> None:
         """Drop jobs we never acted on (their post was orphaned by a reorg)."""

@@ -153,6 +153,28 @@ def test_update_jobs_sets_keys_in_sqlite(tmp_path):
     store.update_jobs([])  # nothing to do
 
 
+def test_update_each_groups_jobs_moved_alike(tmp_path, monkeypatch):
+    """Jobs given equal fields (however spelled: seats in any order) share one statement,
+    the others get their own; an unknown job among them changes nothing at all."""
+    store = Store(tmp_path / "agent.db")
+    for i in range(6):
+        store.add_job(i, MODEL, terms=TERMS)
+    statements = []
+    update_jobs = store.update_jobs
+    monkeypatch.setattr(store, "update_jobs", lambda ids, **f: (statements.append(list(ids)), update_jobs(ids, **f)))
+    claimed = {"state": JobState.CLAIMED, "pending": None, "seats": [0, 2], "last_tx": 4}
+    store.update_each({0: claimed, 1: {**claimed, "seats": (2, 0)}, 2: claimed,
+                       3: {"state": JobState.LOST, "reason": "taken"}, 4: {**claimed, "last_tx": 5}})
+    assert sorted(statements) == [[0, 1, 2], [3], [4]]
+    assert [(j.state, j.seats, j.last_tx) for j in store.jobs(ids=[0, 1, 2, 4])] == [
+        (JobState.CLAIMED, (0, 2), 4)] * 3 + [(JobState.CLAIMED, (0, 2), 5)]
+    assert store.job(3).reason == "taken" and store.job(5).state is JobState.SEEN
+    with pytest.raises(KeyError):
+        store.update_each({5: {"state": JobState.LOST}, 10**9: {"state": JobState.LOST}})
+    assert store.job(5).state is JobState.SEEN
+    store.update_each({})  # nothing to do
+
+
 def test_job_ids_and_jobs_by_id(tmp_path):
     """Ids alone (no JSON read), and records of chosen ids: more ids than one query takes,
     ids in other states or unknown left out, id order (ids are numbers, not text)."""

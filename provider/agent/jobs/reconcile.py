@@ -112,29 +112,31 @@ class Reconciler:
                 self.market.min_windows().claim) + 1
         failed: dict[int, str] = {}
         delivered: list[int] = []
-        applied: list[int] = []
-        # One commit (one fsync) for the batch's jobs.
+        changes: dict[int, dict[str, Any]] = {}  # job id -> its new fields
+        # One commit (one fsync) for the batch's jobs; the jobs a step moved alike (most
+        # of a batch) are written by one statement.
         with self.store.atomic():
             for job in self.store.jobs(ids=ids):
                 if job.pending is None or job.pending.tx != record.id:
                     continue
                 extra: dict[str, Any] = {"last_tx": record.id} if step.moves_seats else {}
                 if step is Step.CLAIM:
-                    self._apply_claim(job, won.get(job.job_id, []), skipped.get(job.job_id),
-                                      redraw_at, extra)
+                    changes[job.job_id] = self._claim_applied(job, won.get(job.job_id, []),
+                                                              skipped.get(job.job_id), redraw_at, extra)
                 elif step is Step.DELIVER:
                     reason = skipped.get(job.job_id, "no event")
                     if job.job_id in won:
                         delivered.append(job.job_id)
-                    if not self._apply_delivery(job, job.job_id in won, reason, extra):
+                    changes[job.job_id], counted = self._delivery_applied(job, job.job_id in won, reason, extra)
+                    if not counted:
                         failed[job.job_id] = reason
                 else:
                     # finalize (state None): the JobFinalized event settles it; a skipped
                     # one is retried
                     state = {Step.COMMIT: JobState.COMMITTED, Step.REVEAL: JobState.REVEALED}.get(step)
-                    self.store.update_job(job.job_id, pending=None, **extra,
-                                          **({} if state is None else {"state": state}))
-                applied.append(job.job_id)
+                    changes[job.job_id] = {"pending": None, **extra, **({} if state is None else {"state": state})}
+            self.store.update_each(changes)
+            applied = list(changes)
             if step in RECEIPT_STEPS:  # those that settled while our receipt was in flight
                 for job in self.store.settled_among(applied):
                     settle(self.store, job, job.settled)
@@ -146,8 +148,9 @@ class Reconciler:
             until = now + self.market.call("challenge_window")
             self.steps.schedule.delivered_until.update(dict.fromkeys(delivered, until))
 
-    def _apply_claim(self, job: JobRecord, seats: list[int], reason: str | None,
-                     redraw_at: int | None, extra: dict[str, Any]) -> None:
+    def _claim_applied(self, job: JobRecord, seats: list[int], reason: str | None,
+                       redraw_at: int | None, extra: dict[str, Any]) -> dict[str, Any]:
+        """The fields of a job our mined claim took `seats` of (or skipped, for `reason`)."""
         job_id = job.job_id
         state: JobState
         if seats:
@@ -156,10 +159,9 @@ class Reconciler:
                 # A claim that met a challenge before its event reached us: the round's seats.
                 extra |= challenge_round(self.market.job(job_id))
             extra |= {"seats": held, "failures": 0}
-            self.store.update_job(job_id, state=JobState.CLAIMED, pending=None,
-                                  collateral=job.seat_collateral * len(held), **extra)
             log.info("seats taken", extra={"job_id": job_id, "seats": seats})
-            return
+            return {"state": JobState.CLAIMED, "pending": None,
+                    "collateral": job.seat_collateral * len(held), **extra}
         reason = reason or "no event"
         if reason == NOT_DRAWN:
             # Left alone until the take window is over; then claimed again (the draw of
@@ -178,30 +180,26 @@ class Reconciler:
             state, extra = JobState.SEEN, extra | {"failures": 0}
         else:
             state, extra = given_up(job), extra | {"reason": reason}
-        self.store.update_job(job_id, state=state, pending=None,
-                              collateral=job.seat_collateral * len(job.seats), **extra)
         log.info("claim skipped", extra={"job_id": job_id, "reason": reason, "state": state.value})
+        return {"state": state, "pending": None, "collateral": job.seat_collateral * len(job.seats), **extra}
 
-    def _apply_delivery(self, job: JobRecord, delivered: bool, reason: str,
-                        extra: dict[str, Any]) -> bool:
-        """Apply our delivery of an r = 1 job; False: a failure to count (`fail`)."""
+    def _delivery_applied(self, job: JobRecord, delivered: bool, reason: str,
+                          extra: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The fields of an r = 1 job our mined delivery carried, and False for a
+        failure to count (`fail`)."""
         if delivered:
             # A challenge that came before its receipt re-opened the job: a round we
             # may be drawn for like anyone.
             state = JobState.SEEN if job.challenge else JobState.REVEALED
-            self.store.update_job(job.job_id, state=state, pending=None, failures=0, **extra)
-            return True
+            return {"state": state, "pending": None, "failures": 0, **extra}, True
         if reason in TOO_EARLY:  # mined in its claim's block: again from a later one
             self.steps.schedule.deliver_at[job.job_id] = time.monotonic() + RETRY_SOON
-            self.store.update_job(job.job_id, pending=None, **extra)
-            return True
+            return {"pending": None, **extra}, True
         if reason in TOO_LATE:
-            self.store.update_job(job.job_id, state=JobState.FAILED, pending=None,
-                                  reason=f"delivery skipped: {reason}", **extra)
             log.error("delivery too late", extra={"job_id": job.job_id, "reason": reason})
-            return True
-        self.store.update_job(job.job_id, **extra)
-        return False
+            return {"state": JobState.FAILED, "pending": None, "reason": f"delivery skipped: {reason}",
+                    **extra}, True
+        return extra, False
 
     # ---- reorgs of our own steps -----------------------------------------------------
 

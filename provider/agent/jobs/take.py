@@ -98,6 +98,7 @@ class Taker:
         infos = self.market.jobs([j.job_id for j in due])
         at_risk = self.store.stake_at_risk()
         free = self.stake_free = self.market.provider(self.steps.me).free
+        collaterals: dict[int, dict[str, int]] = {}
         with self.store.atomic():
             for job, info in zip(due, infos):
                 if info.status not in (JobStatus.OPEN, JobStatus.CHALLENGED) or (
@@ -112,12 +113,13 @@ class Taker:
                     continue  # wait: stake frees up when held jobs settle
                 at_risk += collateral
                 free -= collateral
-                self.store.update_job(job.job_id, seat_collateral=collateral,
-                                      collateral=collateral * (len(job.seats) + 1))
+                collaterals[job.job_id] = {"seat_collateral": collateral,
+                                           "collateral": collateral * (len(job.seats) + 1)}
                 self._claiming.add(job.job_id)
                 self._claims.put(None, job.job_id)
                 if job.single:
                     self.compute(job)
+            self.store.update_each(collaterals)
 
     def _my_turn(self, job: JobRecord) -> bool:
         """Whether our turn to claim this job has come. An r = 1 job's seat goes to the

@@ -2,7 +2,7 @@
 
 `JobRecord` is what every part of the agent reads; `job_row` / `job_record` are the one
 place that turns it into the store's row and back. The row keeps what the store
-queries in columns (`state`, `collateral`, the pending step, the seats) and the rest in
+queries in columns (`state`, `collateral`, the pending step, the seats, the quiet time) and the rest in
 a JSON object; reading is tolerant (a key an older agent wrote and this one no longer
 knows is ignored, a missing one takes its default), so the store needs no migration
 when a field is added.
@@ -133,6 +133,10 @@ class JobRecord:
     failures: int = 0
     reason: str | None = None  # why we refused, gave up or were not drawn
     redraw_at: int | None = None  # UNDRAWN: chain time its untaken seats may be redrawn
+    # REVEALED: chain time until which it needs no view (our delivery's challenge window).
+    # A column, so the settle phase reads only the jobs awake, however many wait; any
+    # change of state resets it (Store.update_jobs).
+    quiet_until: int = 0
     settled: Settlement | None = None
     slashed: Mapping[int, int] = field(default_factory=dict)  # seat -> amount
     faults: Mapping[int, int] = field(default_factory=dict)  # seat -> Fault reason
@@ -157,7 +161,7 @@ class JobRecord:
 # ---- the store's row ------------------------------------------------------------------
 
 COLUMNS = ("job_id", "model_id", "state", "reward", "collateral", "pending_step", "pending_tx",
-           "seats", "settled_block", "updated_at")  # the rest is JSON in `data`
+           "seats", "settled_block", "quiet_until", "updated_at")  # the rest is JSON in `data`
 _FIELDS = {f.name for f in fields(JobRecord)}
 _KEYED = {"job_id", "model_id", "updated_at"}  # set once, by the store
 
@@ -180,6 +184,8 @@ def job_columns(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
             columns["pending_tx"] = None if value is None else value.tx
         elif name == "seats":
             columns["seats"] = json.dumps(sorted({int(s) for s in value}))
+        elif name == "quiet_until":
+            columns["quiet_until"] = int(value)
         elif name == "terms":
             data |= ({} if value is None else {"r": value.r, "client": value.client,
                                                "input": value.input.hex(), "block": value.block})
@@ -224,6 +230,7 @@ def job_record(row: Mapping[str, Any]) -> JobRecord:
         failures=data.get("failures") or 0,
         reason=data.get("reason"),
         redraw_at=data.get("redraw_at"),
+        quiet_until=row["quiet_until"],
         settled=None if not settled else Settlement(
             JobStatus(settled["status"]), bytes.fromhex(settled["digest"]), settled.get("block", 0),
             bytes.fromhex(settled.get("block_hash", ""))),

@@ -30,7 +30,7 @@ from typing import Any
 from provider.agent.errors import StoreError
 from provider.agent.records import COLUMNS, JobRecord, JobState, Step, job_columns, job_record
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 IDS_PER_QUERY = 500  # bound on one query's parameters (sqlite caps them)
 
 # Migration i brings a database from user_version i to i + 1.
@@ -126,6 +126,14 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN settled_block INTEGER;
     CREATE INDEX jobs_settled ON jobs (settled_block);
+    """,
+    # 6: what a tick reads, found through indexes, not by reading every job of a state: a
+    # provider holds thousands of delivered jobs through their challenge windows (the
+    # awake ones by `quiet_until`), and the few with a transaction in flight.
+    """
+    ALTER TABLE jobs ADD COLUMN quiet_until INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_quiet ON jobs (state, quiet_until);
+    CREATE INDEX jobs_pending ON jobs (pending_tx) WHERE pending_tx IS NOT NULL;
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -353,6 +361,8 @@ class Store:
         no record is decoded here: the agent marks every job of each transaction it
         sends. KeyError, and nothing changed, if a job is unknown."""
         columns, data = job_columns(fields)
+        if "state" in columns:  # a quiet time is the state's: a new state starts awake
+            columns.setdefault("quiet_until", 0)
         sets = [f"{name} = ?" for name in columns] + ["updated_at = ?"]
         args: list[Any] = [*columns.values(), time.time()]
         if data:
@@ -402,18 +412,38 @@ class Store:
                 rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
         return sorted((job_record(r) for r in rows), key=lambda j: j.job_id)
 
-    def job_ids(self, *states: JobState) -> list[int]:
-        """The ids of the jobs in `states`, in id order, without reading their data."""
-        rows = self._rows(f"SELECT job_id FROM jobs WHERE state IN ({_marks(states)})",
-                          [JobState(s).value for s in states])
+    def job_ids(self, *states: JobState, ids: Iterable[int] | None = None) -> list[int]:
+        """The ids of the jobs in `states` (only among `ids`, with those), in id order,
+        without reading their data."""
+        sql = f"SELECT job_id FROM jobs WHERE state IN ({_marks(states)})"
+        args = [JobState(s).value for s in states]
+        if ids is None:
+            rows = self._rows(sql, args)
+        else:
+            rows = []
+            for chunk in _id_chunks(ids):
+                rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
         return sorted(int(r["job_id"]) for r in rows)
+
+    def awake_ids(self, state: JobState, now: int) -> list[int]:
+        """The ids of the jobs in `state` whose quiet time is over at chain time `now`, in
+        id order: an index range, however many jobs are quiet."""
+        rows = self._rows("SELECT job_id FROM jobs WHERE state = ? AND quiet_until < ?",
+                          [JobState(state).value, now])
+        return sorted(int(r["job_id"]) for r in rows)
+
+    def count_jobs(self, *states: JobState) -> int:
+        """How many jobs are in `states` (counted in the state index)."""
+        return self._rows(f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({_marks(states)})",
+                          [JobState(s).value for s in states])[0]["n"]
 
     def pending_steps(self, *states: JobState) -> dict[tuple[int, Step], list[int]]:
         """(tx id, step kind) -> the ids of the jobs in `states` waiting for that
-        transaction, in id order: read in sqlite, as the agent asks on every tick."""
+        transaction, in id order: read in sqlite, as the agent asks on every tick (through
+        the index of jobs in flight: sqlite would rather walk every job of the states)."""
         rows = self._rows(
-            "SELECT job_id, pending_tx, pending_step FROM jobs"
-            f" WHERE state IN ({_marks(states)}) AND pending_tx IS NOT NULL",
+            "SELECT job_id, pending_tx, pending_step FROM jobs INDEXED BY jobs_pending"
+            f" WHERE pending_tx IS NOT NULL AND state IN ({_marks(states)})",
             [JobState(s).value for s in states])
         waiting: dict[tuple[int, Step], list[int]] = {}
         for row in sorted(rows, key=lambda r: int(r["job_id"])):

@@ -175,6 +175,38 @@ def test_update_each_groups_jobs_moved_alike(tmp_path, monkeypatch):
     store.update_each({})  # nothing to do
 
 
+def test_quiet_jobs_are_skipped_through_an_index_and_wake_with_a_new_state(tmp_path):
+    """A delivered job is quiet until its window ends (chain time): the settle phase's
+    query skips quiet jobs by an index range, and the jobs in flight are found by theirs,
+    so a tick reads no more however many deliveries wait. A change of state wakes a job
+    (its quiet time belonged to the old state); other changes keep it."""
+    store = Store(tmp_path / "agent.db")
+    for i in range(5):
+        store.add_job(i, MODEL, state=JobState.REVEALED, terms=TERMS, quiet_until=100 * i)
+    store.add_job(9, MODEL, state=JobState.CLAIMED, terms=TERMS, quiet_until=10**9)
+    assert store.awake_ids(JobState.REVEALED, 150) == [0, 1]
+    assert store.awake_ids(JobState.REVEALED, 100) == [0]  # quiet through chain time 100
+    assert store.awake_ids(JobState.CLAIMED, 10) == []
+    store.update_jobs([2], pending=Pending(Step.FINALIZE, 3), failures=1)  # same state: still quiet
+    assert store.job(2).quiet_until == 200
+    store.update_jobs([3, 9], state=JobState.REVEALED)  # a new state: awake at once
+    assert store.awake_ids(JobState.REVEALED, 1) == [0, 3, 9]
+    store.update_jobs([4], state=JobState.SEEN, quiet_until=7)  # or as told
+    assert store.job(4).quiet_until == 7
+    assert store.job_ids(JobState.REVEALED, ids=[2, 4, 9, 10**9]) == [2, 9]
+    assert store.count_jobs(JobState.REVEALED, JobState.SEEN) == 6 and store.count_jobs(JobState.PAID) == 0
+    assert store.pending_steps(JobState.REVEALED) == {(3, Step.FINALIZE): [2]}
+    ran: list[str] = []  # the statements as sqlite ran them, values bound
+    store._db.set_trace_callback(ran.append)
+    store.awake_ids(JobState.REVEALED, 1)
+    store.pending_steps(JobState.SEEN, JobState.REVEALED)
+    store._db.set_trace_callback(None)
+    plans = [" ".join(row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql)) for sql in ran]
+    assert len(plans) == 2, plans
+    assert "USING INDEX jobs_quiet (state=? AND quiet_until<?)" in plans[0], plans  # a range, not the state
+    assert "USING INDEX jobs_pending" in plans[1], plans  # only the jobs in flight
+
+
 def test_job_ids_and_jobs_by_id(tmp_path):
     """Ids alone (no JSON read), and records of chosen ids: more ids than one query takes,
     ids in other states or unknown left out, id order (ids are numbers, not text)."""
@@ -321,7 +353,8 @@ def test_version_3_rows_are_read_as_records(tmp_path):
         db.execute("PRAGMA user_version=3")
     store = Store(path)
     job = store.job(12)
-    assert store.schema_version == SCHEMA_VERSION == 5
+    assert store.schema_version == SCHEMA_VERSION == 6
+    assert job.quiet_until == 0 and store.awake_ids(JobState.CLAIMED, 1) == [12]
     assert (job.terms, job.round, job.pending, job.seats, job.last_tx, job.seat_collateral) == (
         Terms(1, TERMS.client, b"hi", 4), Round(10, 20, 30), Pending(Step.DELIVER, 6), (0,), 5, 7)
     assert job.slashed == {0: 2**200} and job.settled == Settlement(JobStatus.FINALIZED, b"\xee" * 32)

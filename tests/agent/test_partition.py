@@ -144,7 +144,7 @@ def test_a_lone_agent_takes_every_job_at_once(anvil, engine, tmp_path):
     # challenge window ends (by the agent's reckoning, no earlier than the chain's).
     assert sorted(viewed) == sorted(jobs)
     ends = {j: env.market.job(j).challenge_end for j in jobs}
-    assert all(alone.worker.steps.schedule.delivered_until[j] >= ends[j] for j in jobs)
+    assert all(alone.store.job(j).quiet_until >= ends[j] for j in jobs)
 
 
 @pytest.mark.anvil
@@ -200,4 +200,3 @@ def test_one_holder_finalizes_each_job_and_a_backup_stands_in_for_one_that_does_
     for agent in live:  # settled jobs' turns and view times are forgotten
         agent.step()
         assert agent.worker.settle.finalize_at == agent.worker.settle.next_check == {}
-        assert agent.worker.steps.schedule.delivered_until == {}

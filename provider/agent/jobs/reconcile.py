@@ -110,8 +110,10 @@ class Reconciler:
             drawn = headers(self.w3, [record.block_number])[0]
             redraw_at = (now if drawn is None else drawn.timestamp) + redraw_delay(
                 self.market.min_windows().claim) + 1
+        # Our deliveries' challenge windows end by now + window (they were mined by now):
+        # no view of them until then (settle phase), a view each saved.
+        quiet_until = now + self.market.call("challenge_window") if step is Step.DELIVER and won else 0
         failed: dict[int, str] = {}
-        delivered: list[int] = []
         changes: dict[int, dict[str, Any]] = {}  # job id -> its new fields
         # One commit (one fsync) for the batch's jobs; the jobs a step moved alike (most
         # of a batch) are written by one statement.
@@ -125,9 +127,8 @@ class Reconciler:
                                                               skipped.get(job.job_id), redraw_at, extra)
                 elif step is Step.DELIVER:
                     reason = skipped.get(job.job_id, "no event")
-                    if job.job_id in won:
-                        delivered.append(job.job_id)
-                    changes[job.job_id], counted = self._delivery_applied(job, job.job_id in won, reason, extra)
+                    changes[job.job_id], counted = self._delivery_applied(
+                        job, job.job_id in won, reason, quiet_until, extra)
                     if not counted:
                         failed[job.job_id] = reason
                 else:
@@ -142,11 +143,6 @@ class Reconciler:
                     settle(self.store, job, job.settled)
         for job in self.store.jobs(ids=list(failed)):
             self.steps.fail(job, f"delivery skipped: {failed[job.job_id]}")
-        if delivered:
-            # Our deliveries' challenge windows end by now + window (they were mined by
-            # now): no view of them until then (settle phase), a view each saved.
-            until = now + self.market.call("challenge_window")
-            self.steps.schedule.delivered_until.update(dict.fromkeys(delivered, until))
 
     def _claim_applied(self, job: JobRecord, seats: list[int], reason: str | None,
                        redraw_at: int | None, extra: dict[str, Any]) -> dict[str, Any]:
@@ -183,15 +179,17 @@ class Reconciler:
         log.info("claim skipped", extra={"job_id": job_id, "reason": reason, "state": state.value})
         return {"state": state, "pending": None, "collateral": job.seat_collateral * len(job.seats), **extra}
 
-    def _delivery_applied(self, job: JobRecord, delivered: bool, reason: str,
+    def _delivery_applied(self, job: JobRecord, delivered: bool, reason: str, quiet_until: int,
                           extra: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """The fields of an r = 1 job our mined delivery carried, and False for a
-        failure to count (`fail`)."""
+        """The fields of an r = 1 job our mined delivery carried (quiet until the chain
+        time its challenge window ends), and False for a failure to count (`fail`)."""
         if delivered:
             # A challenge that came before its receipt re-opened the job: a round we
             # may be drawn for like anyone.
-            state = JobState.SEEN if job.challenge else JobState.REVEALED
-            return {"state": state, "pending": None, "failures": 0, **extra}, True
+            if job.challenge:
+                return {"state": JobState.SEEN, "pending": None, "failures": 0, **extra}, True
+            return {"state": JobState.REVEALED, "quiet_until": quiet_until, "pending": None, "failures": 0,
+                    **extra}, True
         if reason in TOO_EARLY:  # mined in its claim's block: again from a later one
             self.steps.schedule.deliver_at[job.job_id] = time.monotonic() + RETRY_SOON
             return {"pending": None, **extra}, True

@@ -39,16 +39,12 @@ class Settler:
 
     def _viewed(self, state: JobState, now: int) -> list[tuple[JobRecord, Any]]:
         """The jobs in `state` due for a fresh view, with their views read in one batch.
-        Our r = 1 deliveries are left alone, not even read from the store, until their
-        challenge window ends (chain time)."""
-        # An expired entry means what no entry means: drop them, or both grow by a job each.
+        Our r = 1 deliveries are left alone, not even found in the store (an index range
+        skips them), until their challenge window ends (chain time: `quiet_until`)."""
+        # An expired entry means what no entry means: drop them, or it grows by a job each.
         mono = time.monotonic()
         self.next_check = {j: t for j, t in self.next_check.items() if t > mono}
-        delivered_until = self.steps.schedule.delivered_until
-        for ended in [j for j, end in delivered_until.items() if end < now]:
-            del delivered_until[ended]
-        ids = [i for i in self.store.job_ids(state)
-               if delivered_until.get(i, -1) < now and self._due_for_check(i)]
+        ids = [i for i in self.store.awake_ids(state, now) if self._due_for_check(i)]
         due = [j for j in self.store.jobs(state, ids=ids) if j.pending is None]
         return list(zip(due, self.market.jobs([j.job_id for j in due], block=self.steps.head.number)))
 
@@ -69,14 +65,15 @@ class Settler:
                 ids, [stored[i].result for i in ids], [stored[i].salt for i in ids]))
 
     def finalize(self, now: int) -> None:
-        held = set(self.store.job_ids(JobState.REVEALED))
+        held = set(self.store.job_ids(JobState.REVEALED, ids=self.finalize_at))
         for gone in [j for j in self.finalize_at if j not in held]:  # settled: forget it
             del self.finalize_at[gone]
         due: list[int] = []
         unranked: list[tuple[JobRecord, Any]] = []
+        quiet: dict[int, dict[str, int]] = {}
         for job, info in self._viewed(JobState.REVEALED, now):
             if info.status is JobStatus.DELIVERED and now <= info.challenge_end:
-                self.steps.schedule.delivered_until[job.job_id] = info.challenge_end
+                quiet[job.job_id] = {"quiet_until": info.challenge_end}
             if info.status.settled:
                 # Settled without an event reaching us (an unchallenged r = 1 delivery
                 # settles lazily when its window ends, and the watcher trails the head):
@@ -92,6 +89,7 @@ class Settler:
                 unranked.append((job, info))
             elif time.monotonic() >= self.finalize_at[job.job_id]:
                 due.append(job.job_id)
+        self.store.update_each(quiet)
         due += self._rank_finalizers(unranked)
         for chunk in chunks(due, MAX_ID_BATCH):
             self.steps.send(self.market.build_finalize_many(chunk), Step.FINALIZE, chunk)

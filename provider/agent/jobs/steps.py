@@ -34,8 +34,6 @@ class Schedule:
 
     turn_at: dict[int, float] = field(default_factory=dict)  # SEEN job -> when we may claim it
     deliver_at: dict[int, float] = field(default_factory=dict)  # CLAIMED r = 1 job -> when we may deliver
-    # our delivery -> chain time its challenge window ends: no view of it until then
-    delivered_until: dict[int, int] = field(default_factory=dict)
 
 
 class JobSteps:

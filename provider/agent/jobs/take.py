@@ -69,12 +69,9 @@ class Taker:
         seen = set(seen_ids)
         for gone in [j for j in schedule.turn_at if j not in seen]:
             del schedule.turn_at[gone]
-        for challenged in [j for j in schedule.delivered_until if j in seen]:  # our delivery, disputed
-            del schedule.delivered_until[challenged]
         self._vetted &= seen
         # Capacity bounds work in progress; revealed jobs only wait for settlement.
-        counts = self.store.job_counts()
-        held = sum(counts.get(s, 0) for s in (JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED))
+        held = self.store.count_jobs(JobState.CLAIMING, JobState.CLAIMED, JobState.COMMITTED)
         held += len(self._claiming & seen)
         # Jobs waiting for our turn are not even read: at r = 1 most jobs an agent sees
         # are other providers' to take first.

@@ -400,30 +400,26 @@ class Store:
         """Jobs in `states` (all without), in id order; with `ids`, only those jobs
         (filtered in sqlite: decoding every waiting job's JSON on each poll cost the
         agent more than its RPC)."""
-        sql = f"SELECT {_JOB} FROM jobs WHERE 1"
-        if states:
-            sql += f" AND state IN ({_marks(states)})"
-        args: list[Any] = [JobState(s).value for s in states]
-        if ids is None:
-            rows = self._rows(sql, args)
-        else:
-            rows = []
-            for chunk in _id_chunks(ids):
-                rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
+        rows = self._job_rows(_JOB, states, ids)
         return sorted((job_record(r) for r in rows), key=lambda j: j.job_id)
 
     def job_ids(self, *states: JobState, ids: Iterable[int] | None = None) -> list[int]:
         """The ids of the jobs in `states` (only among `ids`, with those), in id order,
         without reading their data."""
-        sql = f"SELECT job_id FROM jobs WHERE state IN ({_marks(states)})"
-        args = [JobState(s).value for s in states]
+        return sorted(int(r["job_id"]) for r in self._job_rows("job_id", states, ids))
+
+    def _job_rows(self, columns: str, states: Sequence[JobState], ids: Iterable[int] | None) -> list[sqlite3.Row]:
+        """`columns` of the jobs in `states` (all without), only among `ids` with those."""
+        sql = f"SELECT {columns} FROM jobs WHERE 1"
+        if states:
+            sql += f" AND state IN ({_marks(states)})"
+        args: list[Any] = [JobState(s).value for s in states]
         if ids is None:
-            rows = self._rows(sql, args)
-        else:
-            rows = []
-            for chunk in _id_chunks(ids):
-                rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
-        return sorted(int(r["job_id"]) for r in rows)
+            return self._rows(sql, args)
+        rows = []
+        for chunk in _id_chunks(ids):
+            rows += self._rows(sql + f" AND job_id IN ({_marks(chunk)})", args + chunk)
+        return rows
 
     def awake_ids(self, state: JobState, now: int) -> list[int]:
         """The ids of the jobs in `state` whose quiet time is over at chain time `now`, in

@@ -24,6 +24,7 @@ import os
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -79,6 +80,10 @@ class KeepAlive:
     Failures are ``OSError``s, as requests' are: a refused or dropped connection, a
     timeout, a malformed or non-2xx answer (``ConnectionError``). A kept-alive connection
     the node closed while idle is re-opened once, transparently.
+
+    Connections are closed, not left to the garbage collector: a thread's once the
+    thread has ended (when another thread opens one), all of them by ``close()`` or when
+    the KeepAlive itself is collected.
     """
 
     def __init__(self, url: str, timeout: float):
@@ -93,7 +98,10 @@ class KeepAlive:
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self._headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
         self._timeout = timeout
-        self._local = threading.local()
+        # thread ident -> (that thread, its connection); written under the lock
+        self._conns: dict[int, tuple[threading.Thread, http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._conns, self._lock)
 
     def make_post_request(self, endpoint_uri: str, data: bytes, **_: Any) -> bytes:
         for attempt in (1, 2):
@@ -121,23 +129,42 @@ class KeepAlive:
             return body
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close every thread's connection (a later request opens a new one)."""
+        _close_all(self._conns, self._lock)
+
     def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            host, port = self._address
-            if self._https:
-                context = ssl.create_default_context(cafile=_ca_bundle() or certifi.where())
-                conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=context)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            self._local.conn = conn
+        me = threading.current_thread()
+        held = self._conns.get(me.ident)
+        if held is not None and held[0] is me:
+            return held[1]
+        host, port = self._address
+        if self._https:
+            context = ssl.create_default_context(cafile=_ca_bundle() or certifi.where())
+            conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        with self._lock:  # ended threads' connections (an ident may be a new thread's now)
+            for ident, (thread, old) in list(self._conns.items()):
+                if not thread.is_alive() or ident == me.ident:
+                    old.close()
+                    del self._conns[ident]
+            self._conns[me.ident] = (me, conn)
         return conn
 
     def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._lock:
+            held = self._conns.pop(threading.get_ident(), None)
+        if held is not None:
+            held[1].close()
+
+
+def _close_all(conns: dict[int, tuple[threading.Thread, http.client.HTTPConnection]],
+               lock: threading.Lock) -> None:
+    with lock:
+        for _, conn in conns.values():
             conn.close()
-            self._local.conn = None
+        conns.clear()
 
 
 def _ca_bundle() -> str | None:

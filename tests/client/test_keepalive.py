@@ -105,3 +105,38 @@ def test_a_garbage_answer_is_a_connection_error():
 def test_only_http_urls():
     with pytest.raises(ValueError):
         KeepAlive("ws://127.0.0.1:8546", 5)
+
+
+def test_connections_are_closed_when_their_thread_ends_on_close_and_when_collected(node):
+    """No socket is left to the garbage collector (a ResourceWarning, and a descriptor held
+    until then): an ended thread's connection is closed when another thread connects,
+    all of them by close() or when the KeepAlive is collected; each thread keeps its own."""
+    import gc
+    import weakref
+
+    poster = KeepAlive(_url(node), 5)
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode()
+
+    def post() -> None:
+        poster.make_post_request("", request)
+
+    def sockets() -> list[socket.socket]:
+        return [conn.sock for _, conn in poster._conns.values()]  # noqa: SLF001
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    worker.join()
+    ended = sockets()
+    assert len(ended) == 1 and ended[0].fileno() >= 0  # kept while nobody else connects
+    post()  # the main thread's own connection; the ended thread's is closed meanwhile
+    assert ended[0].fileno() == -1 and len(sockets()) == 1
+    post()
+    assert Node.connections == 2  # the main thread's connection served both requests
+    mine = sockets()[0]
+    poster.close()
+    assert mine.fileno() == -1 and sockets() == []
+    post()
+    kept, gone = sockets()[0], weakref.ref(poster)
+    del poster
+    gc.collect()
+    assert gone() is None and kept.fileno() == -1

@@ -21,6 +21,10 @@ from client.transport import http_web3
 
 REPO = Path(__file__).resolve().parents[1]
 ANVIL = shutil.which("anvil", path=str(REPO / "node_modules" / ".bin")) or shutil.which("anvil")
+# A node outlives a test or bench killed with SIGKILL unless the kernel stops it: started
+# through util-linux's setpriv, it gets SIGTERM when the thread that started it ends
+# (npm's launcher passes that on to anvil). Where setpriv is missing, stop() alone.
+_DIES_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 
 def free_port() -> int:
@@ -58,13 +62,14 @@ class Anvil:
 
 
 def start_anvil(*args: str, log: Path | None = None, timeout: float = 30) -> Anvil:
-    """An anvil on a free port with ``args``, answering RPC; the caller must stop() it.
-    Its output goes to ``log`` (default: none, ``--silent``). ``RuntimeError`` if it
-    cannot start."""
+    """An anvil on a free port with ``args``, answering RPC; the caller must stop() it
+    (it stops by itself once the calling thread ends, where setpriv exists: call from a
+    thread that outlives it). Its output goes to ``log`` (default: none, ``--silent``).
+    ``RuntimeError`` if it cannot start."""
     if ANVIL is None:
         raise RuntimeError("anvil not found: run ./verinfer.sh setup (npm install)")
     port = free_port()
-    command = [ANVIL, "--port", str(port), *args]
+    command = [*_DIES_WITH_US, ANVIL, "--port", str(port), *args]
     if log is None:
         node = Anvil(subprocess.Popen([*command, "--silent"]), port)
     else:
